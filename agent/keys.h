@@ -1,0 +1,43 @@
+/* keys: the PSK key store, read from a psktool-format file ("identity:hexkey" lines). */
+#ifndef PSKTUN_KEYS_H
+#define PSKTUN_KEYS_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "diag.h"
+
+#define PSKTUN_KEY_MIN 16	/* bytes */
+#define PSKTUN_KEY_MAX 64	/* bytes; GnuTLS accepts longer, meters never use more */
+#define PSKTUN_IDENTITY_MAX 128	/* bytes; longer lines are errors */
+
+struct psktun_key {
+	char *identity;		/* NUL-terminated, owned */
+	size_t identity_len;
+	uint8_t *key;		/* owned, zeroed when freed */
+	size_t key_len;
+};
+
+/* Sorted by identity (memcmp order, then length) for binary search. */
+struct psktun_keys {
+	struct psktun_key *v;
+	size_t n;
+};
+
+/*
+ * Load a key file. Refuses a file that is group-writable or readable or
+ * writable by others ("FILE: is readable by group or others (mode 0644); run chmod 600 FILE").
+ * Each bad line is reported "FILE:LINE: message" (never quoting a key);
+ * duplicate identities, keys shorter than PSKTUN_KEY_MIN bytes, odd or
+ * non-hex digits, empty identities, identities with ':' are errors.
+ * '#' comment lines and blank lines are skipped; trailing CR/whitespace ignored.
+ * Returns 0 and *out, or a negative errno with at least one diag line.
+ * With check_mode false the permission check is skipped (for tests and psktunctl).
+ */
+int psktun_keys_load(const char *path, bool check_mode, struct psktun_keys **out, struct psktun_diag *diag);
+
+/* NULL if absent. */
+const struct psktun_key *psktun_keys_find(const struct psktun_keys *k, const char *identity, size_t len);
+
+/* Zeroes every key, frees everything; NULL is fine. */
+void psktun_keys_free(struct psktun_keys *k);
+#endif

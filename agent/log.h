@@ -1,0 +1,20 @@
+/* log: one place that writes log lines, to stderr (-f) or syslog. */
+#ifndef PSKTUN_LOG_H
+#define PSKTUN_LOG_H
+#include <stdarg.h>
+#include <stdbool.h>
+#include <syslog.h>
+
+/* Levels are syslog's. The default threshold is LOG_NOTICE; each -v lowers it. */
+void psktun_log_init(bool to_stderr, int verbosity);
+void psktun_log_deinit(void);
+bool psktun_log_enabled(int level);
+void psktun_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void psktun_vlog(int level, const char *fmt, va_list ap);
+
+#define log_err(...)     psktun_log(LOG_ERR, __VA_ARGS__)
+#define log_warn(...)    psktun_log(LOG_WARNING, __VA_ARGS__)
+#define log_notice(...)  psktun_log(LOG_NOTICE, __VA_ARGS__)
+#define log_info(...)    psktun_log(LOG_INFO, __VA_ARGS__)
+#define log_debug(...)   do { if (psktun_log_enabled(LOG_DEBUG)) psktun_log(LOG_DEBUG, __VA_ARGS__); } while (0)
+#endif

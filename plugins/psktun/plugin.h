@@ -1,0 +1,230 @@
+/* psktun plugin ABI: what a protocol plugin exports and what the daemon offers it. */
+#ifndef PSKTUN_PLUGIN_H
+#define PSKTUN_PLUGIN_H
+
+/*
+ * Writing a plugin
+ * ================
+ * A plugin is a shared object `NAME.so` in the daemon's plugin directory
+ * (`plugin = "NAME"` in a tunnel). It exports exactly one symbol,
+ *
+ *	const struct psktun_plugin psktun_plugin = { .abi = PSKTUN_PLUGIN_ABI, ... };
+ *
+ * The daemon dlopen()s the file, looks up `psktun_plugin`, and refuses the
+ * plugin (with a log line naming the file) unless `abi` equals the daemon's
+ * PSKTUN_PLUGIN_ABI, `size` is at least the size the daemon knows, and `name`
+ * equals NAME. The plugin never calls the daemon's own symbols: everything it
+ * may do is in the `struct psktun_host` table handed to init().
+ *
+ * Words used below
+ *   tunnel side: the DTLS session (gateway: toward the cloud; terminator:
+ *                toward the gateway or device). Datagrams seen here are
+ *                already decrypted.
+ *   plain side:  the cleartext UDP side (gateway: the meters on the LAN;
+ *                terminator: the backend server).
+ *
+ * Threading: every callback runs on the daemon's event loop thread; a
+ * callback must not block. All pointers passed to a callback are valid only
+ * for the duration of that call unless stated otherwise.
+ *
+ * Datagram callbacks receive the datagram in a buffer the daemon owns:
+ * `buf` holds `*len` bytes and has room for `cap` bytes (cap >= *len + 256,
+ * and at least 2048). A plugin may rewrite it in place (and set `*len`) to
+ * forward a changed datagram or to put a local reply there.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bump on any incompatible change to the structs below. */
+#define PSKTUN_PLUGIN_ABI 1
+
+/* Opaque handles owned by the daemon. */
+struct psktun_session;	/* one DTLS session: one meter on one tunnel */
+struct psktun_tunnel;	/* one `tunnels` entry of the configuration */
+
+enum psktun_role {
+	PSKTUN_ROLE_GATEWAY = 1,
+	PSKTUN_ROLE_TERMINATOR = 2,
+};
+
+/* What the daemon does with a datagram after a datagram callback. */
+enum psktun_verdict {
+	PSKTUN_FORWARD = 0,	/* send buf[0..*len) on to the other side */
+	PSKTUN_DROP = 1,	/* discard; ctx->reason picks the counter */
+	PSKTUN_REPLY = 2,	/* send buf[0..*len) back to where it came from
+				 * (gateway plain side: the meter; terminator
+				 * tunnel side: into the session); if
+				 * ctx->reason is set it is also counted */
+	PSKTUN_CLOSE = 3,	/* forward buf[0..*len) if *len > 0, then close
+				 * the session (close_notify) */
+};
+
+/* Which drop counter a dropped (or locally refused) datagram increments. */
+enum psktun_reason {
+	PSKTUN_REASON_NONE = 0,
+	PSKTUN_REASON_MALFORMED = 1,	/* dropped_malformed */
+	PSKTUN_REASON_POLICY = 2,	/* dropped_policy */
+	PSKTUN_REASON_UNKNOWN = 3,	/* dropped_unknown */
+};
+
+enum psktun_log_level {
+	PSKTUN_LOG_ERR = 3,
+	PSKTUN_LOG_WARNING = 4,
+	PSKTUN_LOG_NOTICE = 5,
+	PSKTUN_LOG_INFO = 6,
+	PSKTUN_LOG_DEBUG = 7,
+};
+
+/* One `options = { key = value; }` entry; numbers and booleans arrive as
+ * their text ("30", "true"). */
+struct psktun_option {
+	const char *key;
+	const char *value;
+};
+
+/* Per-datagram context, filled by the daemon; `reason` and `target` are
+ * written by the plugin. */
+struct psktun_dgram {
+	struct psktun_tunnel *tunnel;
+	void *tunnel_data;		/* what init() stored */
+	struct psktun_session *session;	/* NULL: not known (see on_plain) */
+	void *session_data;		/* what session_open() stored */
+	const struct sockaddr *from;	/* where the datagram came from */
+	enum psktun_reason reason;	/* out: counter for DROP/REPLY */
+	struct psktun_session *target;	/* out: on_plain with session NULL,
+					 * the session to forward into */
+	uint64_t reserved[4];
+};
+
+/*
+ * Functions the daemon offers. Every int result is 0 or a negative errno.
+ * A `struct psktun_session *` stays valid until session_close() returns.
+ */
+struct psktun_host {
+	uint32_t abi;			/* PSKTUN_PLUGIN_ABI */
+	uint32_t size;			/* sizeof(struct psktun_host) */
+
+	/* Log one line, prefixed with the tunnel's name. Never log keys. */
+	void (*log)(struct psktun_tunnel *t, enum psktun_log_level level,
+		    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+	/* The tunnel's role and name. */
+	enum psktun_role (*role)(struct psktun_tunnel *t);
+	const char *(*tunnel_name)(struct psktun_tunnel *t);
+
+	/* Milliseconds of a monotonic clock (the event loop's time). */
+	uint64_t (*now_ms)(struct psktun_tunnel *t);
+
+	/* Send a datagram on the plain side for this session (gateway: to the
+	 * meter's most recent address; terminator: to the backend). */
+	int (*send_plain)(struct psktun_session *s, const uint8_t *buf, size_t len);
+	/* Send a datagram on the plain side of a tunnel to an explicit
+	 * address (gateway: e.g. a LAN broadcast for ADVERTISE). */
+	int (*send_plain_to)(struct psktun_tunnel *t, const struct sockaddr *to,
+			     const uint8_t *buf, size_t len);
+	/* Send a datagram into the DTLS session (queued while it handshakes). */
+	int (*send_tunnel)(struct psktun_session *s, const uint8_t *buf, size_t len);
+
+	/* The session's authenticated PSK identity (gateway: the meter's
+	 * identity), not NUL-terminated; *len receives its length. */
+	const char *(*identity)(struct psktun_session *s, size_t *len);
+	/* Find a tunnel's session by identity; NULL if none is established. */
+	struct psktun_session *(*find_session)(struct psktun_tunnel *t,
+					       const char *identity, size_t len);
+
+	/* Make the session's idle timeout at least `seconds` (never lowers
+	 * it below the configured dtls.idle_timeout_s). */
+	void (*set_idle_timeout)(struct psktun_session *s, uint32_t seconds);
+	/* Report that something that needs an answer got none: the path may
+	 * be dead; the daemon decides whether to re-handshake. */
+	void (*report_silent)(struct psktun_session *s);
+	/* Ask for a new handshake on a fresh socket (gateway). */
+	void (*rehandshake)(struct psktun_session *s);
+
+	/* One timer per session: on_session_timer() runs once after `ms`;
+	 * arming again replaces the deadline; ms == 0 cancels. */
+	int (*session_timer)(struct psktun_session *s, uint32_t ms);
+	/* One timer per tunnel, likewise, calling on_tunnel_timer(). */
+	int (*tunnel_timer)(struct psktun_tunnel *t, uint32_t ms);
+
+	/* Terminator: talk to the backend from one shared UDP socket bound
+	 * to `local` ("host:port") instead of one socket per session. Every
+	 * datagram the backend sends there reaches on_plain() with
+	 * session == NULL; the plugin names the session in ctx->target. */
+	int (*use_shared_plain)(struct psktun_tunnel *t, const char *local);
+
+	/* A plain-side peer's address in text, "1.2.3.4:5" or "[::1]:5". */
+	const char *(*addr_str)(const struct sockaddr *sa, char *buf, size_t len);
+
+	void *reserved[8];
+};
+
+/*
+ * The exported plugin. Unused callbacks may be NULL (NULL datagram
+ * callbacks forward everything unchanged).
+ */
+struct psktun_plugin {
+	uint32_t abi;			/* PSKTUN_PLUGIN_ABI */
+	uint32_t size;			/* sizeof(struct psktun_plugin) */
+	const char *name;		/* must equal the file name without .so */
+	const char *version;		/* free text, logged at load */
+
+	/* Once per tunnel that names this plugin. Unknown or invalid options
+	 * must fail with -EINVAL after logging what is wrong. `opts` is valid
+	 * only during the call: copy what you keep. Store per-tunnel state
+	 * in *tunnel_data. */
+	int (*init)(const struct psktun_host *host, struct psktun_tunnel *t,
+		    const struct psktun_option *opts, size_t n_opts,
+		    void **tunnel_data);
+	void (*fini)(void *tunnel_data);
+
+	/*
+	 * Gateway only: a datagram from a LAN source that no `meters` entry
+	 * and no earlier binding names. Write the identity it claims (e.g. an
+	 * MQTT-SN CONNECT's ClientId) into id[0..*id_len) (room: *id_len on
+	 * entry) and return 0; return -ENOENT if the datagram names nobody
+	 * (the daemon drops it, dropped_unknown) or -EBADMSG if it is
+	 * malformed (dropped_malformed). The daemon then checks the identity
+	 * against the key file and, if it is there, binds the source to it.
+	 */
+	int (*identify)(void *tunnel_data, const struct sockaddr *from,
+			const uint8_t *buf, size_t len, char *id, size_t *id_len);
+
+	/* Datagram from the plain side. Gateway: from a meter, before it
+	 * enters the meter's session (ctx->session is set; it may still be
+	 * handshaking). Terminator: from the backend, before it enters the
+	 * session (ctx->session is NULL for the shared socket). */
+	enum psktun_verdict (*on_plain)(struct psktun_dgram *ctx, uint8_t *buf,
+					size_t *len, size_t cap);
+	/* Datagram decrypted from the session, before it goes to the plain
+	 * side. */
+	enum psktun_verdict (*on_tunnel)(struct psktun_dgram *ctx, uint8_t *buf,
+					 size_t *len, size_t cap);
+
+	/* A session is created (gateway: before its handshake; terminator:
+	 * when the handshake completes) and when it ends. */
+	int (*session_open)(void *tunnel_data, struct psktun_session *s,
+			    void **session_data);
+	void (*session_close)(void *tunnel_data, struct psktun_session *s,
+			      void *session_data);
+
+	void (*on_session_timer)(void *tunnel_data, struct psktun_session *s,
+				 void *session_data);
+	void (*on_tunnel_timer)(void *tunnel_data);
+
+	void *reserved[8];
+};
+
+/* The one symbol a plugin exports. */
+#define PSKTUN_PLUGIN_SYMBOL "psktun_plugin"
+
+#ifdef __cplusplus
+}
+#endif
+#endif
