@@ -15,6 +15,7 @@ struct psktun_key {
 	size_t identity_len;
 	uint8_t *key;		/* owned, zeroed when freed */
 	size_t key_len;
+	int line;		/* in the key file (addition) */
 };
 
 /* Sorted by identity (memcmp order, then length) for binary search. */
@@ -25,7 +26,8 @@ struct psktun_keys {
 
 /*
  * Load a key file. Refuses a file that is group-writable or readable or
- * writable by others ("FILE: is readable by group or others (mode 0644); run chmod 600 FILE").
+ * writable by others ("FILE: key file is group-writable or open to others (mode 0644);
+ * run chmod 600 FILE (or chmod 640 ...)", -EPERM); 0640 is fine (root:psktun 0640).
  * Each bad line is reported "FILE:LINE: message" (never quoting a key);
  * duplicate identities, keys shorter than PSKTUN_KEY_MIN bytes, odd or
  * non-hex digits, empty identities, identities with ':' are errors.

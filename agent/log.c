@@ -1,1 +1,86 @@
-/* placeholder */
+/* log: formats one line per event and sends it to stderr (-f) or syslog. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static bool log_to_stderr = true;	/* until psktun_log_init says otherwise */
+static bool log_syslog_open;
+static int log_threshold = LOG_NOTICE;
+
+static const char *level_name(int level)
+{
+	static const char *const names[] = {
+		[LOG_EMERG] = "emerg",	[LOG_ALERT] = "alert",
+		[LOG_CRIT] = "crit",	[LOG_ERR] = "error",
+		[LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
+		[LOG_INFO] = "info",	[LOG_DEBUG] = "debug",
+	};
+
+	if (level < LOG_EMERG || level > LOG_DEBUG)
+		return "?";
+	return names[level];
+}
+
+void psktun_log_init(bool to_stderr, int verbosity)
+{
+	int t = LOG_NOTICE + verbosity;
+
+	if (t > LOG_DEBUG)
+		t = LOG_DEBUG;
+	if (t < LOG_EMERG)
+		t = LOG_EMERG;
+	log_threshold = t;
+	log_to_stderr = to_stderr;
+	if (!to_stderr && !log_syslog_open) {
+		openlog("psktund", LOG_PID, LOG_DAEMON);
+		log_syslog_open = true;
+	}
+}
+
+void psktun_log_deinit(void)
+{
+	if (log_syslog_open)
+		closelog();
+	log_syslog_open = false;
+	log_to_stderr = true;
+	log_threshold = LOG_NOTICE;
+}
+
+bool psktun_log_enabled(int level)
+{
+	return level <= log_threshold;
+}
+
+void psktun_vlog(int level, const char *fmt, va_list ap)
+{
+	int saved_errno = errno;	/* callers may log and then look at errno */
+	char buf[1024];
+
+	if (!psktun_log_enabled(level))
+		return;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	/* One event, one line: a name from a datagram or a file must not forge more. */
+	for (char *p = buf; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+
+	if (log_to_stderr) {
+		fprintf(stderr, "psktund[%ld]: %s: %s\n", (long)getpid(), level_name(level), buf);
+		fflush(stderr);
+	} else {
+		syslog(level, "%s", buf);
+	}
+	errno = saved_errno;
+}
+
+void psktun_log(int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	psktun_vlog(level, fmt, ap);
+	va_end(ap);
+}

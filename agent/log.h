@@ -10,7 +10,7 @@ void psktun_log_init(bool to_stderr, int verbosity);
 void psktun_log_deinit(void);
 bool psktun_log_enabled(int level);
 void psktun_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void psktun_vlog(int level, const char *fmt, va_list ap);
+void psktun_vlog(int level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 #define log_err(...)     psktun_log(LOG_ERR, __VA_ARGS__)
 #define log_warn(...)    psktun_log(LOG_WARNING, __VA_ARGS__)

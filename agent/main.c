@@ -1,1 +1,167 @@
-int main(void) { return 0; }
+/* main: psktund's command line: check (-n), foreground (-f) or daemon, then run the loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "daemon.h"
+#include "log.h"
+
+#define DEFAULT_CONFIG PSKTUN_SYSCONFDIR "/psktun/psktun.conf"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: psktund [-c FILE] [-f] [-n] [-v]... [-V]\n"
+		   "  -c FILE  configuration (default: %s)\n"
+		   "  -f       stay in the foreground and log to stderr\n"
+		   "  -n       check the configuration and the key file, then exit\n"
+		   "  -v       more log detail (repeatable)\n"
+		   "  -V       print the version\n", DEFAULT_CONFIG);
+}
+
+static void print_diag(const struct psktun_diag *diag)
+{
+	for (size_t i = 0; i < diag->n && i < PSKTUN_DIAG_MAX; i++)
+		fprintf(stderr, "%s\n", diag->line[i]);
+	if (diag->lost)
+		fprintf(stderr, "(%zu more problems not shown)\n", diag->lost);
+}
+
+/* Everything -n checks, and everything startup needs before it touches the network. */
+static int load(const char *path, struct psktun_config **cfg, struct psktun_keys **keys,
+		struct psktun_diag *diag)
+{
+	int r = psktun_config_load(path, cfg, diag);
+
+	if (r < 0)
+		return r;
+	r = psktun_keys_load((*cfg)->keys, true, keys, diag);
+	if (r < 0)
+		return r;
+	r = psktun_config_check_keys(*cfg, *keys, diag);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < (*cfg)->n_tunnels; i++) {
+		const struct psktun_conf_tunnel *t = &(*cfg)->tunnels[i];
+		const struct plugin *p;
+
+		if (t->plugin && plugin_load((*cfg)->plugin_dir, t->plugin, &p) < 0) {
+			psktun_diag_add(diag, path, t->line, "plugin '%s' cannot be loaded from %s",
+					t->plugin, (*cfg)->plugin_dir);
+			r = -EINVAL;
+		}
+	}
+	if ((*cfg)->dtls.priority) {
+		gnutls_priority_t prio;
+		const char *err = NULL;
+
+		if (gnutls_priority_init(&prio, (*cfg)->dtls.priority, &err) < 0) {
+			psktun_diag_add(diag, path, 0, "dtls.priority is not a valid GnuTLS priority string (at \"%s\")",
+					err ? err : "");
+			r = -EINVAL;
+		} else {
+			gnutls_priority_deinit(prio);
+		}
+	}
+	return r;
+}
+
+static int daemonize(void)
+{
+	pid_t pid = fork();
+	int fd;
+
+	if (pid < 0)
+		return -errno;
+	if (pid > 0)
+		_exit(0);
+	if (setsid() < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid > 0)
+		_exit(0);
+	if (chdir("/") < 0)
+		return -errno;
+	fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = DEFAULT_CONFIG;
+	bool foreground = false, check = false;
+	int verbosity = 0, opt, r;
+	struct psktun_config *cfg = NULL;
+	struct psktun_keys *keys = NULL;
+	struct psktun_diag diag;
+	static struct daemon d;
+
+	while ((opt = getopt(argc, argv, "c:fnvVh")) != -1) {
+		switch (opt) {
+		case 'c': path = optarg; break;
+		case 'f': foreground = true; break;
+		case 'n': check = true; break;
+		case 'v': verbosity++; break;
+		case 'V': printf("psktund %s\n", PACKAGE_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	psktun_log_init(foreground || check, verbosity);
+	psktun_diag_init(&diag);
+	r = load(path, &cfg, &keys, &diag);
+	if (r < 0 || diag.n) {
+		print_diag(&diag);
+		if (!check)
+			fprintf(stderr, "psktund: not started: fix the configuration above (check with psktund -n -c %s)\n", path);
+		psktun_diag_deinit(&diag);
+		psktun_config_free(cfg);
+		psktun_keys_free(keys);
+		plugin_unload_all();
+		return 1;
+	}
+	psktun_diag_deinit(&diag);
+	if (check) {
+		printf("configuration OK\n");
+		psktun_config_free(cfg);
+		psktun_keys_free(keys);
+		plugin_unload_all();
+		return 0;
+	}
+	if (!foreground && daemonize() < 0) {
+		fprintf(stderr, "psktund: cannot become a daemon: %s\n", strerror(errno));
+		return 1;
+	}
+	d.loop = uv_default_loop();
+	d.loop->data = &d;
+	r = daemon_start(&d, cfg, keys);
+	if (r < 0) {
+		log_err("not started");
+		daemon_stop(&d, 1);
+	}
+	uv_run(d.loop, UV_RUN_DEFAULT);
+	uv_loop_close(d.loop);
+	dtls_global_deinit(&d);
+	psktun_config_free(d.cfg);
+	psktun_keys_free(d.keys);
+	plugin_unload_all();
+	if (!d.exit_code)
+		log_notice("stopped");
+	psktun_log_deinit();
+	return d.exit_code;
+}

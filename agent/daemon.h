@@ -1,0 +1,247 @@
+/* daemon: the runtime objects (daemon, tunnel, session) shared by the agent's event-loop code. */
+#ifndef PSKTUN_DAEMON_H
+#define PSKTUN_DAEMON_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/dtls.h>
+#include <uv.h>
+#include "config.h"
+#include "htab.h"
+#include "keys.h"
+#include "queue.h"
+#include "resume.h"
+#include "stats.h"
+#include "psktun/plugin.h"
+
+#define PSKTUN_DGRAM_MAX 65536	/* the largest UDP payload we read */
+
+struct daemon;
+struct tunnel;
+struct plugin;
+
+enum session_state {
+	SESSION_NEW,		/* created, nothing sent yet */
+	SESSION_RESOLVING,	/* gateway: waiting for the DNS answer for `connect` */
+	SESSION_HANDSHAKING,
+	SESSION_ESTABLISHED,
+	SESSION_BACKOFF,	/* gateway: a handshake failed; waiting before the next */
+	SESSION_CLOSING,	/* handles closing; freed when the last one is closed */
+};
+
+const char *session_state_name(enum session_state st);
+
+/* Why a session ends, for the log line and counters. */
+enum close_reason {
+	CLOSE_IDLE,
+	CLOSE_PEER,		/* close_notify or fatal alert from the peer */
+	CLOSE_ERROR,
+	CLOSE_SHUTDOWN,
+	CLOSE_RELOAD,
+	CLOSE_REPLACED,
+	CLOSE_PLUGIN,
+	CLOSE_HANDSHAKE,	/* terminator: a handshake that failed */
+	CLOSE_UNUSED,		/* gateway: created for a datagram a plugin answered locally */
+};
+
+/*
+ * One DTLS session: one meter on one tunnel. On a gateway it owns a UDP
+ * socket toward the tunnel's `connect`; on a terminator it owns a UDP
+ * socket toward the backend (unless the tunnel uses a shared plain socket).
+ */
+struct session {
+	struct tunnel *t;
+	struct session *prev, *next;	/* tunnel's list of sessions */
+	struct htab_node by_identity;	/* tunnel->by_identity (gateway: all; terminator: established) */
+	struct htab_node by_peer;	/* terminator: tunnel->by_peer */
+	bool in_by_identity, in_by_peer;
+
+	enum session_state state;
+	char identity[PSKTUN_IDENTITY_MAX + 1];
+	size_t identity_len;
+	uint8_t key_digest[32];		/* SHA-256 of the key, to see a changed key on reload */
+
+	gnutls_session_t tls;
+	gnutls_psk_client_credentials_t client_cred;	/* gateway */
+
+	uv_udp_t *sock;			/* gateway: toward the cloud (a fresh one per handshake);
+					 * terminator: toward the backend; NULL: none */
+	struct session *wait_next;	/* daemon's queue of sessions waiting for a handshake slot */
+	bool waiting;
+	uv_timer_t timer;		/* handshake retransmission, idle, backoff */
+	uv_timer_t *plugin_timer;	/* lazily, for host->session_timer */
+	unsigned open_handles;		/* handles still to see their close callback */
+
+	struct sockaddr_storage peer;	/* gateway: the meter's latest address; terminator: the DTLS peer */
+	const uint8_t *in;		/* the datagram GnuTLS may pull now */
+	size_t in_len;
+
+	struct dgram_queue queue;	/* plaintext waiting for the handshake */
+	unsigned failures;		/* consecutive failed handshakes */
+	uint64_t started_ms;		/* handshake start */
+	uint64_t last_rx_ms;		/* last datagram in either direction */
+	uint64_t last_uplink_ms, last_downlink_ms;
+	uint32_t idle_timeout_s;
+	bool closing_after_send;	/* plugin asked to close after forwarding */
+	bool counted_handshaking;
+
+	struct session *replaces;	/* terminator: the established session this one will replace */
+	struct session *replaced_by;
+
+	void *plugin_data;
+	bool plugin_open;
+
+	uint64_t plain_in, plain_out, records_in, records_out;
+};
+
+/* A LAN source bound to an identity (gateway): configured or learned via a plugin. */
+struct binding {
+	struct htab_node node;
+	struct sockaddr_storage addr;
+	bool with_port;
+	bool learned;
+	struct binding *next_learned;
+	char identity[PSKTUN_IDENTITY_MAX + 1];
+	size_t identity_len;
+};
+
+struct tunnel {
+	struct daemon *d;
+	struct tunnel *next;
+	struct psktun_conf_tunnel conf;	/* deep copy, owned */
+	enum psktun_mode mode;
+
+	uv_udp_t sock;			/* accept: gateway plaintext from meters; terminator DTLS */
+	bool sock_open;
+	struct sockaddr_storage accept_addr;
+
+	/* `connect`, resolved with libuv (again after a failure) */
+	char connect_host[256], connect_port[16];
+	struct sockaddr_storage connect_addr;
+	bool connect_resolved, resolving;
+	uint64_t resolved_ms;
+	uv_getaddrinfo_t resolve_req;
+
+	struct session *sessions;	/* every session of this tunnel */
+	unsigned n_sessions;
+	struct htab by_identity;
+	struct htab by_peer;		/* terminator */
+	struct htab bindings;		/* gateway: source -> identity */
+	struct binding *learned;	/* gateway: learned bindings, newest first */
+	struct resume_store resume;	/* gateway: by identity; terminator: by session ID */
+	unsigned n_learned;
+
+	const struct plugin *plugin;
+	void *plugin_data;
+	uv_timer_t *plugin_timer;
+	uv_udp_t *shared_plain;		/* terminator: use_shared_plain() */
+
+	unsigned open_handles;
+	bool closing;
+};
+
+struct daemon {
+	uv_loop_t *loop;
+	struct psktun_config *cfg;
+	struct psktun_keys *keys;
+	struct tunnel *tunnels;
+	struct psktun_stats stats;
+	unsigned n_sessions;		/* all tunnels */
+	unsigned n_handshaking;
+
+	gnutls_priority_t priority;
+	gnutls_psk_server_credentials_t server_cred;
+	gnutls_datum_t cookie_key;
+	uint8_t fake_key_secret[32];	/* unknown identities get a key derived from this */
+
+	uv_signal_t sig_hup, sig_term, sig_int;
+	uv_pipe_t control;
+	bool control_open;
+	bool stopping;
+	int exit_code;
+
+	struct session *wait_head, *wait_tail;	/* waiting for a handshake slot (max_handshakes) */
+
+	uint8_t rxbuf[PSKTUN_DGRAM_MAX + 512];	/* the one receive buffer (one loop, one thread);
+						 * the slack lets plugins rewrite in place */
+	uint8_t txbuf[PSKTUN_DGRAM_MAX + 512];	/* decrypted plaintext, plugin rewrites */
+};
+
+/* daemon.c */
+int daemon_start(struct daemon *d, struct psktun_config *cfg, struct psktun_keys *keys);
+void daemon_stop(struct daemon *d, int exit_code);
+void daemon_reload(struct daemon *d);
+uint64_t daemon_now_ms(const struct daemon *d);
+void daemon_rand(void *buf, size_t len);
+
+/* dtls.c */
+int dtls_global_init(struct daemon *d, const struct psktun_config *cfg);
+void dtls_global_deinit(struct daemon *d);
+int dtls_set_priority(struct daemon *d, const char *priority);
+int dtls_session_client(struct session *s, const struct psktun_key *key);
+int dtls_session_server(struct session *s, gnutls_dtls_prestate_st *prestate);
+void dtls_session_deinit(struct session *s);
+void dtls_key_digest(const struct psktun_key *key, uint8_t out[32]);
+void dtls_save_resumption(struct session *s);
+void dtls_fake_key(struct daemon *d, const char *identity, size_t len, uint8_t *out, size_t out_len);
+
+/* session.c */
+struct session *session_new(struct tunnel *t, const char *identity, size_t len);
+void session_close(struct session *s, enum close_reason why);
+void session_handshake_start(struct session *s);
+void session_handshake_step(struct session *s);
+void session_on_record(struct session *s, const uint8_t *data, size_t len);
+int session_send_tunnel(struct session *s, const uint8_t *data, size_t len);
+void session_touch(struct session *s);
+void session_set_idle(struct session *s, uint32_t seconds);
+void session_report_silent(struct session *s);
+void session_rehandshake(struct session *s);
+struct session *session_find_identity(struct tunnel *t, const char *identity, size_t len);
+uint64_t identity_hash(const char *identity, size_t len);
+
+/* tunnel.c */
+int tunnel_open(struct daemon *d, const struct psktun_conf_tunnel *conf, enum psktun_mode mode,
+		struct tunnel **out);
+void tunnel_close(struct tunnel *t);
+bool tunnel_conf_equal(const struct psktun_conf_tunnel *a, const struct psktun_conf_tunnel *b);
+void tunnel_resolve(struct tunnel *t);
+int tunnel_send_plain(struct tunnel *t, const struct sockaddr *to, const uint8_t *buf, size_t len);
+void tunnel_count_reason(struct tunnel *t, enum psktun_reason r);
+void handle_closed_free_session(uv_handle_t *h);
+
+/* gateway.c */
+int gateway_start(struct tunnel *t);
+void gateway_stop(struct tunnel *t);
+int gateway_bindings_load(struct tunnel *t, const struct psktun_config *cfg);
+int gateway_session_connect(struct session *s);
+void gateway_deliver(struct session *s, uint8_t *buf, size_t len);
+
+/* terminator.c */
+int terminator_start(struct tunnel *t);
+int terminator_use_shared_plain(struct tunnel *t, const struct sockaddr *local);
+void terminator_established(struct session *s);
+void terminator_deliver(struct session *s, uint8_t *buf, size_t len);
+
+/* plugin.c */
+int plugin_load(const char *dir, const char *name, const struct plugin **out);
+void plugin_unload_all(void);
+int plugin_tunnel_init(struct tunnel *t);
+void plugin_tunnel_fini(struct tunnel *t);
+int plugin_identify(struct tunnel *t, const struct sockaddr *from, const uint8_t *buf,
+		    size_t len, char *id, size_t *id_len);
+enum psktun_verdict plugin_on_plain(struct tunnel *t, struct session *s, const struct sockaddr *from,
+				    uint8_t *buf, size_t *len, size_t cap, enum psktun_reason *reason,
+				    struct session **target);
+enum psktun_verdict plugin_on_tunnel(struct session *s, uint8_t *buf, size_t *len, size_t cap,
+				     enum psktun_reason *reason);
+void plugin_session_open(struct session *s);
+void plugin_session_close(struct session *s);
+extern const struct psktun_host plugin_host;
+
+/* control.c */
+int control_start(struct daemon *d, const char *path);
+void control_stop(struct daemon *d);
+
+/* notify.c: systemd's sd_notify protocol, written directly. */
+void notify_systemd(const char *state);
+#endif

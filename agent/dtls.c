@@ -1,0 +1,302 @@
+/* dtls: GnuTLS over libuv UDP: credentials, priorities, cookies, push/pull for one session. */
+#include <errno.h>
+#include <string.h>
+#include <gnutls/crypto.h>
+#include "daemon.h"
+#include "log.h"
+
+static ssize_t push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
+{
+	struct session *s = ptr;
+	struct tunnel *t = s->t;
+	uv_buf_t b = uv_buf_init((char *)data, len);
+	int r;
+
+	if (t->mode == PSKTUN_MODE_GATEWAY)
+		r = s->sock ? uv_udp_try_send(s->sock, &b, 1, NULL) : UV_EBADF;
+	else
+		r = uv_udp_try_send(&t->sock, &b, 1, (const struct sockaddr *)&s->peer);
+	if (r < 0) {
+		/* A lost datagram: DTLS retransmits its handshake, the
+		 * meter's protocol its requests. Counted, not fatal. */
+		t->d->stats.dropped_send++;
+		log_debug("tunnel %s: send to %s failed: %s", t->conf.name,
+			  s->identity_len ? s->identity : "peer", uv_strerror(r));
+		return len;
+	}
+	s->records_out++;
+	t->d->stats.records_out++;
+	return len;
+}
+
+static ssize_t pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
+{
+	struct session *s = ptr;
+	size_t n;
+
+	if (!s->in) {
+		gnutls_transport_set_errno(s->tls, EAGAIN);
+		return -1;
+	}
+	n = s->in_len < len ? s->in_len : len;
+	memcpy(data, s->in, n);
+	s->in = NULL;
+	s->in_len = 0;
+	return n;
+}
+
+/* Non-blocking: never wait; "nothing yet" is EAGAIN, and the caller's
+ * timer calls the handshake again for retransmissions. */
+static int pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
+{
+	struct session *s = ptr;
+
+	if (s->in)
+		return 1;
+	gnutls_transport_set_errno(s->tls, EAGAIN);
+	return -1;
+}
+
+void dtls_fake_key(struct daemon *d, const char *identity, size_t len, uint8_t *out, size_t out_len)
+{
+	uint8_t mac[32];
+
+	gnutls_hmac_fast(GNUTLS_MAC_SHA256, d->fake_key_secret, sizeof(d->fake_key_secret),
+			 identity, len, mac);
+	memcpy(out, mac, out_len < sizeof(mac) ? out_len : sizeof(mac));
+	gnutls_memset(mac, 0, sizeof(mac));
+}
+
+/*
+ * The terminator's PSK lookup. An unknown identity gets a key derived from
+ * a per-process secret, so its handshake fails at Finished exactly as a
+ * wrong key does: a peer cannot probe which identities exist.
+ */
+static int psk_server_key(gnutls_session_t tls, const gnutls_datum_t *username, gnutls_datum_t *key)
+{
+	struct session *s = gnutls_session_get_ptr(tls);
+	struct daemon *d = s->t->d;
+	const struct psktun_key *k = psktun_keys_find(d->keys, (const char *)username->data, username->size);
+	size_t len = k ? k->key_len : PSKTUN_KEY_MIN;
+
+	key->data = gnutls_malloc(len);
+	if (!key->data)
+		return -1;
+	key->size = len;
+	if (k)
+		memcpy(key->data, k->key, len);
+	else
+		dtls_fake_key(d, (const char *)username->data, username->size, key->data, len);
+	return 0;
+}
+
+/* The terminator's session cache, for session-ID resumption (GnuTLS's db callbacks). */
+static int db_store(void *ptr, gnutls_datum_t key, gnutls_datum_t data)
+{
+	struct session *s = ptr;
+	struct daemon *d = s->t->d;
+	gnutls_datum_t user = { NULL, 0 };
+	const struct psktun_key *k;
+	uint8_t digest[32];
+
+	if (gnutls_psk_server_get_username2(s->tls, &user) < 0 || !user.size)
+		return -1;
+	k = psktun_keys_find(d->keys, (const char *)user.data, user.size);
+	if (!k)
+		return -1;
+	dtls_key_digest(k, digest);
+	return resume_put(&s->t->resume, key.data, key.size, &data, (const char *)user.data,
+			  user.size, digest, daemon_now_ms(d) / 1000) < 0 ? -1 : 0;
+}
+
+static gnutls_datum_t db_retrieve(void *ptr, gnutls_datum_t key)
+{
+	struct session *s = ptr;
+	const gnutls_datum_t *e = resume_get(&s->t->resume, key.data, key.size, s->t->d->keys,
+					     daemon_now_ms(s->t->d) / 1000);
+	gnutls_datum_t out = { NULL, 0 };
+
+	if (e) {
+		out.data = gnutls_malloc(e->size);
+		if (out.data) {
+			memcpy(out.data, e->data, e->size);
+			out.size = e->size;
+		}
+	}
+	return out;
+}
+
+static int db_remove(void *ptr, gnutls_datum_t key)
+{
+	struct session *s = ptr;
+
+	resume_del(&s->t->resume, key.data, key.size);
+	return 0;
+}
+
+/* Gateway: keep what resumes this meter's next session (after idle close, rebinding or failure). */
+void dtls_save_resumption(struct session *s)
+{
+	gnutls_datum_t data = { NULL, 0 };
+
+	if (gnutls_session_get_data2(s->tls, &data) < 0)
+		return;
+	resume_put(&s->t->resume, s->identity, s->identity_len, &data, s->identity, s->identity_len,
+		   s->key_digest, daemon_now_ms(s->t->d) / 1000);
+	gnutls_memset(data.data, 0, data.size);
+	gnutls_free(data.data);
+}
+
+int dtls_set_priority(struct daemon *d, const char *priority)
+{
+	gnutls_priority_t p;
+	const char *err = NULL;
+	int r = gnutls_priority_init(&p, priority ? priority : PSKTUN_DEFAULT_PRIORITY, &err);
+
+	if (r < 0) {
+		log_err("dtls.priority is not a valid GnuTLS priority string (%s at \"%s\")",
+			gnutls_strerror(r), err ? err : "");
+		return -EINVAL;
+	}
+	if (d->priority)
+		gnutls_priority_deinit(d->priority);
+	d->priority = p;
+	return 0;
+}
+
+int dtls_global_init(struct daemon *d, const struct psktun_config *cfg)
+{
+	int r;
+
+	r = gnutls_global_init();
+	if (r < 0)
+		goto fail;
+	r = dtls_set_priority(d, cfg->dtls.priority);
+	if (r < 0)
+		return r;
+	r = gnutls_psk_allocate_server_credentials(&d->server_cred);
+	if (r < 0)
+		goto fail;
+	gnutls_psk_set_server_credentials_function2(d->server_cred, psk_server_key);
+	r = gnutls_key_generate(&d->cookie_key, GNUTLS_COOKIE_KEY_SIZE);
+	if (r < 0)
+		goto fail;
+	r = gnutls_rnd(GNUTLS_RND_KEY, d->fake_key_secret, sizeof(d->fake_key_secret));
+	if (r < 0)
+		goto fail;
+	return 0;
+fail:
+	log_err("GnuTLS setup failed: %s", gnutls_strerror(r));
+	return -EIO;
+}
+
+void dtls_global_deinit(struct daemon *d)
+{
+	if (d->priority)
+		gnutls_priority_deinit(d->priority);
+	d->priority = NULL;
+	if (d->server_cred)
+		gnutls_psk_free_server_credentials(d->server_cred);
+	d->server_cred = NULL;
+	if (d->cookie_key.data) {
+		gnutls_memset(d->cookie_key.data, 0, d->cookie_key.size);
+		gnutls_free(d->cookie_key.data);
+	}
+	d->cookie_key.data = NULL;
+	gnutls_memset(d->fake_key_secret, 0, sizeof(d->fake_key_secret));
+	gnutls_global_deinit();
+}
+
+static int session_common(struct session *s)
+{
+	const struct psktun_conf_dtls *c = &s->t->d->cfg->dtls;
+	int r;
+
+	r = gnutls_priority_set(s->tls, s->t->d->priority);
+	if (r < 0)
+		return r;
+	gnutls_session_set_ptr(s->tls, s);
+	gnutls_transport_set_ptr(s->tls, s);
+	gnutls_transport_set_push_function(s->tls, push);
+	gnutls_transport_set_pull_function(s->tls, pull);
+	gnutls_transport_set_pull_timeout_function(s->tls, pull_timeout);
+	gnutls_dtls_set_mtu(s->tls, c->mtu);
+	gnutls_dtls_set_timeouts(s->tls, c->retransmit_ms, c->handshake_timeout_s * 1000);
+	return 0;
+}
+
+int dtls_session_client(struct session *s, const struct psktun_key *key)
+{
+	gnutls_datum_t user = { (unsigned char *)key->identity, key->identity_len };
+	gnutls_datum_t k = { key->key, key->key_len };
+	const gnutls_datum_t *resumption;
+	int r;
+
+	dtls_session_deinit(s);
+	r = gnutls_init(&s->tls, GNUTLS_CLIENT | GNUTLS_DATAGRAM | GNUTLS_NONBLOCK);
+	if (r < 0)
+		goto fail;
+	r = gnutls_psk_allocate_client_credentials(&s->client_cred);
+	if (r < 0)
+		goto fail;
+	r = gnutls_psk_set_client_credentials2(s->client_cred, &user, &k, GNUTLS_PSK_KEY_RAW);
+	if (r < 0)
+		goto fail;
+	r = gnutls_credentials_set(s->tls, GNUTLS_CRD_PSK, s->client_cred);
+	if (r < 0)
+		goto fail;
+	r = session_common(s);
+	if (r < 0)
+		goto fail;
+	resumption = resume_get(&s->t->resume, key->identity, key->identity_len, s->t->d->keys,
+				daemon_now_ms(s->t->d) / 1000);
+	if (resumption)
+		gnutls_session_set_data(s->tls, resumption->data, resumption->size);
+	return 0;
+fail:
+	log_err("tunnel %s: cannot set up a DTLS session for %s: %s", s->t->conf.name,
+		s->identity, gnutls_strerror_name(r));
+	dtls_session_deinit(s);
+	return -EIO;
+}
+
+int dtls_session_server(struct session *s, gnutls_dtls_prestate_st *prestate)
+{
+	int r;
+
+	r = gnutls_init(&s->tls, GNUTLS_SERVER | GNUTLS_DATAGRAM | GNUTLS_NONBLOCK);
+	if (r < 0)
+		goto fail;
+	r = gnutls_credentials_set(s->tls, GNUTLS_CRD_PSK, s->t->d->server_cred);
+	if (r < 0)
+		goto fail;
+	r = session_common(s);
+	if (r < 0)
+		goto fail;
+	gnutls_dtls_prestate_set(s->tls, prestate);
+	gnutls_db_set_ptr(s->tls, s);
+	gnutls_db_set_cache_expiration(s->tls, PSKTUN_RESUME_LIFETIME_S);
+	gnutls_db_set_store_function(s->tls, db_store);
+	gnutls_db_set_retrieve_function(s->tls, db_retrieve);
+	gnutls_db_set_remove_function(s->tls, db_remove);
+	return 0;
+fail:
+	log_err("tunnel %s: cannot set up a DTLS session: %s", s->t->conf.name, gnutls_strerror_name(r));
+	dtls_session_deinit(s);
+	return -EIO;
+}
+
+void dtls_session_deinit(struct session *s)
+{
+	if (s->tls)
+		gnutls_deinit(s->tls);
+	s->tls = NULL;
+	if (s->client_cred)
+		gnutls_psk_free_client_credentials(s->client_cred);
+	s->client_cred = NULL;
+}
+
+void dtls_key_digest(const struct psktun_key *key, uint8_t out[32])
+{
+	gnutls_hash_fast(GNUTLS_DIG_SHA256, key->key, key->key_len, out);
+}

@@ -1,0 +1,313 @@
+/* gateway: plaintext from meters on the LAN into each meter's own DTLS session to the cloud. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "addr.h"
+#include "daemon.h"
+#include "log.h"
+
+static void alloc_rx(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct daemon *d = h->loop->data;
+
+	buf->base = (char *)d->rxbuf;
+	buf->len = PSKTUN_DGRAM_MAX;
+}
+
+static struct binding *binding_find(struct tunnel *t, const struct sockaddr *from)
+{
+	for (int with_port = 1; with_port >= 0; with_port--) {
+		uint64_t h = psktun_addr_hash(from, with_port);
+
+		for (struct htab_node *n = htab_first(&t->bindings, h); n; n = htab_next(n, h)) {
+			struct binding *b = container_of(n, struct binding, node);
+
+			if (b->with_port == with_port &&
+			    psktun_addr_equal((struct sockaddr *)&b->addr, from, with_port))
+				return b;
+		}
+	}
+	return NULL;
+}
+
+static struct binding *binding_add(struct tunnel *t, const struct sockaddr *addr, bool with_port,
+				   const char *identity, size_t len)
+{
+	struct binding *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return NULL;
+	memcpy(&b->addr, addr, psktun_addr_len(addr));
+	b->with_port = with_port;
+	memcpy(b->identity, identity, len);
+	b->identity_len = len;
+	htab_insert(&t->bindings, &b->node, psktun_addr_hash(addr, with_port));
+	return b;
+}
+
+static void binding_remove_learned(struct tunnel *t, struct binding *b)
+{
+	for (struct binding **pp = &t->learned; *pp; pp = &(*pp)->next_learned) {
+		if (*pp == b) {
+			*pp = b->next_learned;
+			t->n_learned--;
+			break;
+		}
+	}
+	htab_remove(&t->bindings, &b->node);
+	free(b);
+}
+
+/*
+ * A plugin named the meter behind an unbound source. One learned source per
+ * identity (the newest), so the table is bounded by the key file, not by
+ * what arrives on the LAN.
+ */
+static void binding_learn(struct tunnel *t, const struct sockaddr *from, const char *id, size_t len)
+{
+	struct binding *b;
+
+	for (b = t->learned; b; b = b->next_learned)
+		if (b->identity_len == len && !memcmp(b->identity, id, len))
+			break;
+	if (b)
+		binding_remove_learned(t, b);
+	b = binding_add(t, from, true, id, len);
+	if (!b)
+		return;
+	b->learned = true;
+	b->next_learned = t->learned;
+	t->learned = b;
+	t->n_learned++;
+}
+
+static void bindings_clear(struct tunnel *t, bool keep_learned)
+{
+	for (size_t i = 0; i <= t->bindings.mask; i++) {
+		struct htab_node *n = t->bindings.bucket[i], *next;
+
+		for (; n; n = next) {
+			struct binding *b = container_of(n, struct binding, node);
+
+			next = n->next;
+			if (keep_learned && b->learned &&
+			    psktun_keys_find(t->d->keys, b->identity, b->identity_len))
+				continue;
+			if (b->learned) {
+				binding_remove_learned(t, b);
+			} else {
+				htab_remove(&t->bindings, &b->node);
+				free(b);
+			}
+		}
+	}
+}
+
+int gateway_bindings_load(struct tunnel *t, const struct psktun_config *cfg)
+{
+	bindings_clear(t, true);
+	for (size_t i = 0; i < cfg->n_meters; i++) {
+		const struct psktun_conf_meter *m = &cfg->meters[i];
+
+		if (!binding_add(t, (const struct sockaddr *)&m->addr, m->has_port, m->identity,
+				 strlen(m->identity)))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static void on_cloud(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
+		     unsigned flags)
+{
+	struct session *s = h->data;
+
+	if (nread == 0)
+		return;
+	if (nread < 0) {
+		/* ICMP port unreachable on the connected socket: nobody listens there now. */
+		log_info("tunnel %s: session %s: %s from the cloud", s->t->conf.name, s->identity,
+			 uv_strerror(nread));
+		if (s->state == SESSION_ESTABLISHED)
+			session_rehandshake(s);
+		return;
+	}
+	if (flags & UV_UDP_PARTIAL) {
+		s->t->d->stats.dropped_malformed++;
+		return;
+	}
+	session_on_record(s, (const uint8_t *)buf->base, nread);
+}
+
+int gateway_session_connect(struct session *s)
+{
+	struct tunnel *t = s->t;
+	uv_udp_t *u = malloc(sizeof(*u));
+	int r;
+
+	if (!u)
+		return -ENOMEM;
+	uv_udp_init(t->d->loop, u);
+	u->data = s;
+	s->sock = u;
+	r = uv_udp_connect(u, (struct sockaddr *)&t->connect_addr);
+	if (r == 0)
+		r = uv_udp_recv_start(u, alloc_rx, on_cloud);
+	if (r < 0) {
+		log_warn("tunnel %s: cannot open a socket to %s:%s for %s: %s", t->conf.name,
+			 t->connect_host, t->connect_port, s->identity, uv_strerror(r));
+		return -EIO;	/* the caller's reset closes the socket */
+	}
+	return 0;
+}
+
+void gateway_deliver(struct session *s, uint8_t *buf, size_t len)
+{
+	struct tunnel *t = s->t;
+	enum psktun_reason reason = PSKTUN_REASON_NONE;
+	enum psktun_verdict v = plugin_on_tunnel(s, buf, &len, sizeof(t->d->txbuf), &reason);
+
+	switch (v) {
+	case PSKTUN_FORWARD:
+		if (tunnel_send_plain(t, (struct sockaddr *)&s->peer, buf, len) == 0)
+			s->plain_out++;
+		break;
+	case PSKTUN_DROP:
+		tunnel_count_reason(t, reason);
+		break;
+	case PSKTUN_REPLY:
+		tunnel_count_reason(t, reason);
+		t->d->stats.replies_local++;
+		session_send_tunnel(s, buf, len);
+		break;
+	case PSKTUN_CLOSE:
+		if (len && tunnel_send_plain(t, (struct sockaddr *)&s->peer, buf, len) == 0)
+			s->plain_out++;
+		session_close(s, CLOSE_PLUGIN);
+		break;
+	}
+}
+
+/* Which meter sent this? A `meters` source, else a source a plugin bound earlier, else the plugin. */
+static int meter_identify(struct tunnel *t, const struct sockaddr *from, const uint8_t *buf,
+			  size_t len, char *id, size_t *id_len)
+{
+	struct binding *b = binding_find(t, from);
+	int r;
+
+	if (b) {
+		memcpy(id, b->identity, b->identity_len);
+		*id_len = b->identity_len;
+		return 0;
+	}
+	if (!t->plugin)
+		return -ENOENT;
+	r = plugin_identify(t, from, buf, len, id, id_len);
+	if (r < 0)
+		return r;
+	if (!psktun_keys_find(t->d->keys, id, *id_len))
+		return -ENOENT;
+	binding_learn(t, from, id, *id_len);
+	return 0;
+}
+
+static void on_meter(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
+		     unsigned flags)
+{
+	struct tunnel *t = h->data;
+	struct daemon *d = t->d;
+	uint8_t *data = (uint8_t *)buf->base;
+	char id[PSKTUN_IDENTITY_MAX + 1];
+	size_t id_len = PSKTUN_IDENTITY_MAX, len = nread;
+	enum psktun_reason reason = PSKTUN_REASON_NONE;
+	struct session *s, *target = NULL;
+	enum psktun_verdict v;
+	bool created = false;
+	int r;
+
+	if (nread < 0 || !from)
+		return;
+	d->stats.plain_in++;
+	if (nread == 0 || (flags & UV_UDP_PARTIAL)) {
+		d->stats.dropped_malformed++;
+		return;
+	}
+	r = meter_identify(t, from, data, len, id, &id_len);
+	if (r < 0) {
+		/* Nobody we know; the plugin may still answer on the LAN (SEARCHGW). */
+		if (r == -ENOENT && t->plugin &&
+		    plugin_on_plain(t, NULL, from, data, &len, PSKTUN_DGRAM_MAX + 512, &reason,
+				    &target) == PSKTUN_REPLY) {
+			tunnel_count_reason(t, reason);
+			d->stats.replies_local++;
+			tunnel_send_plain(t, from, data, len);
+		} else if (r == -EBADMSG) {
+			d->stats.dropped_malformed++;
+		} else {
+			d->stats.dropped_unknown++;
+		}
+		return;
+	}
+	s = session_find_identity(t, id, id_len);
+	if (!s) {
+		created = true;
+		if (d->n_sessions >= d->cfg->dtls.max_sessions) {
+			d->stats.dropped_limit++;
+			return;
+		}
+		s = session_new(t, id, id_len);
+		if (!s) {
+			d->stats.dropped_limit++;
+			return;
+		}
+		plugin_session_open(s);
+	}
+	memcpy(&s->peer, from, psktun_addr_len(from));	/* replies go to the latest source */
+	s->plain_in++;
+	session_touch(s);
+	v = plugin_on_plain(t, s, from, data, &len, PSKTUN_DGRAM_MAX + 512, &reason, &target);
+	switch (v) {
+	case PSKTUN_FORWARD:
+		session_send_tunnel(s, data, len);
+		break;
+	case PSKTUN_DROP:
+		tunnel_count_reason(t, reason);
+		break;
+	case PSKTUN_REPLY:
+		tunnel_count_reason(t, reason);
+		d->stats.replies_local++;
+		tunnel_send_plain(t, from, data, len);
+		break;
+	case PSKTUN_CLOSE:
+		if (len)
+			session_send_tunnel(s, data, len);
+		if (s->state == SESSION_ESTABLISHED)
+			session_close(s, CLOSE_PLUGIN);
+		else
+			s->closing_after_send = true;
+		break;
+	}
+	/* Answered on the LAN or dropped: no handshake for nothing. */
+	if (created && s->state == SESSION_NEW && !s->queue.n && !s->waiting)
+		session_close(s, CLOSE_UNUSED);
+}
+
+int gateway_start(struct tunnel *t)
+{
+	int r = gateway_bindings_load(t, t->d->cfg);
+
+	if (r < 0)
+		return r;
+	/* Plugins may answer or advertise to a LAN broadcast address. */
+	uv_udp_set_broadcast(&t->sock, 1);
+	r = uv_udp_recv_start(&t->sock, alloc_rx, on_meter);
+	if (r < 0) {
+		log_err("tunnel %s: cannot receive on %s: %s", t->conf.name, t->conf.accept, uv_strerror(r));
+		return -EIO;
+	}
+	return 0;
+}
+
+void gateway_stop(struct tunnel *t)
+{
+	bindings_clear(t, false);
+}

@@ -1,0 +1,395 @@
+/* plugin: loads protocol plugins (one versioned const struct each) and offers them the host table. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "addr.h"
+#include "daemon.h"
+#include "log.h"
+
+struct plugin {
+	char name[64];
+	void *handle;
+	const struct psktun_plugin *p;
+};
+
+#define PLUGINS_MAX 16
+static struct plugin loaded[PLUGINS_MAX];
+static size_t n_loaded;
+
+#define T(x) ((struct tunnel *)(x))
+#define S(x) ((struct session *)(x))
+#define PT(x) ((struct psktun_tunnel *)(x))
+#define PS(x) ((struct psktun_session *)(x))
+
+int plugin_load(const char *dir, const char *name, const struct plugin **out)
+{
+	const struct psktun_plugin *p;
+	char path[4096];
+	void *h;
+
+	for (size_t i = 0; i < n_loaded; i++) {
+		if (!strcmp(loaded[i].name, name)) {
+			*out = &loaded[i];
+			return 0;
+		}
+	}
+	if (n_loaded == PLUGINS_MAX || strlen(name) >= sizeof(loaded[0].name))
+		return -ENOSPC;
+	snprintf(path, sizeof(path), "%s/%s.so", dir, name);
+	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		log_err("plugin %s: cannot load %s: %s", name, path, dlerror());
+		return -ENOENT;
+	}
+	p = dlsym(h, PSKTUN_PLUGIN_SYMBOL);
+	if (!p) {
+		log_err("plugin %s: %s exports no '%s'; not a psktun plugin", name, path, PSKTUN_PLUGIN_SYMBOL);
+		goto refuse;
+	}
+	if (p->abi != PSKTUN_PLUGIN_ABI) {
+		log_err("plugin %s: %s is built for plugin ABI %u, this psktund speaks ABI %u; rebuild it",
+			name, path, p->abi, PSKTUN_PLUGIN_ABI);
+		goto refuse;
+	}
+	if (p->size < sizeof(struct psktun_plugin)) {
+		log_err("plugin %s: %s has a plugin struct of %u bytes, expected %zu; rebuild it",
+			name, path, p->size, sizeof(struct psktun_plugin));
+		goto refuse;
+	}
+	if (!p->name || strcmp(p->name, name)) {
+		log_err("plugin %s: %s calls itself '%s'; the file name and the plugin name must match",
+			name, path, p->name ? p->name : "(null)");
+		goto refuse;
+	}
+	snprintf(loaded[n_loaded].name, sizeof(loaded[0].name), "%s", name);
+	loaded[n_loaded].handle = h;
+	loaded[n_loaded].p = p;
+	*out = &loaded[n_loaded++];
+	log_info("plugin %s %s loaded from %s", name, p->version ? p->version : "", path);
+	return 0;
+refuse:
+	dlclose(h);
+	return -EINVAL;
+}
+
+void plugin_unload_all(void)
+{
+	for (size_t i = 0; i < n_loaded; i++)
+		dlclose(loaded[i].handle);
+	n_loaded = 0;
+}
+
+int plugin_tunnel_init(struct tunnel *t)
+{
+	const struct psktun_plugin *p = t->plugin->p;
+	struct psktun_option *opts = NULL;
+	int r;
+
+	if (!p->init)
+		return 0;
+	if (t->conf.n_options) {
+		opts = calloc(t->conf.n_options, sizeof(*opts));
+		if (!opts)
+			return -ENOMEM;
+		for (size_t i = 0; i < t->conf.n_options; i++) {
+			opts[i].key = t->conf.options[i].key;
+			opts[i].value = t->conf.options[i].value;
+		}
+	}
+	r = p->init(&plugin_host, PT(t), opts, t->conf.n_options, &t->plugin_data);
+	free(opts);
+	if (r < 0)
+		log_err("tunnel %s: plugin %s refused its options (%s)", t->conf.name, t->plugin->name,
+			strerror(-r));
+	return r < 0 ? r : 0;
+}
+
+void plugin_tunnel_fini(struct tunnel *t)
+{
+	if (t->plugin && t->plugin->p->fini)
+		t->plugin->p->fini(t->plugin_data);
+	t->plugin_data = NULL;
+	t->plugin = NULL;
+}
+
+int plugin_identify(struct tunnel *t, const struct sockaddr *from, const uint8_t *buf, size_t len,
+		    char *id, size_t *id_len)
+{
+	int r;
+
+	if (!t->plugin || !t->plugin->p->identify)
+		return -ENOENT;
+	r = t->plugin->p->identify(t->plugin_data, from, buf, len, id, id_len);
+	if (r == 0 && (*id_len == 0 || *id_len > PSKTUN_IDENTITY_MAX))
+		return -ENOENT;
+	return r;
+}
+
+enum psktun_verdict plugin_on_plain(struct tunnel *t, struct session *s, const struct sockaddr *from,
+				    uint8_t *buf, size_t *len, size_t cap, enum psktun_reason *reason,
+				    struct session **target)
+{
+	struct psktun_dgram ctx = {
+		.tunnel = PT(t), .tunnel_data = t->plugin_data, .session = PS(s),
+		.session_data = s ? s->plugin_data : NULL, .from = from,
+	};
+	enum psktun_verdict v;
+
+	if (!t->plugin || !t->plugin->p->on_plain)
+		return PSKTUN_FORWARD;
+	v = t->plugin->p->on_plain(&ctx, buf, len, cap);
+	*reason = ctx.reason;
+	*target = S(ctx.target);
+	if (*len > cap)
+		return PSKTUN_DROP;
+	return v;
+}
+
+enum psktun_verdict plugin_on_tunnel(struct session *s, uint8_t *buf, size_t *len, size_t cap,
+				     enum psktun_reason *reason)
+{
+	struct tunnel *t = s->t;
+	struct psktun_dgram ctx = {
+		.tunnel = PT(t), .tunnel_data = t->plugin_data, .session = PS(s),
+		.session_data = s->plugin_data, .from = (struct sockaddr *)&s->peer,
+	};
+	enum psktun_verdict v;
+
+	if (!t->plugin || !t->plugin->p->on_tunnel)
+		return PSKTUN_FORWARD;
+	v = t->plugin->p->on_tunnel(&ctx, buf, len, cap);
+	*reason = ctx.reason;
+	if (*len > cap)
+		return PSKTUN_DROP;
+	return v;
+}
+
+void plugin_session_open(struct session *s)
+{
+	struct tunnel *t = s->t;
+
+	if (!t->plugin || s->plugin_open)
+		return;
+	s->plugin_open = true;
+	if (t->plugin->p->session_open && t->plugin->p->session_open(t->plugin_data, PS(s), &s->plugin_data) < 0)
+		log_warn("tunnel %s: plugin %s could not open session %s", t->conf.name, t->plugin->name,
+			 s->identity);
+}
+
+void plugin_session_close(struct session *s)
+{
+	struct tunnel *t = s->t;
+
+	if (!s->plugin_open)
+		return;
+	s->plugin_open = false;
+	if (s->plugin_timer)
+		uv_timer_stop(s->plugin_timer);
+	if (t->plugin && t->plugin->p->session_close)
+		t->plugin->p->session_close(t->plugin_data, PS(s), s->plugin_data);
+	s->plugin_data = NULL;
+}
+
+/* The host table. */
+
+static void host_log(struct psktun_tunnel *pt, enum psktun_log_level level, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	if (!psktun_log_enabled((int)level))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	psktun_log((int)level, "tunnel %s: %s: %s", T(pt)->conf.name,
+		   T(pt)->plugin ? T(pt)->plugin->name : "plugin", line);
+}
+
+static enum psktun_role host_role(struct psktun_tunnel *pt)
+{
+	return T(pt)->mode == PSKTUN_MODE_GATEWAY ? PSKTUN_ROLE_GATEWAY : PSKTUN_ROLE_TERMINATOR;
+}
+
+static const char *host_tunnel_name(struct psktun_tunnel *pt)
+{
+	return T(pt)->conf.name;
+}
+
+static uint64_t host_now_ms(struct psktun_tunnel *pt)
+{
+	return daemon_now_ms(T(pt)->d);
+}
+
+static int host_send_plain(struct psktun_session *ps, const uint8_t *buf, size_t len)
+{
+	struct session *s = S(ps);
+	struct tunnel *t = s->t;
+	uv_buf_t b = uv_buf_init((char *)buf, len);
+	int r;
+
+	if (t->mode == PSKTUN_MODE_GATEWAY)
+		return tunnel_send_plain(t, (struct sockaddr *)&s->peer, buf, len);
+	if (t->shared_plain)
+		r = uv_udp_try_send(t->shared_plain, &b, 1, (struct sockaddr *)&t->connect_addr);
+	else
+		r = s->sock ? uv_udp_try_send(s->sock, &b, 1, NULL) : UV_EBADF;
+	if (r < 0) {
+		t->d->stats.dropped_send++;
+		return -EIO;
+	}
+	t->d->stats.plain_out++;
+	return 0;
+}
+
+static int host_send_plain_to(struct psktun_tunnel *pt, const struct sockaddr *to, const uint8_t *buf,
+			      size_t len)
+{
+	struct tunnel *t = T(pt);
+	uv_buf_t b = uv_buf_init((char *)buf, len);
+
+	if (t->mode == PSKTUN_MODE_GATEWAY)
+		return tunnel_send_plain(t, to, buf, len);
+	if (!t->shared_plain)
+		return -ENOTSUP;
+	if (uv_udp_try_send(t->shared_plain, &b, 1, to) < 0) {
+		t->d->stats.dropped_send++;
+		return -EIO;
+	}
+	t->d->stats.plain_out++;
+	return 0;
+}
+
+static int host_send_tunnel(struct psktun_session *ps, const uint8_t *buf, size_t len)
+{
+	return session_send_tunnel(S(ps), buf, len);
+}
+
+static const char *host_identity(struct psktun_session *ps, size_t *len)
+{
+	*len = S(ps)->identity_len;
+	return S(ps)->identity;
+}
+
+static struct psktun_session *host_find_session(struct psktun_tunnel *pt, const char *id, size_t len)
+{
+	struct session *s = session_find_identity(T(pt), id, len);
+
+	return s && s->state == SESSION_ESTABLISHED ? PS(s) : NULL;
+}
+
+static void host_set_idle_timeout(struct psktun_session *ps, uint32_t seconds)
+{
+	session_set_idle(S(ps), seconds);
+}
+
+static void host_report_silent(struct psktun_session *ps)
+{
+	session_report_silent(S(ps));
+}
+
+static void host_rehandshake(struct psktun_session *ps)
+{
+	session_rehandshake(S(ps));
+}
+
+static void on_session_timer(uv_timer_t *timer)
+{
+	struct session *s = timer->data;
+	struct tunnel *t = s->t;
+
+	if (s->plugin_open && t->plugin && t->plugin->p->on_session_timer)
+		t->plugin->p->on_session_timer(t->plugin_data, PS(s), s->plugin_data);
+}
+
+static int host_session_timer(struct psktun_session *ps, uint32_t ms)
+{
+	struct session *s = S(ps);
+
+	if (s->state == SESSION_CLOSING)
+		return -ESHUTDOWN;
+	if (!ms) {
+		if (s->plugin_timer)
+			uv_timer_stop(s->plugin_timer);
+		return 0;
+	}
+	if (!s->plugin_timer) {
+		s->plugin_timer = malloc(sizeof(*s->plugin_timer));
+		if (!s->plugin_timer)
+			return -ENOMEM;
+		uv_timer_init(s->t->d->loop, s->plugin_timer);
+		s->plugin_timer->data = s;
+	}
+	uv_timer_start(s->plugin_timer, on_session_timer, ms, 0);
+	return 0;
+}
+
+static void on_tunnel_timer(uv_timer_t *timer)
+{
+	struct tunnel *t = timer->data;
+
+	if (t->plugin && t->plugin->p->on_tunnel_timer)
+		t->plugin->p->on_tunnel_timer(t->plugin_data);
+}
+
+static int host_tunnel_timer(struct psktun_tunnel *pt, uint32_t ms)
+{
+	struct tunnel *t = T(pt);
+
+	if (!ms) {
+		if (t->plugin_timer)
+			uv_timer_stop(t->plugin_timer);
+		return 0;
+	}
+	if (!t->plugin_timer) {
+		t->plugin_timer = malloc(sizeof(*t->plugin_timer));
+		if (!t->plugin_timer)
+			return -ENOMEM;
+		uv_timer_init(t->d->loop, t->plugin_timer);
+		t->plugin_timer->data = t;
+	}
+	uv_timer_start(t->plugin_timer, on_tunnel_timer, ms, 0);
+	return 0;
+}
+
+static int host_use_shared_plain(struct psktun_tunnel *pt, const char *local)
+{
+	struct sockaddr_storage ss;
+
+	if (T(pt)->mode != PSKTUN_MODE_TERMINATOR)
+		return -ENOTSUP;
+	if (psktun_addr_parse(local, true, &ss, NULL) < 0) {
+		log_err("tunnel %s: '%s' is not a numeric host:port", T(pt)->conf.name, local);
+		return -EINVAL;
+	}
+	return terminator_use_shared_plain(T(pt), (struct sockaddr *)&ss);
+}
+
+static const char *host_addr_str(const struct sockaddr *sa, char *buf, size_t len)
+{
+	return psktun_addr_format(sa, buf, len);
+}
+
+const struct psktun_host plugin_host = {
+	.abi = PSKTUN_PLUGIN_ABI,
+	.size = sizeof(struct psktun_host),
+	.log = host_log,
+	.role = host_role,
+	.tunnel_name = host_tunnel_name,
+	.now_ms = host_now_ms,
+	.send_plain = host_send_plain,
+	.send_plain_to = host_send_plain_to,
+	.send_tunnel = host_send_tunnel,
+	.identity = host_identity,
+	.find_session = host_find_session,
+	.set_idle_timeout = host_set_idle_timeout,
+	.report_silent = host_report_silent,
+	.rehandshake = host_rehandshake,
+	.session_timer = host_session_timer,
+	.tunnel_timer = host_tunnel_timer,
+	.use_shared_plain = host_use_shared_plain,
+	.addr_str = host_addr_str,
+};

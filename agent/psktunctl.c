@@ -1,0 +1,148 @@
+/* psktunctl: asks a running psktund for stats, sessions or a reload over its control socket. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/crypto.h>
+
+#define DEFAULT_SOCKET "/run/psktun/control"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: psktunctl [-s SOCKET] stats | sessions | reload | metrics\n"
+		   "       psktunctl genkey IDENTITY\n"
+		   "  -s SOCKET  the daemon's control socket (default: %s)\n", DEFAULT_SOCKET);
+}
+
+/* Sends one command, reads the whole answer into a malloc'd string. */
+static int ask(const char *path, const char *cmd, char **out)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	size_t len = 0, cap = 8192;
+	char *buf;
+	ssize_t n;
+	int fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sun.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
+	    write(fd, cmd, strlen(cmd)) != (ssize_t)strlen(cmd) || write(fd, "\n", 1) != 1) {
+		int e = errno;
+
+		close(fd);
+		return -e;
+	}
+	buf = malloc(cap);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while ((n = read(fd, buf + len, cap - len - 1)) > 0) {
+		len += n;
+		if (cap - len < 1024) {
+			char *p = realloc(buf, cap * 2);
+
+			if (!p) {
+				free(buf);
+				close(fd);
+				return -ENOMEM;
+			}
+			buf = p;
+			cap *= 2;
+		}
+	}
+	close(fd);
+	buf[len] = '\0';
+	*out = buf;
+	return 0;
+}
+
+/* key=value lines as Prometheus text: counters get _total, the rest are gauges. */
+static void print_metrics(char *stats)
+{
+	for (char *line = strtok(stats, "\n"); line; line = strtok(NULL, "\n")) {
+		char *eq = strchr(line, '=');
+		bool gauge;
+
+		if (!eq)
+			continue;
+		*eq = '\0';
+		gauge = !strcmp(line, "sessions") || !strcmp(line, "handshaking");
+		printf("# TYPE psktun_%s%s %s\npsktun_%s%s %s\n", line, gauge ? "" : "_total",
+		       gauge ? "gauge" : "counter", line, gauge ? "" : "_total", eq + 1);
+	}
+}
+
+static int genkey(const char *identity)
+{
+	unsigned char key[16];
+
+	if (!*identity || strchr(identity, ':') || strchr(identity, '\n')) {
+		fprintf(stderr, "psktunctl: an identity must be non-empty and contain no ':' or newline\n");
+		return 2;
+	}
+	if (gnutls_rnd(GNUTLS_RND_KEY, key, sizeof(key)) < 0) {
+		fprintf(stderr, "psktunctl: GnuTLS's random generator failed\n");
+		return 1;
+	}
+	printf("%s:", identity);
+	for (size_t i = 0; i < sizeof(key); i++)
+		printf("%02x", key[i]);
+	printf("\n");
+	gnutls_memset(key, 0, sizeof(key));
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = DEFAULT_SOCKET, *cmd;
+	char *out = NULL;
+	int opt, r;
+
+	while ((opt = getopt(argc, argv, "s:h")) != -1) {
+		switch (opt) {
+		case 's': path = optarg; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	cmd = argv[optind];
+	if (!strcmp(cmd, "genkey")) {
+		if (optind + 2 != argc) {
+			usage(stderr);
+			return 2;
+		}
+		return genkey(argv[optind + 1]);
+	}
+	if (optind + 1 != argc || (strcmp(cmd, "stats") && strcmp(cmd, "sessions") &&
+				   strcmp(cmd, "reload") && strcmp(cmd, "metrics"))) {
+		usage(stderr);
+		return 2;
+	}
+	r = ask(path, !strcmp(cmd, "metrics") ? "stats" : cmd, &out);
+	if (r < 0) {
+		fprintf(stderr, "psktunctl: cannot talk to psktund at %s: %s (is it running, with control = \"%s\"?)\n",
+			path, strerror(-r), path);
+		return 1;
+	}
+	if (!strcmp(cmd, "metrics"))
+		print_metrics(out);
+	else
+		fputs(out, stdout);
+	r = strncmp(out, "error=", 6) ? 0 : 1;
+	free(out);
+	return r;
+}

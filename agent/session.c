@@ -1,0 +1,498 @@
+/* session: one meter's DTLS session: handshake, queue, idle close, backoff, teardown. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "backoff.h"
+#include "daemon.h"
+#include "log.h"
+
+const char *session_state_name(enum session_state st)
+{
+	switch (st) {
+	case SESSION_NEW: return "new";
+	case SESSION_RESOLVING: return "resolving";
+	case SESSION_HANDSHAKING: return "handshaking";
+	case SESSION_ESTABLISHED: return "established";
+	case SESSION_BACKOFF: return "backoff";
+	case SESSION_CLOSING: return "closing";
+	}
+	return "?";
+}
+
+static const char *close_reason_name(enum close_reason why)
+{
+	switch (why) {
+	case CLOSE_IDLE: return "idle";
+	case CLOSE_PEER: return "closed by peer";
+	case CLOSE_ERROR: return "error";
+	case CLOSE_SHUTDOWN: return "shutdown";
+	case CLOSE_RELOAD: return "reload";
+	case CLOSE_REPLACED: return "replaced by a new handshake";
+	case CLOSE_PLUGIN: return "closed by plugin";
+	case CLOSE_HANDSHAKE: return "handshake failed";
+	case CLOSE_UNUSED: return "unused";
+	}
+	return "?";
+}
+
+uint64_t identity_hash(const char *identity, size_t len)
+{
+	return psktun_hash(identity, len);
+}
+
+struct session *session_find_identity(struct tunnel *t, const char *identity, size_t len)
+{
+	uint64_t h = identity_hash(identity, len);
+
+	for (struct htab_node *n = htab_first(&t->by_identity, h); n; n = htab_next(n, h)) {
+		struct session *s = container_of(n, struct session, by_identity);
+
+		if (s->identity_len == len && !memcmp(s->identity, identity, len))
+			return s;
+	}
+	return NULL;
+}
+
+static void session_free(struct session *s)
+{
+	dgram_queue_clear(&s->queue);
+	free(s);
+}
+
+void handle_closed_free_session(uv_handle_t *h)
+{
+	struct session *s = h->data;
+
+	if (h != (uv_handle_t *)&s->timer)
+		free(h);
+	if (--s->open_handles == 0)
+		session_free(s);
+}
+
+static void on_timer(uv_timer_t *timer);
+
+struct session *session_new(struct tunnel *t, const char *identity, size_t len)
+{
+	struct daemon *d = t->d;
+	struct session *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->t = t;
+	if (len > PSKTUN_IDENTITY_MAX)
+		len = PSKTUN_IDENTITY_MAX;
+	memcpy(s->identity, identity, len);
+	s->identity_len = len;
+	s->state = SESSION_NEW;
+	s->idle_timeout_s = d->cfg->dtls.idle_timeout_s;
+	dgram_queue_init(&s->queue, d->cfg->dtls.queue_len);
+	uv_timer_init(d->loop, &s->timer);
+	s->timer.data = s;
+	s->open_handles = 1;
+	s->last_rx_ms = daemon_now_ms(d);
+
+	s->next = t->sessions;
+	if (t->sessions)
+		t->sessions->prev = s;
+	t->sessions = s;
+	t->n_sessions++;
+	d->n_sessions++;
+	if (len) {
+		htab_insert(&t->by_identity, &s->by_identity, identity_hash(s->identity, len));
+		s->in_by_identity = true;
+	}
+	return s;
+}
+
+static void wait_remove(struct daemon *d, struct session *s)
+{
+	struct session **pp = &d->wait_head, *prev = NULL;
+
+	for (; *pp; prev = *pp, pp = &(*pp)->wait_next) {
+		if (*pp == s) {
+			*pp = s->wait_next;
+			if (d->wait_tail == s)
+				d->wait_tail = prev;
+			break;
+		}
+	}
+	s->waiting = false;
+	s->wait_next = NULL;
+}
+
+/* A handshake slot became free: start the oldest waiting session. */
+static void wait_next_start(struct daemon *d)
+{
+	while (d->wait_head && d->n_handshaking < d->cfg->dtls.max_handshakes) {
+		struct session *s = d->wait_head;
+
+		wait_remove(d, s);
+		session_handshake_start(s);
+	}
+}
+
+static void handshaking_end(struct session *s)
+{
+	struct daemon *d = s->t->d;
+
+	if (s->counted_handshaking) {
+		s->counted_handshaking = false;
+		d->n_handshaking--;
+		wait_next_start(d);
+	}
+}
+
+static void close_handle(uv_handle_t *h, struct session *s)
+{
+	h->data = s;
+	s->open_handles++;
+	uv_close(h, handle_closed_free_session);
+}
+
+/* Gateway: drop the socket and the GnuTLS state of a failed attempt, keep the session. */
+static void session_reset_transport(struct session *s)
+{
+	dtls_session_deinit(s);
+	if (s->sock) {
+		close_handle((uv_handle_t *)s->sock, s);
+		s->sock = NULL;
+	}
+}
+
+void session_close(struct session *s, enum close_reason why)
+{
+	struct tunnel *t = s->t;
+	struct daemon *d = t->d;
+	unsigned lost;
+
+	if (s->state == SESSION_CLOSING)
+		return;
+	if (s->state == SESSION_ESTABLISHED && s->tls &&
+	    why != CLOSE_REPLACED && why != CLOSE_PEER && why != CLOSE_ERROR)
+		gnutls_bye(s->tls, GNUTLS_SHUT_WR);	/* close_notify; non-blocking, one datagram */
+	if (s->state == SESSION_ESTABLISHED || (why != CLOSE_HANDSHAKE && why != CLOSE_UNUSED))
+		log_notice("tunnel %s: session %s down (%s; was %s)", t->conf.name,
+			   s->identity_len ? s->identity : "(no identity yet)", close_reason_name(why),
+			   session_state_name(s->state));
+	if (s->state == SESSION_ESTABLISHED)
+		d->stats.sessions_closed++;
+	if (s->plugin_open)
+		plugin_session_close(s);
+	lost = dgram_queue_clear(&s->queue);
+	d->stats.dropped_closed += lost;
+	if (s->waiting)
+		wait_remove(d, s);
+	if (s->in_by_identity)
+		htab_remove(&t->by_identity, &s->by_identity);
+	if (s->in_by_peer)
+		htab_remove(&t->by_peer, &s->by_peer);
+	s->in_by_identity = s->in_by_peer = false;
+	if (s->replaces)
+		s->replaces->replaced_by = NULL;
+	if (s->replaced_by)
+		s->replaced_by->replaces = NULL;
+	s->replaces = s->replaced_by = NULL;
+
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		t->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	t->n_sessions--;
+	d->n_sessions--;
+
+	s->state = SESSION_CLOSING;
+	handshaking_end(s);
+	session_reset_transport(s);
+	if (s->plugin_timer) {
+		close_handle((uv_handle_t *)s->plugin_timer, s);
+		s->plugin_timer = NULL;
+	}
+	/* The timer is embedded: its close callback drops the last reference. */
+	s->open_handles--;
+	close_handle((uv_handle_t *)&s->timer, s);
+}
+
+static void arm(struct session *s, uint64_t ms)
+{
+	uv_timer_start(&s->timer, on_timer, ms ? ms : 1, 0);
+}
+
+static void session_established(struct session *s)
+{
+	struct tunnel *t = s->t;
+	struct daemon *d = t->d;
+	struct dgram *q;
+
+	s->state = SESSION_ESTABLISHED;
+	s->failures = 0;
+	handshaking_end(s);
+	d->stats.handshakes_completed++;
+	if (gnutls_session_is_resumed(s->tls))
+		d->stats.handshakes_resumed++;
+	if (t->mode == PSKTUN_MODE_GATEWAY)
+		dtls_save_resumption(s);
+	d->stats.sessions_opened++;
+	if (t->mode == PSKTUN_MODE_TERMINATOR) {
+		terminator_established(s);
+		if (s->state != SESSION_ESTABLISHED)
+			return;
+	}
+	log_notice("tunnel %s: session %s up (%s%s, %llu ms)", t->conf.name, s->identity,
+		   t->mode == PSKTUN_MODE_GATEWAY ? "to cloud" : "from peer",
+		   gnutls_session_is_resumed(s->tls) ? ", resumed" : "",
+		   (unsigned long long)(daemon_now_ms(d) - s->started_ms));
+	session_touch(s);
+	arm(s, (uint64_t)s->idle_timeout_s * 1000);
+	while (s->state == SESSION_ESTABLISHED && (q = dgram_queue_pop(&s->queue))) {
+		session_send_tunnel(s, q->data, q->len);
+		free(q);
+	}
+	if (s->closing_after_send && s->state == SESSION_ESTABLISHED)
+		session_close(s, CLOSE_PLUGIN);
+}
+
+static void session_failed(struct session *s, const char *why)
+{
+	struct tunnel *t = s->t;
+	struct daemon *d = t->d;
+	uint32_t rnd, wait;
+
+	d->stats.handshakes_failed++;
+	handshaking_end(s);
+	if (t->mode == PSKTUN_MODE_TERMINATOR) {
+		log_info("tunnel %s: handshake with a peer failed: %s", t->conf.name, why);
+		session_close(s, CLOSE_HANDSHAKE);
+		return;
+	}
+	s->failures++;
+	daemon_rand(&rnd, sizeof(rnd));
+	wait = psktun_backoff_ms(s->failures, rnd);
+	log_warn("tunnel %s: handshake for %s failed (%s); retry %u in %u ms", t->conf.name,
+		 s->identity, why, s->failures, wait);
+	session_reset_transport(s);
+	/* A DNS answer may be stale after a failure: resolve again next time. */
+	t->connect_resolved = false;
+	s->state = SESSION_BACKOFF;
+	arm(s, wait);
+}
+
+void session_handshake_step(struct session *s)
+{
+	int r = gnutls_handshake(s->tls);
+
+	if (r == GNUTLS_E_SUCCESS) {
+		session_established(s);
+		return;
+	}
+	if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED || !gnutls_error_is_fatal(r)) {
+		arm(s, gnutls_dtls_get_timeout(s->tls));
+		return;
+	}
+	session_failed(s, gnutls_strerror_name(r) ? gnutls_strerror_name(r) : "unknown error");
+}
+
+void session_handshake_start(struct session *s)
+{
+	struct tunnel *t = s->t;
+	struct daemon *d = t->d;
+	const struct psktun_key *key;
+
+	if (s->state == SESSION_CLOSING || s->state == SESSION_HANDSHAKING)
+		return;
+	if (d->n_handshaking >= d->cfg->dtls.max_handshakes) {
+		if (!s->waiting) {
+			s->waiting = true;
+			s->wait_next = NULL;
+			if (d->wait_tail)
+				d->wait_tail->wait_next = s;
+			else
+				d->wait_head = s;
+			d->wait_tail = s;
+		}
+		s->state = SESSION_NEW;
+		return;
+	}
+	if (!t->connect_resolved) {
+		s->state = SESSION_RESOLVING;
+		tunnel_resolve(t);
+		return;
+	}
+	key = psktun_keys_find(d->keys, s->identity, s->identity_len);
+	if (!key) {
+		log_warn("tunnel %s: %s is no longer in the key file", t->conf.name, s->identity);
+		session_close(s, CLOSE_RELOAD);
+		return;
+	}
+	dtls_key_digest(key, s->key_digest);
+	if (gateway_session_connect(s) < 0 || dtls_session_client(s, key) < 0) {
+		s->state = SESSION_HANDSHAKING;
+		d->n_handshaking++;
+		s->counted_handshaking = true;
+		session_failed(s, "no socket");
+		return;
+	}
+	s->state = SESSION_HANDSHAKING;
+	s->counted_handshaking = true;
+	d->n_handshaking++;
+	d->stats.handshakes_started++;
+	s->started_ms = daemon_now_ms(d);
+	log_info("tunnel %s: handshake for %s to %s:%s", t->conf.name, s->identity,
+		 t->connect_host, t->connect_port);
+	session_handshake_step(s);
+}
+
+static void on_timer(uv_timer_t *timer)
+{
+	struct session *s = timer->data;
+	struct daemon *d = s->t->d;
+	uint64_t now, idle_ms;
+
+	switch (s->state) {
+	case SESSION_HANDSHAKING:
+		session_handshake_step(s);
+		break;
+	case SESSION_ESTABLISHED:
+		now = daemon_now_ms(d);
+		idle_ms = (uint64_t)s->idle_timeout_s * 1000;
+		if (now - s->last_rx_ms >= idle_ms)
+			session_close(s, CLOSE_IDLE);
+		else
+			arm(s, idle_ms - (now - s->last_rx_ms));
+		break;
+	case SESSION_BACKOFF:
+		if (s->queue.n)
+			session_handshake_start(s);
+		else
+			session_close(s, CLOSE_IDLE);
+		break;
+	case SESSION_NEW:
+	case SESSION_RESOLVING:
+	case SESSION_CLOSING:
+		break;
+	}
+}
+
+void session_touch(struct session *s)
+{
+	s->last_rx_ms = daemon_now_ms(s->t->d);
+}
+
+void session_set_idle(struct session *s, uint32_t seconds)
+{
+	uint32_t base = s->t->d->cfg->dtls.idle_timeout_s;
+
+	s->idle_timeout_s = seconds > base ? seconds : base;
+}
+
+int session_send_tunnel(struct session *s, const uint8_t *data, size_t len)
+{
+	struct daemon *d = s->t->d;
+	ssize_t r;
+	int q;
+
+	switch (s->state) {
+	case SESSION_ESTABLISHED:
+		r = gnutls_record_send(s->tls, data, len);
+		if (r < 0) {
+			d->stats.dropped_send++;
+			log_debug("tunnel %s: record to %s not sent: %s", s->t->conf.name,
+				  s->identity, gnutls_strerror_name(r));
+			return -EIO;
+		}
+		s->last_uplink_ms = daemon_now_ms(d);
+		return 0;
+	case SESSION_CLOSING:
+		d->stats.dropped_closed++;
+		return -ESHUTDOWN;
+	case SESSION_NEW:
+	case SESSION_RESOLVING:
+	case SESSION_HANDSHAKING:
+	case SESSION_BACKOFF:
+		break;
+	}
+	q = dgram_queue_push(&s->queue, data, len);
+	if (q < 0) {
+		d->stats.dropped_overflow++;
+		return q;
+	}
+	if (s->state == SESSION_NEW && !s->waiting)
+		session_handshake_start(s);
+	return 0;
+}
+
+void session_on_record(struct session *s, const uint8_t *data, size_t len)
+{
+	struct tunnel *t = s->t;
+	struct daemon *d = t->d;
+	ssize_t n;
+
+	s->records_in++;
+	d->stats.records_in++;
+	s->in = data;
+	s->in_len = len;
+	if (s->state == SESSION_HANDSHAKING) {
+		session_handshake_step(s);
+	} else if (s->state == SESSION_ESTABLISHED) {
+		session_touch(s);
+		s->last_downlink_ms = s->last_rx_ms;
+		for (;;) {
+			n = gnutls_record_recv(s->tls, d->txbuf, PSKTUN_DGRAM_MAX);
+			if (n > 0) {
+				if (t->mode == PSKTUN_MODE_GATEWAY)
+					gateway_deliver(s, d->txbuf, n);
+				else
+					terminator_deliver(s, d->txbuf, n);
+				if (s->state != SESSION_ESTABLISHED)
+					return;
+				continue;
+			}
+			if (n == 0) {
+				session_close(s, CLOSE_PEER);
+				return;
+			}
+			if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+				break;
+			if (!gnutls_error_is_fatal(n)) {
+				log_debug("tunnel %s: %s: %s", t->conf.name, s->identity,
+					  gnutls_strerror_name(n));
+				if (!s->in)
+					break;
+				continue;
+			}
+			log_info("tunnel %s: session %s: %s", t->conf.name, s->identity,
+				 gnutls_strerror_name(n));
+			session_close(s, CLOSE_ERROR);
+			return;
+		}
+	}
+	s->in = NULL;
+	s->in_len = 0;
+}
+
+void session_report_silent(struct session *s)
+{
+	struct daemon *d = s->t->d;
+
+	d->stats.silent_reports++;
+	log_info("tunnel %s: session %s reported silent", s->t->conf.name, s->identity);
+	if (s->t->mode == PSKTUN_MODE_GATEWAY)
+		session_rehandshake(s);
+}
+
+/* Gateway: the path looks dead; shake hands again from a fresh socket
+ * (a NAT may have given us a new port) and keep what is queued. */
+void session_rehandshake(struct session *s)
+{
+	struct daemon *d = s->t->d;
+
+	if (s->t->mode != PSKTUN_MODE_GATEWAY || s->state != SESSION_ESTABLISHED)
+		return;
+	d->stats.rehandshakes++;
+	log_notice("tunnel %s: session %s: new handshake on a fresh socket", s->t->conf.name,
+		   s->identity);
+	session_reset_transport(s);
+	s->state = SESSION_NEW;
+	session_handshake_start(s);
+}

@@ -1,0 +1,36 @@
+/* stats: the daemon's counters, with the names psktunctl prints. */
+#ifndef PSKTUN_STATS_H
+#define PSKTUN_STATS_H
+#include <stdint.h>
+
+/* X(name): every counter, in the order psktunctl prints them after "sessions". */
+#define PSKTUN_STATS(X) \
+	X(handshakes_started) \
+	X(handshakes_completed) \
+	X(handshakes_failed) \
+	X(handshakes_resumed) \
+	X(plain_in) \
+	X(plain_out) \
+	X(records_in) \
+	X(records_out) \
+	X(replies_local) \
+	X(cookies_sent) \
+	X(sessions_opened) \
+	X(sessions_closed) \
+	X(sessions_replaced) \
+	X(silent_reports) \
+	X(rehandshakes) \
+	X(dropped_unknown) \
+	X(dropped_malformed) \
+	X(dropped_policy) \
+	X(dropped_overflow) \
+	X(dropped_limit) \
+	X(dropped_send) \
+	X(dropped_closed)
+
+struct psktun_stats {
+#define X(n) uint64_t n;
+	PSKTUN_STATS(X)
+#undef X
+};
+#endif

@@ -1,0 +1,373 @@
+/* terminator: the cloud end: DTLS-PSK sessions from many peers, each relayed to a plain UDP backend. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "addr.h"
+#include "daemon.h"
+#include "log.h"
+
+static void alloc_rx(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct daemon *d = h->loop->data;
+
+	buf->base = (char *)d->rxbuf;
+	buf->len = PSKTUN_DGRAM_MAX;
+}
+
+/* DTLS record header: type(1) version(2) epoch(2) seq(6) length(2); then the handshake header. */
+#define DTLS_HDR 13
+#define CT_CCS 20
+#define CT_HANDSHAKE 22
+#define HS_CLIENT_HELLO 1
+
+static unsigned record_epoch(const uint8_t *p)
+{
+	return (unsigned)p[3] << 8 | p[4];
+}
+
+static bool is_client_hello(const uint8_t *p, size_t len)
+{
+	return len >= DTLS_HDR + 12 && p[0] == CT_HANDSHAKE && record_epoch(p) == 0 &&
+	       p[DTLS_HDR] == HS_CLIENT_HELLO;
+}
+
+static struct session *peer_find(struct tunnel *t, const struct sockaddr *from)
+{
+	uint64_t h = psktun_addr_hash(from, true);
+
+	for (struct htab_node *n = htab_first(&t->by_peer, h); n; n = htab_next(n, h)) {
+		struct session *s = container_of(n, struct session, by_peer);
+
+		if (psktun_addr_equal((struct sockaddr *)&s->peer, from, true))
+			return s;
+	}
+	return NULL;
+}
+
+static void peer_insert(struct session *s)
+{
+	htab_insert(&s->t->by_peer, &s->by_peer, psktun_addr_hash((struct sockaddr *)&s->peer, true));
+	s->in_by_peer = true;
+}
+
+struct cookie_dest {
+	struct tunnel *t;
+	const struct sockaddr *to;
+};
+
+static ssize_t cookie_push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
+{
+	struct cookie_dest *c = ptr;
+	uv_buf_t b = uv_buf_init((char *)data, len);
+
+	if (uv_udp_try_send(&c->t->sock, &b, 1, c->to) < 0)
+		c->t->d->stats.dropped_send++;
+	else
+		c->t->d->stats.records_out++;
+	return len;
+}
+
+/*
+ * A ClientHello from a peer without a session (or a new one from a peer
+ * that has one). Stateless: unless it carries our cookie for this address,
+ * answer with a HelloVerifyRequest and forget it.
+ */
+static void on_client_hello(struct tunnel *t, const struct sockaddr *from, const uint8_t *data,
+			    size_t len, struct session *old)
+{
+	struct daemon *d = t->d;
+	gnutls_dtls_prestate_st prestate;
+	struct cookie_dest dest = { t, from };
+	struct session *s;
+	int r;
+
+	memset(&prestate, 0, sizeof(prestate));
+	r = gnutls_dtls_cookie_verify(&d->cookie_key, (void *)from, psktun_addr_len(from),
+				      (void *)data, len, &prestate);
+	if (r < 0) {
+		gnutls_dtls_cookie_send(&d->cookie_key, (void *)from, psktun_addr_len(from), &prestate,
+					&dest, cookie_push);
+		d->stats.cookies_sent++;
+		return;
+	}
+	if (d->n_sessions >= d->cfg->dtls.max_sessions || d->n_handshaking >= d->cfg->dtls.max_handshakes) {
+		d->stats.dropped_limit++;
+		return;
+	}
+	s = session_new(t, "", 0);
+	if (!s) {
+		d->stats.dropped_limit++;
+		return;
+	}
+	memcpy(&s->peer, from, psktun_addr_len(from));
+	if (old) {
+		old->replaced_by = s;
+		s->replaces = old;
+	} else {
+		peer_insert(s);
+	}
+	if (dtls_session_server(s, &prestate) < 0) {
+		session_close(s, CLOSE_HANDSHAKE);
+		return;
+	}
+	s->state = SESSION_HANDSHAKING;
+	s->counted_handshaking = true;
+	d->n_handshaking++;
+	d->stats.handshakes_started++;
+	s->started_ms = daemon_now_ms(d);
+	/* The verified ClientHello is the first datagram GnuTLS reads. */
+	session_on_record(s, data, len);
+}
+
+static void on_peer(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
+		    unsigned flags)
+{
+	struct tunnel *t = h->data;
+	struct daemon *d = t->d;
+	const uint8_t *data = (const uint8_t *)buf->base;
+	struct session *s;
+
+	if (nread <= 0 || !from)
+		return;
+	if ((flags & UV_UDP_PARTIAL) || nread < DTLS_HDR) {
+		d->stats.dropped_malformed++;
+		return;
+	}
+	s = peer_find(t, from);
+	if (!s) {
+		if (is_client_hello(data, nread))
+			on_client_hello(t, from, data, nread, NULL);
+		else
+			d->stats.dropped_unknown++;
+		return;
+	}
+	if (s->replaced_by) {
+		/* A new handshake runs beside the old session: handshake
+		 * traffic goes to it, records of the old epoch to the old. */
+		if (data[0] == CT_HANDSHAKE || data[0] == CT_CCS || record_epoch(data) == 0) {
+			session_on_record(s->replaced_by, data, nread);
+			return;
+		}
+	} else if (s->state == SESSION_ESTABLISHED && is_client_hello(data, nread)) {
+		on_client_hello(t, from, data, nread, s);
+		return;
+	}
+	session_on_record(s, data, nread);
+}
+
+static void on_backend(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
+		       unsigned flags)
+{
+	struct session *s = h->data;
+	struct tunnel *t = s->t;
+	struct daemon *d = t->d;
+	uint8_t *data = (uint8_t *)buf->base;
+	size_t len = nread;
+	enum psktun_reason reason = PSKTUN_REASON_NONE;
+	struct session *target = NULL;
+	enum psktun_verdict v;
+
+	if (nread < 0 || !from)
+		return;
+	d->stats.plain_in++;
+	s->plain_in++;
+	if (flags & UV_UDP_PARTIAL) {
+		d->stats.dropped_malformed++;
+		return;
+	}
+	session_touch(s);
+	v = plugin_on_plain(t, s, from, data, &len, PSKTUN_DGRAM_MAX + 512, &reason, &target);
+	switch (v) {
+	case PSKTUN_FORWARD:
+		session_send_tunnel(s, data, len);
+		break;
+	case PSKTUN_DROP:
+		tunnel_count_reason(t, reason);
+		break;
+	case PSKTUN_REPLY: {
+		uv_buf_t b = uv_buf_init((char *)data, len);
+
+		tunnel_count_reason(t, reason);
+		d->stats.replies_local++;
+		uv_udp_try_send(h, &b, 1, NULL);
+		break;
+	}
+	case PSKTUN_CLOSE:
+		if (len)
+			session_send_tunnel(s, data, len);
+		session_close(s, CLOSE_PLUGIN);
+		break;
+	}
+}
+
+/* The shared backend socket (a plugin's use_shared_plain): the plugin names the session. */
+static void on_shared_backend(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
+			      const struct sockaddr *from, unsigned flags)
+{
+	struct tunnel *t = h->data;
+	struct daemon *d = t->d;
+	uint8_t *data = (uint8_t *)buf->base;
+	size_t len = nread;
+	enum psktun_reason reason = PSKTUN_REASON_NONE;
+	struct session *target = NULL;
+	enum psktun_verdict v;
+
+	if (nread < 0 || !from)
+		return;
+	d->stats.plain_in++;
+	if (flags & UV_UDP_PARTIAL) {
+		d->stats.dropped_malformed++;
+		return;
+	}
+	v = plugin_on_plain(t, NULL, from, data, &len, PSKTUN_DGRAM_MAX + 512, &reason, &target);
+	if (v == PSKTUN_DROP || !target) {
+		tunnel_count_reason(t, v == PSKTUN_DROP ? reason : PSKTUN_REASON_UNKNOWN);
+		return;
+	}
+	target->plain_in++;
+	session_touch(target);
+	if (v == PSKTUN_FORWARD || v == PSKTUN_CLOSE)
+		session_send_tunnel(target, data, len);
+	if (v == PSKTUN_CLOSE)
+		session_close(target, CLOSE_PLUGIN);
+}
+
+int terminator_use_shared_plain(struct tunnel *t, const struct sockaddr *local)
+{
+	uv_udp_t *u;
+	int r;
+
+	if (t->shared_plain)
+		return -EALREADY;
+	u = malloc(sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	uv_udp_init(t->d->loop, u);
+	u->data = t;
+	t->shared_plain = u;
+	r = uv_udp_bind(u, local, 0);
+	if (r == 0)
+		r = uv_udp_recv_start(u, alloc_rx, on_shared_backend);
+	if (r < 0) {
+		log_err("tunnel %s: cannot use a shared backend socket: %s", t->conf.name, uv_strerror(r));
+		return -EIO;
+	}
+	return 0;
+}
+
+static int backend_open(struct session *s)
+{
+	struct tunnel *t = s->t;
+	uv_udp_t *u = malloc(sizeof(*u));
+	int r;
+
+	if (!u)
+		return -ENOMEM;
+	uv_udp_init(t->d->loop, u);
+	u->data = s;
+	s->sock = u;
+	r = uv_udp_connect(u, (struct sockaddr *)&t->connect_addr);
+	if (r == 0)
+		r = uv_udp_recv_start(u, alloc_rx, on_backend);
+	if (r < 0) {
+		log_warn("tunnel %s: cannot open a socket to the backend %s for %s: %s", t->conf.name,
+			 t->conf.connect, s->identity, uv_strerror(r));
+		return -EIO;
+	}
+	return 0;
+}
+
+void terminator_established(struct session *s)
+{
+	struct tunnel *t = s->t;
+	struct daemon *d = t->d;
+	gnutls_datum_t user = { NULL, 0 };
+	const struct psktun_key *key;
+	struct session *other;
+
+	if (gnutls_psk_server_get_username2(s->tls, &user) < 0 || !user.size ||
+	    user.size > PSKTUN_IDENTITY_MAX) {
+		session_close(s, CLOSE_ERROR);
+		return;
+	}
+	memcpy(s->identity, user.data, user.size);
+	s->identity[user.size] = '\0';
+	s->identity_len = user.size;
+	key = psktun_keys_find(d->keys, s->identity, s->identity_len);
+	if (key)
+		dtls_key_digest(key, s->key_digest);
+
+	/* RFC 6347 4.2.8: the old session at this address ends only now. */
+	if (s->replaces) {
+		struct session *old = s->replaces;
+
+		old->replaced_by = NULL;
+		s->replaces = NULL;
+		session_close(old, CLOSE_REPLACED);
+		d->stats.sessions_replaced++;
+		peer_insert(s);
+	}
+	/* One session per meter: the same identity from elsewhere (a NAT rebinding) moved. */
+	other = session_find_identity(t, s->identity, s->identity_len);
+	if (other && other != s) {
+		session_close(other, CLOSE_REPLACED);
+		d->stats.sessions_replaced++;
+	}
+	htab_insert(&t->by_identity, &s->by_identity, identity_hash(s->identity, s->identity_len));
+	s->in_by_identity = true;
+	if (!t->shared_plain && backend_open(s) < 0) {
+		session_close(s, CLOSE_ERROR);
+		return;
+	}
+	plugin_session_open(s);
+}
+
+void terminator_deliver(struct session *s, uint8_t *buf, size_t len)
+{
+	struct tunnel *t = s->t;
+	struct daemon *d = t->d;
+	enum psktun_reason reason = PSKTUN_REASON_NONE;
+	enum psktun_verdict v = plugin_on_tunnel(s, buf, &len, sizeof(d->txbuf), &reason);
+	uv_buf_t b;
+	int r;
+
+	switch (v) {
+	case PSKTUN_FORWARD:
+	case PSKTUN_CLOSE:
+		if (len) {
+			b = uv_buf_init((char *)buf, len);
+			if (t->shared_plain)
+				r = uv_udp_try_send(t->shared_plain, &b, 1, (struct sockaddr *)&t->connect_addr);
+			else
+				r = s->sock ? uv_udp_try_send(s->sock, &b, 1, NULL) : UV_EBADF;
+			if (r < 0) {
+				d->stats.dropped_send++;
+			} else {
+				d->stats.plain_out++;
+				s->plain_out++;
+			}
+		}
+		if (v == PSKTUN_CLOSE)
+			session_close(s, CLOSE_PLUGIN);
+		break;
+	case PSKTUN_DROP:
+		tunnel_count_reason(t, reason);
+		break;
+	case PSKTUN_REPLY:
+		tunnel_count_reason(t, reason);
+		d->stats.replies_local++;
+		session_send_tunnel(s, buf, len);
+		break;
+	}
+}
+
+int terminator_start(struct tunnel *t)
+{
+	int r = uv_udp_recv_start(&t->sock, alloc_rx, on_peer);
+
+	if (r < 0) {
+		log_err("tunnel %s: cannot receive on %s: %s", t->conf.name, t->conf.accept, uv_strerror(r));
+		return -EIO;
+	}
+	return 0;
+}

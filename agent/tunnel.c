@@ -1,0 +1,291 @@
+/* tunnel: one `tunnels` entry: its accept socket, the `connect` address, its plugin. */
+#include <errno.h>
+#include <netdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include "addr.h"
+#include "daemon.h"
+#include "log.h"
+
+static char *dup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static void conf_tunnel_free(struct psktun_conf_tunnel *c)
+{
+	free(c->name);
+	free(c->plugin);
+	free(c->accept);
+	free(c->connect);
+	for (size_t i = 0; i < c->n_options; i++) {
+		free(c->options[i].key);
+		free(c->options[i].value);
+	}
+	free(c->options);
+	memset(c, 0, sizeof(*c));
+}
+
+static int conf_tunnel_copy(struct psktun_conf_tunnel *dst, const struct psktun_conf_tunnel *src)
+{
+	memset(dst, 0, sizeof(*dst));
+	dst->name = dup_or_null(src->name);
+	dst->plugin = dup_or_null(src->plugin);
+	dst->accept = dup_or_null(src->accept);
+	dst->connect = dup_or_null(src->connect);
+	dst->line = src->line;
+	if (src->n_options) {
+		dst->options = calloc(src->n_options, sizeof(*dst->options));
+		if (!dst->options)
+			return -ENOMEM;
+		dst->n_options = src->n_options;
+		for (size_t i = 0; i < src->n_options; i++) {
+			dst->options[i].key = dup_or_null(src->options[i].key);
+			dst->options[i].value = dup_or_null(src->options[i].value);
+			if (!dst->options[i].key || !dst->options[i].value)
+				return -ENOMEM;
+		}
+	}
+	if (!dst->name || !dst->accept || !dst->connect || (src->plugin && !dst->plugin))
+		return -ENOMEM;
+	return 0;
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+bool tunnel_conf_equal(const struct psktun_conf_tunnel *a, const struct psktun_conf_tunnel *b)
+{
+	if (!str_eq(a->name, b->name) || !str_eq(a->plugin, b->plugin) ||
+	    !str_eq(a->accept, b->accept) || !str_eq(a->connect, b->connect) ||
+	    a->n_options != b->n_options)
+		return false;
+	for (size_t i = 0; i < a->n_options; i++)
+		if (!str_eq(a->options[i].key, b->options[i].key) ||
+		    !str_eq(a->options[i].value, b->options[i].value))
+			return false;
+	return true;
+}
+
+void tunnel_count_reason(struct tunnel *t, enum psktun_reason r)
+{
+	struct psktun_stats *st = &t->d->stats;
+
+	switch (r) {
+	case PSKTUN_REASON_MALFORMED: st->dropped_malformed++; break;
+	case PSKTUN_REASON_POLICY: st->dropped_policy++; break;
+	case PSKTUN_REASON_UNKNOWN: st->dropped_unknown++; break;
+	case PSKTUN_REASON_NONE: break;
+	}
+}
+
+int tunnel_send_plain(struct tunnel *t, const struct sockaddr *to, const uint8_t *buf, size_t len)
+{
+	uv_buf_t b = uv_buf_init((char *)buf, len);
+	int r = uv_udp_try_send(&t->sock, &b, 1, to);
+
+	if (r < 0) {
+		t->d->stats.dropped_send++;
+		return r == UV_EAGAIN ? -EAGAIN : -EIO;
+	}
+	t->d->stats.plain_out++;
+	return 0;
+}
+
+static int resolve_result(struct tunnel *t, int status, struct addrinfo *res)
+{
+	if (status < 0 || !res) {
+		log_warn("tunnel %s: cannot resolve connect %s:%s: %s; will try again",
+			 t->conf.name, t->connect_host, t->connect_port, uv_strerror(status));
+		return -EHOSTUNREACH;
+	}
+	memcpy(&t->connect_addr, res->ai_addr, res->ai_addrlen);
+	t->connect_resolved = true;
+	t->resolved_ms = daemon_now_ms(t->d);
+	return 0;
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	struct tunnel *t = req->data;
+	int r;
+
+	t->resolving = false;
+	r = resolve_result(t, status, res);
+	uv_freeaddrinfo(res);
+	t->open_handles--;
+	if (t->closing) {
+		if (t->open_handles == 0)
+			free(t);
+		return;
+	}
+	/* Start (or fail) every session that waited for the answer. */
+	for (struct session *s = t->sessions, *next; s; s = next) {
+		next = s->next;
+		if (s->state != SESSION_RESOLVING)
+			continue;
+		if (r == 0) {
+			s->state = SESSION_NEW;
+			session_handshake_start(s);
+		} else {
+			s->state = SESSION_BACKOFF;
+			session_close(s, CLOSE_ERROR);
+		}
+	}
+}
+
+void tunnel_resolve(struct tunnel *t)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM };
+
+	if (t->resolving)
+		return;
+	t->resolve_req.data = t;
+	if (uv_getaddrinfo(t->d->loop, &t->resolve_req, on_resolved, t->connect_host,
+			   t->connect_port, &hints) == 0) {
+		t->resolving = true;
+		t->open_handles++;
+	}
+}
+
+static void on_tunnel_handle_closed(uv_handle_t *h)
+{
+	struct tunnel *t = h->data;
+
+	if (h != (uv_handle_t *)&t->sock)
+		free(h);
+	if (--t->open_handles == 0)
+		free(t);
+}
+
+int tunnel_open(struct daemon *d, const struct psktun_conf_tunnel *conf, enum psktun_mode mode,
+		struct tunnel **out)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM,
+				  .ai_flags = AI_PASSIVE };
+	char host[256], port[16];
+	uv_getaddrinfo_t req;
+	struct tunnel *t;
+	int r;
+
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->d = d;
+	t->mode = mode;
+	r = conf_tunnel_copy(&t->conf, conf);
+	if (r < 0)
+		goto fail;
+	if (htab_init(&t->by_identity, 64) < 0 || htab_init(&t->by_peer, 64) < 0 ||
+	    htab_init(&t->bindings, 64) < 0 || resume_store_init(&t->resume, d->cfg->dtls.max_sessions) < 0) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	if (psktun_hostport_split(conf->connect, t->connect_host, sizeof(t->connect_host),
+				  t->connect_port, sizeof(t->connect_port)) < 0 ||
+	    psktun_hostport_split(conf->accept, host, sizeof(host), port, sizeof(port)) < 0) {
+		log_err("tunnel %s: bad address", conf->name);
+		r = -EINVAL;
+		goto fail;
+	}
+	r = uv_getaddrinfo(d->loop, &req, NULL, host, port, &hints);
+	if (r < 0) {
+		log_err("tunnel %s: cannot resolve accept %s: %s", conf->name, conf->accept, uv_strerror(r));
+		r = -EINVAL;
+		goto fail;
+	}
+	memcpy(&t->accept_addr, req.addrinfo->ai_addr, req.addrinfo->ai_addrlen);
+	uv_freeaddrinfo(req.addrinfo);
+
+	/* Resolve `connect` once now; a failure is retried when a session needs it. */
+	r = uv_getaddrinfo(d->loop, &req, NULL, t->connect_host, t->connect_port,
+			   &(struct addrinfo){ .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM });
+	resolve_result(t, r, r == 0 ? req.addrinfo : NULL);
+	if (r == 0)
+		uv_freeaddrinfo(req.addrinfo);
+
+	uv_udp_init(d->loop, &t->sock);
+	t->sock.data = t;
+	t->sock_open = true;
+	t->open_handles = 1;
+	r = uv_udp_bind(&t->sock, (struct sockaddr *)&t->accept_addr, 0);
+	if (r < 0) {
+		log_err("tunnel %s: cannot listen on %s: %s", conf->name, conf->accept, uv_strerror(r));
+		r = -EADDRINUSE;
+		goto fail_sock;
+	}
+	if (conf->plugin) {
+		r = plugin_load(d->cfg->plugin_dir, conf->plugin, &t->plugin);
+		if (r < 0)
+			goto fail_sock;
+		r = plugin_tunnel_init(t);
+		if (r < 0) {
+			t->plugin = NULL;
+			goto fail_sock;
+		}
+	}
+	r = mode == PSKTUN_MODE_GATEWAY ? gateway_start(t) : terminator_start(t);
+	if (r < 0)
+		goto fail_sock;
+	*out = t;
+	return 0;
+fail_sock:
+	tunnel_close(t);
+	return r;
+fail:
+	resume_store_deinit(&t->resume);
+	htab_deinit(&t->by_identity);
+	htab_deinit(&t->by_peer);
+	htab_deinit(&t->bindings);
+	conf_tunnel_free(&t->conf);
+	free(t);
+	return r;
+}
+
+/* Closes every session with close_notify, then the tunnel's handles; freed when all are closed. */
+void tunnel_close(struct tunnel *t)
+{
+
+	if (t->closing)
+		return;
+	while (t->sessions)
+		session_close(t->sessions, t->d->stopping ? CLOSE_SHUTDOWN : CLOSE_RELOAD);
+	if (t->plugin)
+		plugin_tunnel_fini(t);
+	for (size_t i = 0; i <= t->bindings.mask && t->bindings.bucket; i++) {
+		struct htab_node *n = t->bindings.bucket[i], *nn;
+
+		for (; n; n = nn) {
+			nn = n->next;
+			free(container_of(n, struct binding, node));
+		}
+	}
+	htab_deinit(&t->bindings);
+	htab_deinit(&t->by_identity);
+	htab_deinit(&t->by_peer);
+	resume_store_deinit(&t->resume);
+	conf_tunnel_free(&t->conf);
+	t->closing = true;
+	if (t->shared_plain) {
+		t->shared_plain->data = t;
+		t->open_handles++;
+		uv_close((uv_handle_t *)t->shared_plain, on_tunnel_handle_closed);
+		t->shared_plain = NULL;
+	}
+	if (t->plugin_timer) {
+		t->plugin_timer->data = t;
+		t->open_handles++;
+		uv_close((uv_handle_t *)t->plugin_timer, on_tunnel_handle_closed);
+		t->plugin_timer = NULL;
+	}
+	if (t->resolving)
+		uv_cancel((uv_req_t *)&t->resolve_req);
+	if (t->sock_open) {
+		t->sock_open = false;
+		uv_close((uv_handle_t *)&t->sock, on_tunnel_handle_closed);
+	} else if (t->open_handles == 0) {
+		free(t);
+	}
+}

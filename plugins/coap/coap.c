@@ -1,0 +1,471 @@
+/* CoAP plugin: validates datagrams, binds a request's identity to the PSK identity, reports unanswered CONs. */
+#ifdef HAVE_CONFIG_H
+#include <config.h>
+#endif
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "psktun/plugin.h"
+#include "parse.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "unknown"
+#endif
+
+/*
+ * Outstanding CONs tracked per session. A meter has very few exchanges in
+ * flight (RFC 7252 NSTART is 1); when the table is full the oldest entries
+ * keep their deadlines and new CONs go untracked, so it never grows.
+ */
+#define PENDING_MAX		8
+
+/*
+ * Default answer timeout. RFC 7252's MAX_TRANSMIT_WAIT (93 s) is when the
+ * meter itself gives up; by 30 s a meter with the default ACK_TIMEOUT (2 s,
+ * doubling) has sent the CON four times without an answer, which on a
+ * working path is very unlikely, and reporting then leaves about a minute
+ * of the meter's own retransmission window for the daemon to re-handshake
+ * so the exchange can still complete.
+ */
+#define ANSWER_TIMEOUT_DEFAULT_MS	30000u
+#define ANSWER_TIMEOUT_MAX_MS		3600000u
+
+#define QUERY_NAME_MAX		64
+#define PATH_INDEX_MAX		64
+
+enum identity_kind {
+	IDENTITY_NONE = 0,
+	IDENTITY_QUERY,		/* Uri-Query "NAME=VALUE" */
+	IDENTITY_PATH,		/* the N-th Uri-Path segment */
+};
+
+struct coap_tunnel {
+	const struct psktun_host *host;
+	struct psktun_tunnel *tunnel;
+	enum psktun_role role;
+	enum identity_kind kind;
+	char query[QUERY_NAME_MAX + 1];
+	size_t query_len;
+	unsigned path_index;		/* 1-based */
+	uint32_t answer_timeout_ms;	/* 0: do not track */
+};
+
+struct pending {
+	uint64_t deadline;
+	uint16_t mid;
+	bool used;
+};
+
+struct coap_session {
+	struct pending pending[PENDING_MAX];
+	uint64_t armed_for;		/* deadline the session timer runs for */
+	bool armed;
+};
+
+/* What a request says about who is speaking. */
+enum identity_lookup {
+	LOOKUP_ABSENT,
+	LOOKUP_FOUND,
+	LOOKUP_CONFLICT,	/* the query parameter twice, different values */
+};
+
+/* Strict decimal in [lo, hi]. */
+static int parse_uint(const char *s, unsigned long lo, unsigned long hi,
+		      unsigned long *out)
+{
+	unsigned long v = 0;
+
+	if (s == NULL || *s == '\0')
+		return -EINVAL;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return -EINVAL;
+		v = v * 10 + (unsigned long)(*s - '0');
+		if (v > hi)
+			return -EINVAL;
+	}
+	if (v < lo)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static bool printable(const uint8_t *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (s[i] < 0x20 || s[i] >= 0x7f)
+			return false;
+	return true;
+}
+
+static int parse_identity_spec(struct coap_tunnel *ct, const char *spec)
+{
+	unsigned long n;
+	size_t len;
+
+	if (strncmp(spec, "query:", 6) == 0) {
+		spec += 6;
+		len = strlen(spec);
+		if (len == 0 || len > QUERY_NAME_MAX ||
+		    !printable((const uint8_t *)spec, len) ||
+		    strpbrk(spec, "=&") != NULL)
+			return -EINVAL;
+		memcpy(ct->query, spec, len + 1);
+		ct->query_len = len;
+		ct->kind = IDENTITY_QUERY;
+		return 0;
+	}
+	if (strncmp(spec, "path:", 5) == 0) {
+		if (parse_uint(spec + 5, 1, PATH_INDEX_MAX, &n) < 0)
+			return -EINVAL;
+		ct->path_index = (unsigned)n;
+		ct->kind = IDENTITY_PATH;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int coap_init(const struct psktun_host *host, struct psktun_tunnel *t,
+		     const struct psktun_option *opts, size_t n_opts,
+		     void **tunnel_data)
+{
+	struct coap_tunnel *ct;
+	unsigned long n;
+
+	if (host == NULL || host->abi != PSKTUN_PLUGIN_ABI ||
+	    host->size < sizeof(struct psktun_host))
+		return -EINVAL;
+	ct = calloc(1, sizeof(*ct));
+	if (ct == NULL)
+		return -ENOMEM;
+	ct->host = host;
+	ct->tunnel = t;
+	ct->role = host->role(t);
+	ct->answer_timeout_ms = ANSWER_TIMEOUT_DEFAULT_MS;
+
+	for (size_t i = 0; i < n_opts; i++) {
+		const char *key = opts[i].key, *value = opts[i].value;
+
+		if (key == NULL || value == NULL) {
+			host->log(t, PSKTUN_LOG_ERR, "coap: option without a key or value");
+			goto invalid;
+		}
+		if (strcmp(key, "identity") == 0) {
+			if (parse_identity_spec(ct, value) < 0) {
+				host->log(t, PSKTUN_LOG_ERR,
+					  "coap: identity = \"%s\": expected \"query:NAME\" (NAME up to %d characters, no '=' or '&') or \"path:N\" (N from 1 to %d)",
+					  value, QUERY_NAME_MAX, PATH_INDEX_MAX);
+				goto invalid;
+			}
+		} else if (strcmp(key, "answer_timeout_ms") == 0) {
+			if (parse_uint(value, 0, ANSWER_TIMEOUT_MAX_MS, &n) < 0) {
+				host->log(t, PSKTUN_LOG_ERR,
+					  "coap: answer_timeout_ms = \"%s\": expected milliseconds from 0 (off) to %u",
+					  value, ANSWER_TIMEOUT_MAX_MS);
+				goto invalid;
+			}
+			ct->answer_timeout_ms = (uint32_t)n;
+		} else {
+			host->log(t, PSKTUN_LOG_ERR,
+				  "coap: unknown option \"%s\" (known: identity, answer_timeout_ms)",
+				  key);
+			goto invalid;
+		}
+	}
+	*tunnel_data = ct;
+	return 0;
+invalid:
+	free(ct);
+	return -EINVAL;
+}
+
+static void coap_fini(void *tunnel_data)
+{
+	free(tunnel_data);
+}
+
+/* The request's identity value, as the tunnel's `identity` option names it. */
+static enum identity_lookup find_identity(const struct coap_tunnel *ct,
+					  const struct coap_msg *m,
+					  const uint8_t **value, size_t *len)
+{
+	enum identity_lookup found = LOOKUP_ABSENT;
+	struct coap_opt_iter it;
+	struct coap_opt o;
+	unsigned segment = 0;
+	const uint8_t *v;
+	size_t vlen;
+
+	coap_opt_iter_init(&it, m);
+	while (coap_opt_next(&it, &o)) {
+		if (ct->kind == IDENTITY_PATH && o.number == COAP_OPT_URI_PATH) {
+			if (++segment == ct->path_index) {
+				*value = o.value;
+				*len = o.len;
+				return LOOKUP_FOUND;
+			}
+			continue;
+		}
+		if (ct->kind != IDENTITY_QUERY || o.number != COAP_OPT_URI_QUERY ||
+		    o.len < ct->query_len ||
+		    memcmp(o.value, ct->query, ct->query_len) != 0)
+			continue;
+		/* "NAME" alone counts as an empty value, so it cannot slip
+		 * past the check as something the backend reads otherwise. */
+		if (o.len == ct->query_len) {
+			v = o.value + o.len;
+			vlen = 0;
+		} else if (o.value[ct->query_len] == '=') {
+			v = o.value + ct->query_len + 1;
+			vlen = o.len - ct->query_len - 1;
+		} else {
+			continue;
+		}
+		if (found == LOOKUP_FOUND &&
+		    (vlen != *len || memcmp(v, *value, vlen) != 0))
+			return LOOKUP_CONFLICT;
+		*value = v;
+		*len = vlen;
+		found = LOOKUP_FOUND;
+	}
+	return found;
+}
+
+static int coap_identify(void *tunnel_data, const struct sockaddr *from,
+			 const uint8_t *buf, size_t len, char *id,
+			 size_t *id_len)
+{
+	const struct coap_tunnel *ct = tunnel_data;
+	const uint8_t *value = NULL;
+	struct coap_msg m;
+	size_t vlen = 0;
+
+	if (coap_parse(&m, buf, len) < 0)
+		return -EBADMSG;
+	if (ct->kind == IDENTITY_NONE || !coap_is_request(&m))
+		return -ENOENT;
+	if (find_identity(ct, &m, &value, &vlen) != LOOKUP_FOUND)
+		return -ENOENT;
+	/* Key file identities are printable text; anything else names nobody. */
+	if (vlen == 0 || vlen > *id_len || !printable(value, vlen))
+		return -ENOENT;
+	memcpy(id, value, vlen);
+	*id_len = vlen;
+	return 0;
+}
+
+/* Does a request name an identity other than the session's? */
+static bool names_other_identity(const struct coap_tunnel *ct,
+				 struct psktun_session *s,
+				 const struct coap_msg *m)
+{
+	const uint8_t *value = NULL;
+	const char *own;
+	size_t vlen = 0, own_len = 0;
+
+	if (ct->kind == IDENTITY_NONE || s == NULL || !coap_is_request(m))
+		return false;
+	switch (find_identity(ct, m, &value, &vlen)) {
+	case LOOKUP_ABSENT:
+		return false;
+	case LOOKUP_CONFLICT:
+		return true;
+	case LOOKUP_FOUND:
+		break;
+	}
+	own = ct->host->identity(s, &own_len);
+	return own == NULL || own_len != vlen || memcmp(own, value, vlen) != 0;
+}
+
+/* A CON gets a piggybacked 4.03 over the request itself; a NON is dropped. */
+static enum psktun_verdict refuse(struct psktun_dgram *ctx,
+				  const struct coap_msg *m, uint8_t *buf,
+				  size_t *len, size_t cap)
+{
+	const struct coap_tunnel *ct = ctx->tunnel_data;
+	int n;
+
+	ctx->reason = PSKTUN_REASON_POLICY;
+	ct->host->log(ct->tunnel, PSKTUN_LOG_INFO,
+		      "coap: refused a %s request (mid %u) naming another identity",
+		      m->type == COAP_CON ? "CON" : "NON", (unsigned)m->mid);
+	if (m->type != COAP_CON)
+		return PSKTUN_DROP;
+	n = coap_write_header(buf, cap, COAP_ACK, COAP_CODE_FORBIDDEN, m->mid,
+			      m->token, m->tkl);
+	if (n < 0)
+		return PSKTUN_DROP;
+	*len = (size_t)n;
+	return PSKTUN_REPLY;
+}
+
+/* Point the session timer at the earliest deadline, or cancel it. */
+static void rearm(const struct coap_tunnel *ct, struct psktun_session *s,
+		  struct coap_session *cs)
+{
+	const struct pending *first = NULL;
+	uint64_t now;
+
+	for (size_t i = 0; i < PENDING_MAX; i++)
+		if (cs->pending[i].used &&
+		    (first == NULL || cs->pending[i].deadline < first->deadline))
+			first = &cs->pending[i];
+	if (first == NULL) {
+		if (cs->armed)
+			ct->host->session_timer(s, 0);
+		cs->armed = false;
+		return;
+	}
+	if (cs->armed && cs->armed_for == first->deadline)
+		return;
+	cs->armed = true;
+	cs->armed_for = first->deadline;
+	now = ct->host->now_ms(ct->tunnel);
+	/* ms == 0 would cancel: an overdue deadline fires after 1 ms. */
+	ct->host->session_timer(s, first->deadline > now ?
+				   (uint32_t)(first->deadline - now) : 1);
+}
+
+static void track_con(const struct coap_tunnel *ct, struct psktun_session *s,
+		      struct coap_session *cs, uint16_t mid)
+{
+	struct pending *free_slot = NULL;
+
+	if (ct->answer_timeout_ms == 0 || s == NULL || cs == NULL)
+		return;
+	for (size_t i = 0; i < PENDING_MAX; i++) {
+		/* A retransmission keeps the first transmission's deadline. */
+		if (cs->pending[i].used && cs->pending[i].mid == mid)
+			return;
+		if (!cs->pending[i].used && free_slot == NULL)
+			free_slot = &cs->pending[i];
+	}
+	if (free_slot == NULL)
+		return;
+	free_slot->used = true;
+	free_slot->mid = mid;
+	free_slot->deadline = ct->host->now_ms(ct->tunnel) +
+			      ct->answer_timeout_ms;
+	rearm(ct, s, cs);
+}
+
+static void answer_con(const struct coap_tunnel *ct, struct psktun_session *s,
+		       struct coap_session *cs, uint16_t mid)
+{
+	if (s == NULL || cs == NULL)
+		return;
+	for (size_t i = 0; i < PENDING_MAX; i++)
+		if (cs->pending[i].used && cs->pending[i].mid == mid) {
+			cs->pending[i].used = false;
+			rearm(ct, s, cs);
+			return;
+		}
+}
+
+static enum psktun_verdict coap_on_plain(struct psktun_dgram *ctx, uint8_t *buf,
+					 size_t *len, size_t cap)
+{
+	const struct coap_tunnel *ct = ctx->tunnel_data;
+	struct coap_msg m;
+
+	if (coap_parse(&m, buf, *len) < 0) {
+		ctx->reason = PSKTUN_REASON_MALFORMED;
+		return PSKTUN_DROP;
+	}
+	/* Only the gateway's plain side is a meter: the terminator's is the
+	 * backend, whose requests to a meter may name anybody, and a sleeping
+	 * meter not answering them is no sign of a dead tunnel. */
+	if (ct->role != PSKTUN_ROLE_GATEWAY)
+		return PSKTUN_FORWARD;
+	if (names_other_identity(ct, ctx->session, &m))
+		return refuse(ctx, &m, buf, len, cap);
+	if (m.type == COAP_CON)
+		track_con(ct, ctx->session, ctx->session_data, m.mid);
+	return PSKTUN_FORWARD;
+}
+
+static enum psktun_verdict coap_on_tunnel(struct psktun_dgram *ctx,
+					  uint8_t *buf, size_t *len, size_t cap)
+{
+	const struct coap_tunnel *ct = ctx->tunnel_data;
+	struct coap_msg m;
+
+	if (coap_parse(&m, buf, *len) < 0) {
+		ctx->reason = PSKTUN_REASON_MALFORMED;
+		return PSKTUN_DROP;
+	}
+	if (m.type == COAP_ACK || m.type == COAP_RST)
+		answer_con(ct, ctx->session, ctx->session_data, m.mid);
+	if (ct->role == PSKTUN_ROLE_TERMINATOR &&
+	    names_other_identity(ct, ctx->session, &m))
+		return refuse(ctx, &m, buf, len, cap);
+	return PSKTUN_FORWARD;
+}
+
+static int coap_session_open(void *tunnel_data, struct psktun_session *s,
+			     void **session_data)
+{
+	struct coap_session *cs = calloc(1, sizeof(*cs));
+
+	if (cs == NULL)
+		return -ENOMEM;
+	*session_data = cs;
+	return 0;
+}
+
+static void coap_session_close(void *tunnel_data, struct psktun_session *s,
+			       void *session_data)
+{
+	const struct coap_tunnel *ct = tunnel_data;
+	struct coap_session *cs = session_data;
+
+	if (cs != NULL && cs->armed)
+		ct->host->session_timer(s, 0);
+	free(cs);
+}
+
+static void coap_on_session_timer(void *tunnel_data, struct psktun_session *s,
+				  void *session_data)
+{
+	const struct coap_tunnel *ct = tunnel_data;
+	struct coap_session *cs = session_data;
+	unsigned expired = 0;
+	uint64_t now;
+
+	if (cs == NULL)
+		return;
+	now = ct->host->now_ms(ct->tunnel);
+	for (size_t i = 0; i < PENDING_MAX; i++)
+		if (cs->pending[i].used && cs->pending[i].deadline <= now) {
+			cs->pending[i].used = false;
+			expired++;
+		}
+	/* The timer has fired: nothing is armed until rearm() says so. */
+	cs->armed = false;
+	rearm(ct, s, cs);
+	/* Last: the daemon may close the session (and free cs) in there. */
+	if (expired > 0) {
+		ct->host->log(ct->tunnel, PSKTUN_LOG_INFO,
+			      "coap: %u CON(s) without ACK or RST in %u ms",
+			      expired, (unsigned)ct->answer_timeout_ms);
+		ct->host->report_silent(s);
+	}
+}
+
+const struct psktun_plugin psktun_plugin = {
+	.abi = PSKTUN_PLUGIN_ABI,
+	.size = sizeof(struct psktun_plugin),
+	.name = "coap",
+	.version = PACKAGE_VERSION,
+	.init = coap_init,
+	.fini = coap_fini,
+	.identify = coap_identify,
+	.on_plain = coap_on_plain,
+	.on_tunnel = coap_on_tunnel,
+	.session_open = coap_session_open,
+	.session_close = coap_session_close,
+	.on_session_timer = coap_on_session_timer,
+};

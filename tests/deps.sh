@@ -1,0 +1,10 @@
+#!/bin/sh
+# deps: install what building and testing psktun needs on Debian 12 (run as root).
+set -eu
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+	build-essential autoconf automake libtool pkg-config \
+	libgnutls28-dev libuv1-dev libconfig-dev libcmocka-dev \
+	gnutls-bin openssl libcoap3-bin python3 ca-certificates >/dev/null
+echo "deps: build and test dependencies installed"

@@ -1,0 +1,748 @@
+/* Unit tests for the CoAP plugin's logic, driven through a fake host table that records every call. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "psktun/plugin.h"
+
+extern const struct psktun_plugin psktun_plugin;
+
+/* The daemon's opaque handles, as this fake host defines them. */
+struct psktun_tunnel {
+	enum psktun_role role;
+	uint64_t now;
+	unsigned logs;
+	enum psktun_log_level last_level;
+	char last_log[256];
+};
+
+struct psktun_session {
+	const char *identity;
+	unsigned timer_calls;
+	uint32_t timer_ms;		/* last session_timer() argument */
+	unsigned silent;
+};
+
+static struct psktun_tunnel tunnel;
+static struct psktun_session session;
+
+static void fake_log(struct psktun_tunnel *t, enum psktun_log_level level,
+		     const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void fake_log(struct psktun_tunnel *t, enum psktun_log_level level,
+		     const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(t->last_log, sizeof(t->last_log), fmt, ap);
+	va_end(ap);
+	t->last_level = level;
+	t->logs++;
+}
+
+static enum psktun_role fake_role(struct psktun_tunnel *t)
+{
+	return t->role;
+}
+
+static const char *fake_tunnel_name(struct psktun_tunnel *t)
+{
+	return "coap";
+}
+
+static uint64_t fake_now_ms(struct psktun_tunnel *t)
+{
+	return t->now;
+}
+
+static int fake_send(struct psktun_session *s, const uint8_t *buf, size_t len)
+{
+	fail_msg("the plugin sends nothing itself");
+	return -EIO;
+}
+
+static const char *fake_identity(struct psktun_session *s, size_t *len)
+{
+	*len = strlen(s->identity);
+	return s->identity;
+}
+
+static void fake_report_silent(struct psktun_session *s)
+{
+	s->silent++;
+}
+
+static int fake_session_timer(struct psktun_session *s, uint32_t ms)
+{
+	s->timer_calls++;
+	s->timer_ms = ms;
+	return 0;
+}
+
+static const struct psktun_host host = {
+	.abi = PSKTUN_PLUGIN_ABI,
+	.size = sizeof(struct psktun_host),
+	.log = fake_log,
+	.role = fake_role,
+	.tunnel_name = fake_tunnel_name,
+	.now_ms = fake_now_ms,
+	.send_plain = fake_send,
+	.send_tunnel = fake_send,
+	.identity = fake_identity,
+	.report_silent = fake_report_silent,
+	.session_timer = fake_session_timer,
+};
+
+/* One tunnel and one open session, per test. */
+struct fixture {
+	void *tunnel_data;
+	void *session_data;
+	struct psktun_dgram ctx;
+	uint8_t buf[2048];
+	size_t len;
+};
+
+static struct fixture fx;
+
+static int open_tunnel(enum psktun_role role, const struct psktun_option *opts,
+		       size_t n_opts)
+{
+	int rc;
+
+	memset(&tunnel, 0, sizeof(tunnel));
+	memset(&session, 0, sizeof(session));
+	memset(&fx, 0, sizeof(fx));
+	tunnel.role = role;
+	tunnel.now = 1000;
+	session.identity = "meter-0001";
+	rc = psktun_plugin.init(&host, &tunnel, opts, n_opts, &fx.tunnel_data);
+	if (rc < 0)
+		return rc;
+	assert_int_equal(psktun_plugin.session_open(fx.tunnel_data, &session,
+						    &fx.session_data), 0);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	if (fx.tunnel_data != NULL) {
+		psktun_plugin.session_close(fx.tunnel_data, &session, fx.session_data);
+		psktun_plugin.fini(fx.tunnel_data);
+	}
+	memset(&fx, 0, sizeof(fx));
+	return 0;
+}
+
+static void open_with_ep(enum psktun_role role)
+{
+	static const struct psktun_option opts[] = {
+		{ "identity", "query:ep" },
+	};
+
+	assert_int_equal(open_tunnel(role, opts, 1), 0);
+}
+
+static void load(const uint8_t *msg, size_t len)
+{
+	memcpy(fx.buf, msg, len);
+	fx.len = len;
+	memset(&fx.ctx, 0, sizeof(fx.ctx));
+	fx.ctx.tunnel = &tunnel;
+	fx.ctx.tunnel_data = fx.tunnel_data;
+	fx.ctx.session = &session;
+	fx.ctx.session_data = fx.session_data;
+}
+
+static enum psktun_verdict plain(const uint8_t *msg, size_t len)
+{
+	load(msg, len);
+	return psktun_plugin.on_plain(&fx.ctx, fx.buf, &fx.len, sizeof(fx.buf));
+}
+
+static enum psktun_verdict from_tunnel(const uint8_t *msg, size_t len)
+{
+	load(msg, len);
+	return psktun_plugin.on_tunnel(&fx.ctx, fx.buf, &fx.len, sizeof(fx.buf));
+}
+
+#define PLAIN(msg) plain((msg), sizeof(msg))
+#define TUNNEL(msg) from_tunnel((msg), sizeof(msg))
+
+/* LwM2M Register: CON POST /rd?ep=meter-0002&lt=300, mid 0x1001, token a1b2. */
+static const uint8_t register_0002[] = {
+	0x42, 0x02, 0x10, 0x01, 0xa1, 0xb2,
+	0xb2, 'r', 'd',
+	0x4d, 0x00, 'e', 'p', '=', 'm', 'e', 't', 'e', 'r', '-', '0', '0', '0', '2',
+	0x06, 'l', 't', '=', '3', '0', '0',
+	0xff, '<', '/', '1', '/', '0', '>',
+};
+static const uint8_t forbidden_1001[] = { 0x62, 0x83, 0x10, 0x01, 0xa1, 0xb2 };
+
+/* The same as a NON. */
+static const uint8_t register_0002_non[] = {
+	0x52, 0x02, 0x10, 0x02, 0xa1, 0xb2,
+	0xb2, 'r', 'd',
+	0x4d, 0x00, 'e', 'p', '=', 'm', 'e', 't', 'e', 'r', '-', '0', '0', '0', '2',
+};
+
+/* CON POST /rd?lt=300&ep=meter-0001, mid 0x2002, no token. */
+static const uint8_t register_0001[] = {
+	0x40, 0x02, 0x20, 0x02,
+	0xb2, 'r', 'd',
+	0x46, 'l', 't', '=', '3', '0', '0',
+	0x0d, 0x00, 'e', 'p', '=', 'm', 'e', 't', 'e', 'r', '-', '0', '0', '0', '1',
+};
+
+/* LwM2M Update: CON POST /rd/5a3f, no ep, mid 0x3003, token 07. */
+static const uint8_t update[] = {
+	0x41, 0x02, 0x30, 0x03, 0x07,
+	0xb2, 'r', 'd', 0x04, '5', 'a', '3', 'f',
+};
+
+/* CON POST /rd?ep=meter-0001&ep=meter-0002: two claims. */
+static const uint8_t register_twice[] = {
+	0x40, 0x02, 0x40, 0x04,
+	0xb2, 'r', 'd',
+	0x4d, 0x00, 'e', 'p', '=', 'm', 'e', 't', 'e', 'r', '-', '0', '0', '0', '1',
+	0x0d, 0x00, 'e', 'p', '=', 'm', 'e', 't', 'e', 'r', '-', '0', '0', '0', '2',
+};
+
+/* CON GET /bs/meter-0003/x, mid 0x5005. */
+static const uint8_t get_path[] = {
+	0x40, 0x01, 0x50, 0x05,
+	0xb2, 'b', 's', 0x0a, 'm', 'e', 't', 'e', 'r', '-', '0', '0', '0', '3',
+	0x01, 'x',
+};
+
+static const uint8_t ping_7777[] = { 0x40, 0x00, 0x77, 0x77 };
+static const uint8_t ack_7777[] = { 0x60, 0x00, 0x77, 0x77 };
+static const uint8_t rst_7777[] = { 0x70, 0x00, 0x77, 0x77 };
+static const uint8_t ack_7778[] = { 0x60, 0x00, 0x77, 0x78 };
+static const uint8_t content_ack_1001[] = { 0x62, 0x45, 0x10, 0x01, 0xa1, 0xb2, 0xff, '1' };
+static const uint8_t non_get[] = { 0x50, 0x01, 0x60, 0x06, 0xb1, 'a' };
+static const uint8_t malformed_tkl9[] = { 0x49, 0x01, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9 };
+static const uint8_t malformed_marker[] = { 0x40, 0x01, 0, 1, 0xff };
+
+static int identify(const uint8_t *msg, size_t len, char *id, size_t *id_len)
+{
+	return psktun_plugin.identify(fx.tunnel_data, NULL, msg, len, id, id_len);
+}
+
+static void test_exports_abi_struct_named_coap(void **state)
+{
+	assert_int_equal(psktun_plugin.abi, PSKTUN_PLUGIN_ABI);
+	assert_int_equal(psktun_plugin.size, sizeof(struct psktun_plugin));
+	assert_string_equal(psktun_plugin.name, "coap");
+	assert_non_null(psktun_plugin.init);
+	assert_non_null(psktun_plugin.identify);
+	assert_non_null(psktun_plugin.on_plain);
+	assert_non_null(psktun_plugin.on_tunnel);
+	assert_non_null(psktun_plugin.on_session_timer);
+}
+
+static void test_init_accepts_the_documented_options(void **state)
+{
+	static const struct psktun_option opts[] = {
+		{ "identity", "path:2" },
+		{ "answer_timeout_ms", "0" },
+	};
+	static const struct psktun_option max[] = {
+		{ "identity", "query:endpoint_name" },
+		{ "answer_timeout_ms", "3600000" },
+	};
+
+	assert_int_equal(open_tunnel(PSKTUN_ROLE_GATEWAY, NULL, 0), 0);
+	teardown(NULL);
+	assert_int_equal(open_tunnel(PSKTUN_ROLE_GATEWAY, opts, 2), 0);
+	teardown(NULL);
+	assert_int_equal(open_tunnel(PSKTUN_ROLE_TERMINATOR, max, 2), 0);
+	assert_int_equal(tunnel.logs, 0);
+}
+
+static void test_init_rejects_unknown_option_with_a_log_line(void **state)
+{
+	static const struct psktun_option opts[] = {
+		{ "identity", "query:ep" },
+		{ "identitiy", "query:ep" },
+	};
+
+	assert_int_equal(open_tunnel(PSKTUN_ROLE_GATEWAY, opts, 2), -EINVAL);
+	assert_null(fx.tunnel_data);
+	assert_int_equal(tunnel.logs, 1);
+	assert_int_equal(tunnel.last_level, PSKTUN_LOG_ERR);
+	assert_non_null(strstr(tunnel.last_log, "unknown option \"identitiy\""));
+}
+
+static void test_init_rejects_bad_identity_specs(void **state)
+{
+	static const char *const bad[] = {
+		"", "ep", "query:", "query:a=b", "query:a&b", "path:", "path:0",
+		"path:-1", "path:x", "path:65", "path:1x", "Query:ep", "header:ep",
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const struct psktun_option opt = { "identity", bad[i] };
+
+		if (open_tunnel(PSKTUN_ROLE_GATEWAY, &opt, 1) != -EINVAL)
+			fail_msg("identity = \"%s\" accepted", bad[i]);
+		assert_int_equal(tunnel.logs, 1);
+		assert_int_equal(tunnel.last_level, PSKTUN_LOG_ERR);
+	}
+}
+
+static void test_init_rejects_bad_answer_timeouts(void **state)
+{
+	static const char *const bad[] = { "", "-1", "30s", "3600001", "99999999999999999999" };
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const struct psktun_option opt = { "answer_timeout_ms", bad[i] };
+
+		if (open_tunnel(PSKTUN_ROLE_GATEWAY, &opt, 1) != -EINVAL)
+			fail_msg("answer_timeout_ms = \"%s\" accepted", bad[i]);
+		assert_int_equal(tunnel.logs, 1);
+	}
+}
+
+static void test_identify_returns_the_ep_query_value(void **state)
+{
+	char id[64];
+	size_t id_len = sizeof(id);
+
+	open_with_ep(PSKTUN_ROLE_GATEWAY);
+	assert_int_equal(identify(register_0002, sizeof(register_0002), id, &id_len), 0);
+	assert_int_equal(id_len, 10);
+	assert_memory_equal(id, "meter-0002", 10);
+	id_len = sizeof(id);
+	assert_int_equal(identify(register_0001, sizeof(register_0001), id, &id_len), 0);
+	assert_int_equal(id_len, 10);
+	assert_memory_equal(id, "meter-0001", 10);
+}
+
+/* What libcoap 4.3.1 sends for `coap-client-notls -m post -e '</1/0>'
+ * 'coap://127.0.0.1:25700/rd?ep=meter-0001&lt=300&b=U'` and for
+ * '.../bs/meter-0001': Uri-Port (7) comes first. */
+static void test_identify_reads_libcoap_client_requests(void **state)
+{
+	static const uint8_t rd[] = {
+		0x41, 0x02, 0xc6, 0x50, 0x01, 0x72, 0x64, 0x64, 0x42, 0x72, 0x64,
+		0x4d, 0x00, 0x65, 0x70, 0x3d, 0x6d, 0x65, 0x74, 0x65, 0x72, 0x2d,
+		0x30, 0x30, 0x30, 0x31, 0x06, 0x6c, 0x74, 0x3d, 0x33, 0x30, 0x30,
+		0x03, 0x62, 0x3d, 0x55, 0xff, 0x3c, 0x2f, 0x31, 0x2f, 0x30, 0x3e,
+	};
+	static const uint8_t bs[] = {
+		0x41, 0x02, 0x59, 0x73, 0x01, 0x72, 0x64, 0x64, 0x42, 0x62, 0x73,
+		0x0a, 0x6d, 0x65, 0x74, 0x65, 0x72, 0x2d, 0x30, 0x30, 0x30, 0x31,
+		0xff, 0x3c, 0x2f, 0x31, 0x2f, 0x30, 0x3e,
+	};
+	static const struct psktun_option path2[] = { { "identity", "path:2" } };
+	char id[64];
+	size_t id_len = sizeof(id);
+
+	open_with_ep(PSKTUN_ROLE_GATEWAY);
+	assert_int_equal(identify(rd, sizeof(rd), id, &id_len), 0);
+	assert_int_equal(id_len, 10);
+	assert_memory_equal(id, "meter-0001", 10);
+	teardown(NULL);
+	assert_int_equal(open_tunnel(PSKTUN_ROLE_GATEWAY, path2, 1), 0);
+	id_len = sizeof(id);
+	assert_int_equal(identify(bs, sizeof(bs), id, &id_len), 0);
+	assert_int_equal(id_len, 10);
+	assert_memory_equal(id, "meter-0001", 10);
+}
+
+static void test_identify_names_nobody_without_a_value(void **state)
+{
+	char id[64];
+	size_t id_len = sizeof(id);
+
+	open_with_ep(PSKTUN_ROLE_GATEWAY);
+	assert_int_equal(identify(update, sizeof(update), id, &id_len), -ENOENT);
+	assert_int_equal(identify(ping_7777, sizeof(ping_7777), id, &id_len), -ENOENT);
+	/* A response names nobody, whatever it carries. */
+	assert_int_equal(identify(content_ack_1001, sizeof(content_ack_1001), id, &id_len),
+			 -ENOENT);
+	/* Two different ep values: ambiguous. */
+	assert_int_equal(identify(register_twice, sizeof(register_twice), id, &id_len),
+			 -ENOENT);
+	/* No room for the value. */
+	id_len = 9;
+	assert_int_equal(identify(register_0002, sizeof(register_0002), id, &id_len),
+			 -ENOENT);
+	assert_int_equal(id_len, 9);
+}
+
+static void test_identify_ignores_other_query_parameters(void **state)
+{
+	/* CON POST /rd?epx=meter-0002&e: "e" ends the datagram, so comparing
+	 * "ep" past its end would show under the sanitizers. */
+	static const uint8_t msg[] = {
+		0x40, 0x02, 0x60, 0x06,
+		0xb2, 'r', 'd',
+		0x4d, 0x01, 'e', 'p', 'x', '=', 'm', 'e', 't', 'e', 'r', '-', '0', '0', '0', '2',
+		0x01, 'e',
+	};
+	char id[64];
+	size_t id_len = sizeof(id);
+
+	open_with_ep(PSKTUN_ROLE_GATEWAY);
+	assert_int_equal(identify(msg, sizeof(msg), id, &id_len), -ENOENT);
+	teardown(NULL);
+	open_with_ep(PSKTUN_ROLE_TERMINATOR);
+	assert_int_equal(TUNNEL(msg), PSKTUN_FORWARD);
+	assert_int_equal(fx.ctx.reason, PSKTUN_REASON_NONE);
+}
+
+static void test_identify_rejects_malformed_with_ebadmsg(void **state)
+{
+	char id[64];
+	size_t id_len = sizeof(id);
+
+	open_with_ep(PSKTUN_ROLE_GATEWAY);
+	assert_int_equal(identify(malformed_tkl9, sizeof(malformed_tkl9), id, &id_len),
+			 -EBADMSG);
+	assert_int_equal(identify(malformed_marker, sizeof(malformed_marker), id, &id_len),
+			 -EBADMSG);
+}
+
+static void test_identify_returns_the_nth_uri_path_segment(void **state)
+{
+	static const struct psktun_option path2[] = { { "identity", "path:2" } };
+	static const struct psktun_option path4[] = { { "identity", "path:4" } };
+	char id[64];
+	size_t id_len = sizeof(id);
+
+	assert_int_equal(open_tunnel(PSKTUN_ROLE_GATEWAY, path2, 1), 0);
+	assert_int_equal(identify(get_path, sizeof(get_path), id, &id_len), 0);
+	assert_int_equal(id_len, 10);
+	assert_memory_equal(id, "meter-0003", 10);
+	teardown(NULL);
+	assert_int_equal(open_tunnel(PSKTUN_ROLE_GATEWAY, path4, 1), 0);
+	id_len = sizeof(id);
+	assert_int_equal(identify(get_path, sizeof(get_path), id, &id_len), -ENOENT);
+}
+
+static void test_identify_without_identity_option_names_nobody(void **state)
+{
+	char id[64];
+	size_t id_len = sizeof(id);
+
+	assert_int_equal(open_tunnel(PSKTUN_ROLE_GATEWAY, NULL, 0), 0);
+	assert_int_equal(identify(register_0002, sizeof(register_0002), id, &id_len),
+			 -ENOENT);
+}
+
+static void test_terminator_answers_con_for_another_identity_with_403(void **state)
+{
+	open_with_ep(PSKTUN_ROLE_TERMINATOR);
+	assert_int_equal(TUNNEL(register_0002), PSKTUN_REPLY);
+	assert_int_equal(fx.ctx.reason, PSKTUN_REASON_POLICY);
+	assert_int_equal(fx.len, sizeof(forbidden_1001));
+	assert_memory_equal(fx.buf, forbidden_1001, sizeof(forbidden_1001));
+}
+
+static void test_terminator_drops_non_for_another_identity(void **state)
+{
+	open_with_ep(PSKTUN_ROLE_TERMINATOR);
+	assert_int_equal(TUNNEL(register_0002_non), PSKTUN_DROP);
+	assert_int_equal(fx.ctx.reason, PSKTUN_REASON_POLICY);
+	assert_int_equal(fx.len, sizeof(register_0002_non));
+	assert_memory_equal(fx.buf, register_0002_non, sizeof(register_0002_non));
+}
+
+static void test_terminator_refuses_conflicting_ep_values(void **state)
+{
+	static const uint8_t forbidden_4004[] = { 0x60, 0x83, 0x40, 0x04 };
+
+	open_with_ep(PSKTUN_ROLE_TERMINATOR);
+	assert_int_equal(TUNNEL(register_twice), PSKTUN_REPLY);
+	assert_int_equal(fx.ctx.reason, PSKTUN_REASON_POLICY);
+	assert_int_equal(fx.len, sizeof(forbidden_4004));
+	assert_memory_equal(fx.buf, forbidden_4004, sizeof(forbidden_4004));
+}
+
+static void test_terminator_forwards_own_identity_and_requests_without_ep(void **state)
+{
+	open_with_ep(PSKTUN_ROLE_TERMINATOR);
+	assert_int_equal(TUNNEL(register_0001), PSKTUN_FORWARD);
+	assert_int_equal(fx.ctx.reason, PSKTUN_REASON_NONE);
+	assert_int_equal(fx.len, sizeof(register_0001));
+	assert_memory_equal(fx.buf, register_0001, sizeof(register_0001));
+	assert_int_equal(TUNNEL(update), PSKTUN_FORWARD);
+	assert_int_equal(fx.ctx.reason, PSKTUN_REASON_NONE);
+	assert_int_equal(fx.len, sizeof(update));
+	/* The backend may name anybody in its requests to the meter. */
+	assert_int_equal(PLAIN(register_0002), PSKTUN_FORWARD);
+	assert_int_equal(session.timer_calls, 0);
+}
+
+static void test_terminator_without_identity_option_forwards_any_ep(void **state)
+{
+	assert_int_equal(open_tunnel(PSKTUN_ROLE_TERMINATOR, NULL, 0), 0);
+	assert_int_equal(TUNNEL(register_0002), PSKTUN_FORWARD);
+	assert_int_equal(fx.ctx.reason, PSKTUN_REASON_NONE);
+}
+
+static void test_gateway_answers_meter_naming_another_identity_with_403(void **state)
+{
+	open_with_ep(PSKTUN_ROLE_GATEWAY);
+	assert_int_equal(PLAIN(register_0002), PSKTUN_REPLY);
+	assert_int_equal(fx.ctx.reason, PSKTUN_REASON_POLICY);
+	assert_int_equal(fx.len, sizeof(forbidden_1001));
+	assert_memory_equal(fx.buf, forbidden_1001, sizeof(forbidden_1001));
+	/* Refused locally: nothing went out, nothing waits for an answer. */
+	assert_int_equal(session.timer_calls, 0);
+	assert_int_equal(PLAIN(register_0002_non), PSKTUN_DROP);
+	assert_int_equal(fx.ctx.reason, PSKTUN_REASON_POLICY);
+}
+
+static void test_gateway_forwards_own_identity_and_cloud_requests(void **state)
+{
+	open_with_ep(PSKTUN_ROLE_GATEWAY);
+	assert_int_equal(PLAIN(register_0001), PSKTUN_FORWARD);
+	assert_int_equal(fx.ctx.reason, PSKTUN_REASON_NONE);
+	assert_memory_equal(fx.buf, register_0001, sizeof(register_0001));
+	/* The cloud's requests toward the meter are not checked. */
+	assert_int_equal(TUNNEL(register_0002), PSKTUN_FORWARD);
+}
+
+static void test_ping_is_forwarded_both_ways(void **state)
+{
+	open_with_ep(PSKTUN_ROLE_GATEWAY);
+	assert_int_equal(PLAIN(ping_7777), PSKTUN_FORWARD);
+	assert_int_equal(fx.len, 4);
+	assert_int_equal(TUNNEL(rst_7777), PSKTUN_FORWARD);
+	teardown(NULL);
+	open_with_ep(PSKTUN_ROLE_TERMINATOR);
+	assert_int_equal(TUNNEL(ping_7777), PSKTUN_FORWARD);
+	assert_int_equal(PLAIN(rst_7777), PSKTUN_FORWARD);
+}
+
+static void test_malformed_is_dropped_both_ways(void **state)
+{
+	open_with_ep(PSKTUN_ROLE_GATEWAY);
+	assert_int_equal(PLAIN(malformed_tkl9), PSKTUN_DROP);
+	assert_int_equal(fx.ctx.reason, PSKTUN_REASON_MALFORMED);
+	assert_int_equal(TUNNEL(malformed_marker), PSKTUN_DROP);
+	assert_int_equal(fx.ctx.reason, PSKTUN_REASON_MALFORMED);
+	teardown(NULL);
+	open_with_ep(PSKTUN_ROLE_TERMINATOR);
+	assert_int_equal(TUNNEL(malformed_tkl9), PSKTUN_DROP);
+	assert_int_equal(fx.ctx.reason, PSKTUN_REASON_MALFORMED);
+	assert_int_equal(PLAIN(malformed_marker), PSKTUN_DROP);
+	assert_int_equal(fx.ctx.reason, PSKTUN_REASON_MALFORMED);
+}
+
+static void test_unanswered_con_reports_silent_after_default_30s(void **state)
+{
+	open_with_ep(PSKTUN_ROLE_GATEWAY);
+	assert_int_equal(PLAIN(ping_7777), PSKTUN_FORWARD);
+	assert_int_equal(session.timer_calls, 1);
+	assert_int_equal(session.timer_ms, 30000);
+	tunnel.now = 31000;
+	psktun_plugin.on_session_timer(fx.tunnel_data, &session, fx.session_data);
+	assert_int_equal(session.silent, 1);
+	/* Nothing left to wait for: the fired timer is not armed again. */
+	assert_int_equal(session.timer_calls, 1);
+	/* A late ACK changes nothing. */
+	assert_int_equal(TUNNEL(ack_7777), PSKTUN_FORWARD);
+	assert_int_equal(session.timer_calls, 1);
+	assert_int_equal(session.silent, 1);
+}
+
+static void test_ack_clears_the_pending_con(void **state)
+{
+	open_with_ep(PSKTUN_ROLE_GATEWAY);
+	assert_int_equal(PLAIN(register_0001), PSKTUN_FORWARD);
+	assert_int_equal(session.timer_ms, 30000);
+	tunnel.now = 2000;
+	/* A piggybacked response is an ACK too; this one's mid differs. */
+	assert_int_equal(TUNNEL(content_ack_1001), PSKTUN_FORWARD);
+	assert_int_equal(session.timer_calls, 1);
+	assert_int_equal(TUNNEL(((const uint8_t[]){ 0x60, 0x45, 0x20, 0x02 })),
+			 PSKTUN_FORWARD);
+	assert_int_equal(session.timer_calls, 2);
+	assert_int_equal(session.timer_ms, 0);
+	tunnel.now = 31000;
+	psktun_plugin.on_session_timer(fx.tunnel_data, &session, fx.session_data);
+	assert_int_equal(session.silent, 0);
+}
+
+static void test_rst_clears_the_pending_con(void **state)
+{
+	open_with_ep(PSKTUN_ROLE_GATEWAY);
+	assert_int_equal(PLAIN(ping_7777), PSKTUN_FORWARD);
+	assert_int_equal(TUNNEL(rst_7777), PSKTUN_FORWARD);
+	assert_int_equal(session.timer_calls, 2);
+	assert_int_equal(session.timer_ms, 0);
+	tunnel.now = 31000;
+	psktun_plugin.on_session_timer(fx.tunnel_data, &session, fx.session_data);
+	assert_int_equal(session.silent, 0);
+}
+
+static void test_ack_for_another_mid_leaves_the_con_pending(void **state)
+{
+	open_with_ep(PSKTUN_ROLE_GATEWAY);
+	assert_int_equal(PLAIN(ping_7777), PSKTUN_FORWARD);
+	assert_int_equal(TUNNEL(ack_7778), PSKTUN_FORWARD);
+	assert_int_equal(session.timer_calls, 1);
+	tunnel.now = 31000;
+	psktun_plugin.on_session_timer(fx.tunnel_data, &session, fx.session_data);
+	assert_int_equal(session.silent, 1);
+}
+
+static void test_retransmission_keeps_the_first_deadline(void **state)
+{
+	open_with_ep(PSKTUN_ROLE_GATEWAY);
+	assert_int_equal(PLAIN(ping_7777), PSKTUN_FORWARD);
+	tunnel.now = 3000;
+	assert_int_equal(PLAIN(ping_7777), PSKTUN_FORWARD);
+	assert_int_equal(session.timer_calls, 1);
+	assert_int_equal(session.timer_ms, 30000);
+	tunnel.now = 31000;
+	psktun_plugin.on_session_timer(fx.tunnel_data, &session, fx.session_data);
+	assert_int_equal(session.silent, 1);
+	/* One entry, not two: nothing is left to arm the timer for. */
+	assert_int_equal(session.timer_calls, 1);
+}
+
+static void test_timer_rearms_for_the_next_deadline(void **state)
+{
+	open_with_ep(PSKTUN_ROLE_GATEWAY);
+	assert_int_equal(PLAIN(ping_7777), PSKTUN_FORWARD);
+	tunnel.now = 11000;
+	assert_int_equal(PLAIN(register_0001), PSKTUN_FORWARD);
+	assert_int_equal(session.timer_calls, 1);
+	tunnel.now = 31000;
+	psktun_plugin.on_session_timer(fx.tunnel_data, &session, fx.session_data);
+	assert_int_equal(session.silent, 1);
+	assert_int_equal(session.timer_calls, 2);
+	assert_int_equal(session.timer_ms, 10000);
+	/* A timer that fires early reports nothing and re-arms. */
+	tunnel.now = 40000;
+	psktun_plugin.on_session_timer(fx.tunnel_data, &session, fx.session_data);
+	assert_int_equal(session.silent, 1);
+	assert_int_equal(session.timer_calls, 3);
+	assert_int_equal(session.timer_ms, 1000);
+}
+
+static void test_full_table_keeps_oldest_and_does_not_grow(void **state)
+{
+	uint8_t con[4] = { 0x40, 0x00, 0x00, 0x00 };
+	uint8_t ack[4] = { 0x60, 0x00, 0x00, 0x00 };
+
+	open_with_ep(PSKTUN_ROLE_GATEWAY);
+	for (uint8_t mid = 1; mid <= 8; mid++) {
+		con[3] = mid;
+		tunnel.now = 1000 + mid;
+		assert_int_equal(PLAIN(con), PSKTUN_FORWARD);
+	}
+	assert_int_equal(session.timer_calls, 1);
+	assert_int_equal(session.timer_ms, 30000);
+	/* The ninth is not tracked. */
+	con[3] = 9;
+	tunnel.now = 2000;
+	assert_int_equal(PLAIN(con), PSKTUN_FORWARD);
+	assert_int_equal(session.timer_calls, 1);
+	for (uint8_t mid = 1; mid <= 8; mid++) {
+		ack[3] = mid;
+		assert_int_equal(TUNNEL(ack), PSKTUN_FORWARD);
+	}
+	assert_int_equal(session.timer_ms, 0);
+	tunnel.now = 40000;
+	psktun_plugin.on_session_timer(fx.tunnel_data, &session, fx.session_data);
+	assert_int_equal(session.silent, 0);
+}
+
+static void test_non_and_refused_cons_are_not_tracked(void **state)
+{
+	open_with_ep(PSKTUN_ROLE_GATEWAY);
+	assert_int_equal(PLAIN(non_get), PSKTUN_FORWARD);
+	assert_int_equal(PLAIN(register_0002), PSKTUN_REPLY);
+	assert_int_equal(session.timer_calls, 0);
+}
+
+static void test_answer_timeout_option_sets_the_deadline(void **state)
+{
+	static const struct psktun_option opts[] = { { "answer_timeout_ms", "5000" } };
+
+	assert_int_equal(open_tunnel(PSKTUN_ROLE_GATEWAY, opts, 1), 0);
+	assert_int_equal(PLAIN(ping_7777), PSKTUN_FORWARD);
+	assert_int_equal(session.timer_ms, 5000);
+}
+
+static void test_answer_timeout_0_turns_tracking_off(void **state)
+{
+	static const struct psktun_option opts[] = { { "answer_timeout_ms", "0" } };
+
+	assert_int_equal(open_tunnel(PSKTUN_ROLE_GATEWAY, opts, 1), 0);
+	assert_int_equal(PLAIN(ping_7777), PSKTUN_FORWARD);
+	assert_int_equal(session.timer_calls, 0);
+}
+
+static void test_terminator_does_not_track_backend_cons(void **state)
+{
+	open_with_ep(PSKTUN_ROLE_TERMINATOR);
+	assert_int_equal(PLAIN(ping_7777), PSKTUN_FORWARD);
+	assert_int_equal(session.timer_calls, 0);
+}
+
+static void test_session_close_cancels_an_armed_timer(void **state)
+{
+	open_with_ep(PSKTUN_ROLE_GATEWAY);
+	assert_int_equal(PLAIN(ping_7777), PSKTUN_FORWARD);
+	assert_int_equal(session.timer_calls, 1);
+	psktun_plugin.session_close(fx.tunnel_data, &session, fx.session_data);
+	assert_int_equal(session.timer_calls, 2);
+	assert_int_equal(session.timer_ms, 0);
+	psktun_plugin.fini(fx.tunnel_data);
+	fx.tunnel_data = NULL;
+}
+
+#define T(f) cmocka_unit_test_teardown(f, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_exports_abi_struct_named_coap),
+		T(test_init_accepts_the_documented_options),
+		T(test_init_rejects_unknown_option_with_a_log_line),
+		T(test_init_rejects_bad_identity_specs),
+		T(test_init_rejects_bad_answer_timeouts),
+		T(test_identify_returns_the_ep_query_value),
+		T(test_identify_reads_libcoap_client_requests),
+		T(test_identify_names_nobody_without_a_value),
+		T(test_identify_ignores_other_query_parameters),
+		T(test_identify_rejects_malformed_with_ebadmsg),
+		T(test_identify_returns_the_nth_uri_path_segment),
+		T(test_identify_without_identity_option_names_nobody),
+		T(test_terminator_answers_con_for_another_identity_with_403),
+		T(test_terminator_drops_non_for_another_identity),
+		T(test_terminator_refuses_conflicting_ep_values),
+		T(test_terminator_forwards_own_identity_and_requests_without_ep),
+		T(test_terminator_without_identity_option_forwards_any_ep),
+		T(test_gateway_answers_meter_naming_another_identity_with_403),
+		T(test_gateway_forwards_own_identity_and_cloud_requests),
+		T(test_ping_is_forwarded_both_ways),
+		T(test_malformed_is_dropped_both_ways),
+		T(test_unanswered_con_reports_silent_after_default_30s),
+		T(test_ack_clears_the_pending_con),
+		T(test_rst_clears_the_pending_con),
+		T(test_ack_for_another_mid_leaves_the_con_pending),
+		T(test_retransmission_keeps_the_first_deadline),
+		T(test_timer_rearms_for_the_next_deadline),
+		T(test_full_table_keeps_oldest_and_does_not_grow),
+		T(test_non_and_refused_cons_are_not_tracked),
+		T(test_answer_timeout_option_sets_the_deadline),
+		T(test_answer_timeout_0_turns_tracking_off),
+		T(test_terminator_does_not_track_backend_cons),
+		T(test_session_close_cancels_an_armed_timer),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,446 @@
+/* test_session: the session state machine, run for real: a gateway and a terminator in one loop on 127.0.0.1. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <cmocka.h>
+#include "backoff.h"
+#include "daemon.h"
+#include "log.h"
+
+#define KEY1 "00112233445566778899aabbccddeeff"
+#define KEY2 "ffeeddccbbaa99887766554433221100"
+
+struct world {
+	uv_loop_t loop;
+	struct daemon *gw, *term;
+	uv_udp_t meter, backend;
+	unsigned short meter_port, gw_port, term_port, backend_port;
+	char dir[64];
+	char got[16][64];	/* what the meter received, in order */
+	unsigned n_got;
+	bool timed_out;
+};
+
+static unsigned short free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static void write_file(const char *dir, const char *name, const char *fmt, ...)
+{
+	char path[256];
+	va_list ap;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
+	fclose(f);
+	chmod(path, 0600);
+}
+
+static struct daemon *start(struct world *w, const char *name)
+{
+	struct psktun_config *cfg = NULL;
+	struct psktun_keys *keys = NULL;
+	struct psktun_diag diag;
+	struct daemon *d = calloc(1, sizeof(*d));
+	char path[256];
+
+	assert_non_null(d);
+	snprintf(path, sizeof(path), "%s/%s", w->dir, name);
+	psktun_diag_init(&diag);
+	if (psktun_config_load(path, &cfg, &diag) < 0 || psktun_keys_load(cfg->keys, true, &keys, &diag) < 0) {
+		for (size_t i = 0; i < diag.n; i++)
+			fprintf(stderr, "%s\n", diag.line[i]);
+		fail();
+	}
+	psktun_diag_deinit(&diag);
+	d->loop = &w->loop;
+	w->loop.data = d;
+	assert_int_equal(daemon_start(d, cfg, keys), 0);
+	return d;
+}
+
+static void alloc_buf(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	static char b[2048];
+
+	buf->base = b;
+	buf->len = sizeof(b);
+}
+
+static void on_meter(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct sockaddr *from, unsigned fl)
+{
+	struct world *w = h->data;
+
+	if (n <= 0 || w->n_got >= 16)
+		return;
+	snprintf(w->got[w->n_got++], 64, "%.*s", (int)n, buf->base);
+}
+
+static void on_backend(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct sockaddr *from, unsigned fl)
+{
+	uv_buf_t b = uv_buf_init(buf->base, n);
+
+	if (n > 0)
+		uv_udp_try_send(h, &b, 1, from);
+}
+
+static void bind_udp(struct world *w, uv_udp_t *u, unsigned short port, uv_udp_recv_cb cb)
+{
+	struct sockaddr_in a;
+
+	uv_ip4_addr("127.0.0.1", port, &a);
+	uv_udp_init(&w->loop, u);
+	u->data = w;
+	assert_int_equal(uv_udp_bind(u, (struct sockaddr *)&a, 0), 0);
+	uv_udp_recv_start(u, alloc_buf, cb);
+}
+
+/* A gateway (meter-0001 at the meter port) -> terminator -> echo backend, with extra dtls settings. */
+static void world_setup(struct world *w, const char *gw_dtls, bool with_terminator)
+{
+	memset(w, 0, sizeof(*w));
+	uv_loop_init(&w->loop);
+	snprintf(w->dir, sizeof(w->dir), "/tmp/psktun-test-XXXXXX");
+	assert_non_null(mkdtemp(w->dir));
+	w->meter_port = free_port();
+	w->gw_port = free_port();
+	w->term_port = free_port();
+	w->backend_port = free_port();
+	write_file(w->dir, "keys.psk", "meter-0001:" KEY1 "\nmeter-0002:" KEY2 "\n");
+	write_file(w->dir, "gw.conf",
+		   "mode = \"gateway\"; keys = \"keys.psk\";\n"
+		   "tunnels = ({ name = \"t\"; accept = \"127.0.0.1:%u\"; connect = \"127.0.0.1:%u\"; });\n"
+		   "meters = ({ identity = \"meter-0001\"; source = \"127.0.0.1:%u\"; });\n"
+		   "dtls = { retransmit_ms = 200; %s };\n",
+		   w->gw_port, w->term_port, w->meter_port, gw_dtls);
+	write_file(w->dir, "term.conf",
+		   "mode = \"terminator\"; keys = \"keys.psk\";\n"
+		   "tunnels = ({ name = \"t\"; accept = \"127.0.0.1:%u\"; connect = \"127.0.0.1:%u\"; });\n"
+		   "dtls = { retransmit_ms = 200; };\n", w->term_port, w->backend_port);
+	bind_udp(w, &w->backend, w->backend_port, on_backend);
+	bind_udp(w, &w->meter, w->meter_port, on_meter);
+	if (with_terminator)
+		w->term = start(w, "term.conf");
+	w->gw = start(w, "gw.conf");
+}
+
+static void world_teardown(struct world *w)
+{
+	char cmd[128];
+
+	if (w->gw)
+		daemon_stop(w->gw, 0);
+	if (w->term)
+		daemon_stop(w->term, 0);
+	uv_close((uv_handle_t *)&w->meter, NULL);
+	uv_close((uv_handle_t *)&w->backend, NULL);
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&w->loop), 0);
+	for (struct daemon *d = w->gw; d; d = d == w->gw ? w->term : NULL) {
+		dtls_global_deinit(d);
+		psktun_config_free(d->cfg);
+		psktun_keys_free(d->keys);
+		free(d);
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", w->dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void meter_send(struct world *w, const char *text)
+{
+	struct sockaddr_in a;
+	uv_buf_t b = uv_buf_init((char *)text, strlen(text));
+
+	uv_ip4_addr("127.0.0.1", w->gw_port, &a);
+	assert_int_equal(uv_udp_try_send(&w->meter, &b, 1, (struct sockaddr *)&a), (int)strlen(text));
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+	struct world *w = t->data;
+
+	w->timed_out = true;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+}
+
+/* Run the loop until cond(w) holds or timeout_ms pass; returns whether it holds. */
+static bool run_until(struct world *w, bool (*cond)(struct world *), unsigned timeout_ms)
+{
+	uv_timer_t deadline, tick;
+
+	w->timed_out = false;
+	uv_timer_init(&w->loop, &deadline);
+	uv_timer_init(&w->loop, &tick);
+	deadline.data = w;
+	uv_timer_start(&deadline, on_deadline, timeout_ms, 0);
+	uv_timer_start(&tick, on_tick, 20, 20);	/* wakes the loop for conditions set by threads */
+	while (!cond(w) && !w->timed_out)
+		uv_run(&w->loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)&deadline, NULL);
+	uv_close((uv_handle_t *)&tick, NULL);
+	uv_run(&w->loop, UV_RUN_NOWAIT);
+	return cond(w);
+}
+
+static unsigned want_got;
+static bool got_enough(struct world *w) { return w->n_got >= want_got; }
+
+static void test_queued_datagrams_leave_in_order_once_the_handshake_completes(void **state)
+{
+	struct world w;
+
+	world_setup(&w, "", true);
+	meter_send(&w, "one");
+	meter_send(&w, "two");
+	meter_send(&w, "three");
+	want_got = 3;
+	assert_true(run_until(&w, got_enough, 10000));
+	assert_string_equal(w.got[0], "one");
+	assert_string_equal(w.got[1], "two");
+	assert_string_equal(w.got[2], "three");
+	assert_int_equal(w.gw->stats.handshakes_completed, 1);
+	assert_int_equal(w.term->stats.handshakes_completed, 1);
+	assert_int_equal(w.term->stats.cookies_sent, 1);
+	assert_int_equal(w.gw->stats.plain_in, 3);
+	assert_int_equal(w.gw->stats.plain_out, 3);
+	assert_int_equal(w.term->stats.plain_out, 3);
+	assert_int_equal(w.gw->stats.dropped_overflow, 0);
+	assert_int_equal(w.gw->n_sessions, 1);
+	assert_int_equal(w.term->n_sessions, 1);
+	world_teardown(&w);
+}
+
+static void test_a_full_handshake_queue_counts_overflow(void **state)
+{
+	struct world w;
+
+	world_setup(&w, "queue_len = 2;", true);
+	for (int i = 0; i < 5; i++) {
+		char text[8];
+
+		snprintf(text, sizeof(text), "d%d", i);
+		meter_send(&w, text);
+	}
+	want_got = 2;
+	assert_true(run_until(&w, got_enough, 10000));
+	assert_string_equal(w.got[0], "d0");
+	assert_string_equal(w.got[1], "d1");
+	assert_int_equal(w.gw->stats.dropped_overflow, 3);
+	assert_int_equal(w.gw->stats.plain_in, 5);
+	world_teardown(&w);
+}
+
+static bool gw_failed_once(struct world *w) { return w->gw->stats.handshakes_failed >= 1; }
+static bool gw_failed_twice(struct world *w) { return w->gw->stats.handshakes_failed >= 2; }
+
+static void test_a_failed_handshake_backs_off_exponentially_and_retries(void **state)
+{
+	struct world w;
+	struct session *s;
+	uint64_t due;
+
+	world_setup(&w, "handshake_timeout_s = 1;", false);	/* nobody answers */
+	meter_send(&w, "hello?");
+	assert_true(run_until(&w, gw_failed_once, 5000));
+	s = w.gw->tunnels->sessions;
+	assert_non_null(s);
+	assert_int_equal(s->state, SESSION_BACKOFF);
+	assert_int_equal(s->failures, 1);
+	assert_int_equal(s->queue.n, 1);	/* the datagram still waits */
+	due = uv_timer_get_due_in(&s->timer);
+	assert_true(due >= PSKTUN_BACKOFF_BASE_MS / 2 - 10 && due <= PSKTUN_BACKOFF_BASE_MS);
+	assert_true(run_until(&w, gw_failed_twice, 8000));
+	s = w.gw->tunnels->sessions;
+	assert_int_equal(s->state, SESSION_BACKOFF);
+	assert_int_equal(s->failures, 2);
+	due = uv_timer_get_due_in(&s->timer);
+	assert_true(due >= PSKTUN_BACKOFF_BASE_MS - 10 && due <= 2 * PSKTUN_BACKOFF_BASE_MS);
+	assert_int_equal(w.gw->stats.handshakes_started, 2);
+	world_teardown(&w);
+}
+
+static void test_backoff_doubles_with_jitter_up_to_the_cap(void **state)
+{
+	assert_int_equal(psktun_backoff_ms(1, 0), 1000);
+	assert_int_equal(psktun_backoff_ms(1, 1000), 2000);
+	assert_int_equal(psktun_backoff_ms(1, 1001), 1000);
+	assert_int_equal(psktun_backoff_ms(2, 0), 2000);
+	assert_int_equal(psktun_backoff_ms(3, 2000), 8000);
+	assert_int_equal(psktun_backoff_ms(30, 0), PSKTUN_BACKOFF_MAX_MS / 2);
+	assert_int_equal(psktun_backoff_ms(30, PSKTUN_BACKOFF_MAX_MS / 2), PSKTUN_BACKOFF_MAX_MS);
+}
+
+static bool both_closed(struct world *w) { return w->gw->n_sessions == 0 && w->term->n_sessions == 0; }
+
+static void test_an_idle_session_closes_with_close_notify(void **state)
+{
+	struct world w;
+
+	world_setup(&w, "idle_timeout_s = 1;", true);
+	meter_send(&w, "ping");
+	want_got = 1;
+	assert_true(run_until(&w, got_enough, 10000));
+	assert_int_equal(w.gw->n_sessions, 1);
+	assert_true(run_until(&w, both_closed, 5000));
+	assert_int_equal(w.gw->stats.sessions_closed, 1);
+	/* The terminator's idle timeout is 600 s: it closed because close_notify arrived. */
+	assert_int_equal(w.term->stats.sessions_closed, 1);
+	/* The next datagram opens a new session. */
+	meter_send(&w, "again");
+	want_got = 2;
+	assert_true(run_until(&w, got_enough, 10000));
+	assert_string_equal(w.got[1], "again");
+	assert_int_equal(w.gw->stats.handshakes_completed, 2);
+	world_teardown(&w);
+}
+
+/* A DTLS client in a thread, blocking, against the terminator in the test's loop. */
+struct client {
+	unsigned short port;
+	int fd;
+	bool reuse_fd;
+	bool done, ok;
+	char echo[64];
+};
+
+static int client_session(struct client *c, const char *identity, const char *hexkey)
+{
+	gnutls_psk_client_credentials_t cred;
+	gnutls_datum_t key = { (unsigned char *)hexkey, strlen(hexkey) };
+	gnutls_session_t s;
+	char buf[64];
+	int r;
+
+	gnutls_psk_allocate_client_credentials(&cred);
+	gnutls_psk_set_client_credentials(cred, identity, &key, GNUTLS_PSK_KEY_HEX);
+	gnutls_init(&s, GNUTLS_CLIENT | GNUTLS_DATAGRAM);
+	gnutls_priority_set_direct(s, PSKTUN_DEFAULT_PRIORITY, NULL);
+	gnutls_credentials_set(s, GNUTLS_CRD_PSK, cred);
+	gnutls_transport_set_int(s, c->fd);
+	gnutls_dtls_set_timeouts(s, 200, 5000);
+	gnutls_handshake_set_timeout(s, 5000);
+	gnutls_record_set_timeout(s, 5000);
+	do
+		r = gnutls_handshake(s);
+	while (r < 0 && !gnutls_error_is_fatal(r));
+	if (r == 0)
+		r = gnutls_record_send(s, identity, strlen(identity));
+	if (r > 0)
+		r = gnutls_record_recv(s, buf, sizeof(buf) - 1);
+	if (r > 0) {
+		buf[r] = '\0';
+		snprintf(c->echo, sizeof(c->echo), "%s", buf);
+	}
+	/* No bye: the session is abandoned, as a rebooted meter abandons it. */
+	gnutls_deinit(s);
+	gnutls_psk_free_client_credentials(cred);
+	return r > 0 ? 0 : -1;
+}
+
+static int client_socket(unsigned short port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void *client_two_handshakes(void *arg)
+{
+	struct client *c = arg;
+	int fd2;
+
+	c->fd = client_socket(c->port);
+	c->ok = client_session(c, "meter-0001", KEY1) == 0;
+	if (c->reuse_fd) {
+		c->ok = c->ok && client_session(c, "meter-0001", KEY1) == 0;
+	} else {
+		fd2 = client_socket(c->port);	/* a NAT gave the meter a new port */
+		close(c->fd);
+		c->fd = fd2;
+		c->ok = c->ok && client_session(c, "meter-0001", KEY1) == 0;
+	}
+	close(c->fd);
+	__atomic_store_n(&c->done, true, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+static struct client *the_client;
+static bool client_done(struct world *w) { return __atomic_load_n(&the_client->done, __ATOMIC_SEQ_CST); }
+
+static void run_client_twice(bool reuse_fd)
+{
+	struct world w;
+	struct client c = { .reuse_fd = reuse_fd };
+	pthread_t th;
+
+	world_setup(&w, "", true);
+	c.port = w.term_port;
+	the_client = &c;
+	assert_int_equal(pthread_create(&th, NULL, client_two_handshakes, &c), 0);
+	assert_true(run_until(&w, client_done, 15000));
+	pthread_join(th, NULL);
+	assert_true(c.ok);
+	assert_string_equal(c.echo, "meter-0001");
+	assert_int_equal(w.term->stats.handshakes_completed, 2);
+	assert_int_equal(w.term->stats.sessions_replaced, 1);
+	assert_int_equal(w.term->n_sessions, 1);
+	assert_int_equal(w.term->stats.plain_out, 2);
+	world_teardown(&w);
+}
+
+static void test_a_new_handshake_from_the_same_address_replaces_the_session_once_complete(void **state)
+{
+	run_client_twice(true);
+}
+
+static void test_the_same_identity_from_a_new_address_replaces_its_old_session(void **state)
+{
+	run_client_twice(false);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_backoff_doubles_with_jitter_up_to_the_cap),
+		cmocka_unit_test(test_queued_datagrams_leave_in_order_once_the_handshake_completes),
+		cmocka_unit_test(test_a_full_handshake_queue_counts_overflow),
+		cmocka_unit_test(test_a_failed_handshake_backs_off_exponentially_and_retries),
+		cmocka_unit_test(test_an_idle_session_closes_with_close_notify),
+		cmocka_unit_test(test_a_new_handshake_from_the_same_address_replaces_the_session_once_complete),
+		cmocka_unit_test(test_the_same_identity_from_a_new_address_replaces_its_old_session),
+	};
+
+	psktun_log_init(true, getenv("PSKTUN_TEST_VERBOSE") ? 3 : 0);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
