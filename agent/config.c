@@ -19,27 +19,93 @@
 
 #define NAME_MAX_LEN 63
 
+/* One problem, held back so that all of them can be reported in file order. */
+struct problem {
+	char *file;
+	int line;
+	size_t seq;	/* order of discovery */
+	size_t rank;	/* order of the file */
+	char *msg;
+};
+
 struct loader {
 	const char *path;
 	struct psktun_config *c;
 	struct psktun_diag *diag;
-	unsigned errors;
+	struct problem *problems;
+	size_t n_problems;
+	bool oom;
 };
 
-static void problem(struct loader *l, const config_setting_t *s, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static void problem_at(struct loader *l, const char *file, int line, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
-/* Every problem names the file the setting came from (an @include may differ) and its line. */
-static void problem(struct loader *l, const config_setting_t *s, const char *fmt, ...)
+static void problem_at(struct loader *l, const char *file, int line, const char *fmt, ...)
 {
-	const char *file = s && config_setting_source_file(s) ? config_setting_source_file(s) : l->path;
-	int line = s ? (int)config_setting_source_line(s) : 0;
+	struct problem *v, *p;
 	va_list ap;
+	int r;
 
+	v = realloc(l->problems, (l->n_problems + 1) * sizeof(*v));
+	if (!v) {
+		l->oom = true;
+		return;
+	}
+	l->problems = v;
+	p = &v[l->n_problems];
 	va_start(ap, fmt);
-	psktun_diag_vadd(l->diag, file, line, fmt, ap);
+	r = vasprintf(&p->msg, fmt, ap);
 	va_end(ap);
-	l->errors++;
+	p->file = strdup(file ? file : l->path);
+	p->line = line;
+	p->seq = l->n_problems;
+	if (r < 0 || !p->file) {
+		if (r >= 0)
+			free(p->msg);
+		free(p->file);
+		l->oom = true;
+		return;
+	}
+	l->n_problems++;
+}
+
+/* Problems about a setting name the file it came from (an @include may differ) and its line. */
+#define problem(l, s, ...) \
+	problem_at((l), (s) ? config_setting_source_file(s) : NULL, \
+		   (s) ? (int)config_setting_source_line(s) : 0, __VA_ARGS__)
+
+static int problem_cmp(const void *pa, const void *pb)
+{
+	const struct problem *a = pa, *b = pb;
+
+	if (a->rank != b->rank)
+		return a->rank < b->rank ? -1 : 1;
+	if (a->line != b->line)
+		return a->line < b->line ? -1 : 1;
+	return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+/* Reports the problems in file order: the main file first, then included ones, each by line. */
+static void flush_problems(struct loader *l)
+{
+	for (size_t i = 0; i < l->n_problems; i++) {
+		struct problem *p = &l->problems[i];
+
+		p->rank = strcmp(p->file, l->path) == 0 ? 0 : i + 1;
+		for (size_t j = 0; j < i && p->rank; j++)
+			if (strcmp(l->problems[j].file, p->file) == 0)
+				p->rank = l->problems[j].rank;
+	}
+	qsort(l->problems, l->n_problems, sizeof(l->problems[0]), problem_cmp);
+	for (size_t i = 0; i < l->n_problems; i++) {
+		psktun_diag_add(l->diag, l->problems[i].file, l->problems[i].line, "%s", l->problems[i].msg);
+		free(l->problems[i].file);
+		free(l->problems[i].msg);
+	}
+	if (l->oom)
+		psktun_diag_add(l->diag, l->path, 0, "out of memory");
+	free(l->problems);
+	l->problems = NULL;
 }
 
 /* A user's string, cut short and with control characters replaced, for quoting in a message. */
@@ -83,7 +149,7 @@ static void missing(struct loader *l, const config_setting_t *group, const char 
 	if (where)
 		problem(l, group, "missing setting '%s' in '%s'", name, where);
 	else
-		problem(l, NULL, "missing setting '%s'", name);
+		problem_at(l, NULL, 0, "missing setting '%s'", name);
 }
 
 /* A string setting: NULL when absent or wrong (then reported). */
@@ -137,7 +203,7 @@ static char *dup_or_fail(struct loader *l, const char *s)
 	char *d = strdup(s);
 
 	if (!d)
-		problem(l, NULL, "out of memory");
+		l->oom = true;
 	return d;
 }
 
@@ -149,7 +215,7 @@ static char *resolve(struct loader *l, const char *p)
 	if (p[0] == '/')
 		return dup_or_fail(l, p);
 	if (asprintf(&out, "%s%s%s", l->c->dir, strcmp(l->c->dir, "/") ? "/" : "", p) < 0) {
-		problem(l, NULL, "out of memory");
+		l->oom = true;
 		return NULL;
 	}
 	return out;
@@ -278,7 +344,7 @@ static void load_options(struct loader *l, const config_setting_t *s, struct psk
 		return;
 	t->options = calloc((size_t)n, sizeof(*t->options));
 	if (!t->options) {
-		problem(l, s, "out of memory");
+		l->oom = true;
 		return;
 	}
 	for (int i = 0; i < n; i++) {
@@ -293,7 +359,7 @@ static void load_options(struct loader *l, const config_setting_t *s, struct psk
 		opt->value = option_text(o);
 		t->n_options++;
 		if (!opt->key || !opt->value)
-			problem(l, o, "out of memory");
+			l->oom = true;
 	}
 }
 
@@ -371,7 +437,7 @@ static void load_tunnels(struct loader *l, const config_setting_t *root)
 	}
 	c->tunnels = calloc((size_t)n, sizeof(*c->tunnels));
 	if (!c->tunnels) {
-		problem(l, list, "out of memory");
+		l->oom = true;
 		return;
 	}
 	for (int i = 0; i < n; i++) {
@@ -392,9 +458,8 @@ static void load_tunnels(struct loader *l, const config_setting_t *root)
 			struct psktun_conf_tunnel *u = &c->tunnels[j];
 
 			if (t->name && u->name && strcmp(t->name, u->name) == 0) {
-				psktun_diag_add(l->diag, l->path, t->line,
+				problem_at(l, NULL, t->line,
 						"duplicate tunnel name '%s' (first at line %d)", t->name, u->line);
-				l->errors++;
 				break;
 			}
 		}
@@ -402,10 +467,9 @@ static void load_tunnels(struct loader *l, const config_setting_t *root)
 			struct psktun_conf_tunnel *u = &c->tunnels[j];
 
 			if (t->accept && u->accept && strcmp(t->accept, u->accept) == 0) {
-				psktun_diag_add(l->diag, l->path, t->line,
+				problem_at(l, NULL, t->line,
 						"accept address '%s' is already used by the tunnel at line %d",
 						t->accept, u->line);
-				l->errors++;
 				break;
 			}
 		}
@@ -478,7 +542,7 @@ static void check_meter_duplicates(struct loader *l)
 	size_t n = 0;
 
 	if (!v) {
-		problem(l, NULL, "out of memory");
+		l->oom = true;
 		return;
 	}
 	for (size_t i = 0; i < c->n_meters; i++)
@@ -490,9 +554,8 @@ static void check_meter_duplicates(struct loader *l)
 			first = i;
 			continue;
 		}
-		psktun_diag_add(l->diag, l->path, v[i]->line,
+		problem_at(l, NULL, v[i]->line,
 				"duplicate meter identity '%s' (first at line %d)", v[i]->identity, v[first]->line);
-		l->errors++;
 	}
 
 	n = 0;
@@ -505,9 +568,8 @@ static void check_meter_duplicates(struct loader *l)
 			first = i;
 			continue;
 		}
-		psktun_diag_add(l->diag, l->path, v[i]->line,
+		problem_at(l, NULL, v[i]->line,
 				"duplicate meter source '%s' (first at line %d)", v[i]->source, v[first]->line);
-		l->errors++;
 	}
 	free(v);
 }
@@ -529,7 +591,7 @@ static void load_meters(struct loader *l, const config_setting_t *root)
 		return;
 	c->meters = calloc((size_t)n, sizeof(*c->meters));
 	if (!c->meters) {
-		problem(l, list, "out of memory");
+		l->oom = true;
 		return;
 	}
 	for (int i = 0; i < n; i++) {
@@ -687,9 +749,11 @@ int psktun_config_load(const char *path, struct psktun_config **out, struct pskt
 	load_root(&l, config_root_setting(&cfg));
 	config_destroy(&cfg);
 
-	if (l.errors) {
+	if (l.n_problems || l.oom) {
+		r = l.oom && !l.n_problems ? -ENOMEM : -EINVAL;
+		flush_problems(&l);
 		psktun_config_free(c);
-		return -EINVAL;
+		return r;
 	}
 	*out = c;
 	return 0;

@@ -10,6 +10,7 @@
 #include "htab.h"
 #include "keys.h"
 #include "queue.h"
+#include "ratelimit.h"
 #include "resume.h"
 #include "stats.h"
 #include "psktun/plugin.h"
@@ -81,6 +82,7 @@ struct session {
 	uint64_t started_ms;		/* handshake start */
 	uint64_t last_rx_ms;		/* last datagram in either direction */
 	uint64_t last_uplink_ms, last_downlink_ms;
+	uint64_t unanswered_since_ms;	/* first uplink record since the last downlink one */
 	uint32_t idle_timeout_s;
 	bool closing_after_send;	/* plugin asked to close after forwarding */
 	bool counted_handshaking;
@@ -129,6 +131,7 @@ struct tunnel {
 	struct htab bindings;		/* gateway: source -> identity */
 	struct binding *learned;	/* gateway: learned bindings, newest first */
 	struct resume_store resume;	/* gateway: by identity; terminator: by session ID */
+	struct ratelimit *hs_rate;	/* terminator: handshakes per source IP */
 	unsigned n_learned;
 
 	const struct plugin *plugin;

@@ -191,8 +191,8 @@ static int parse_line(struct psktun_keys *k, size_t *cap, const char *path, int 
 		return -EINVAL;
 	}
 	if (hexlen / 2 < PSKTUN_KEY_MIN) {
-		psktun_diag_add(diag, path, lineno, "key for '%.*s' is %zu bytes; at least %d are required",
-				(int)idlen, s, hexlen / 2, PSKTUN_KEY_MIN);
+		psktun_diag_add(diag, path, lineno, "key for '%.*s' is %zu byte%s; at least %d are required",
+				(int)idlen, s, hexlen / 2, hexlen == 2 ? "" : "s", PSKTUN_KEY_MIN);
 		return -EINVAL;
 	}
 	if (hexlen / 2 > PSKTUN_KEY_MAX) {

@@ -386,6 +386,26 @@ void session_set_idle(struct session *s, uint32_t seconds)
 	s->idle_timeout_s = seconds > base ? seconds : base;
 }
 
+/*
+ * Gateway, opaque tunnels (plugins report silence themselves): uplink after
+ * uplink with nothing coming back for path_timeout_s means the path is dead
+ * (a NAT forgot us, the server restarted); the meter's next retry triggers a
+ * new handshake instead of vanishing until the idle timeout.
+ */
+static bool path_dead(struct session *s)
+{
+	uint64_t limit = (uint64_t)s->t->d->cfg->dtls.path_timeout_s * 1000, now;
+
+	if (!limit || s->t->mode != PSKTUN_MODE_GATEWAY || s->t->plugin)
+		return false;
+	now = daemon_now_ms(s->t->d);
+	if (!s->unanswered_since_ms) {
+		s->unanswered_since_ms = now;
+		return false;
+	}
+	return now - s->unanswered_since_ms >= limit;
+}
+
 int session_send_tunnel(struct session *s, const uint8_t *data, size_t len)
 {
 	struct daemon *d = s->t->d;
@@ -394,6 +414,10 @@ int session_send_tunnel(struct session *s, const uint8_t *data, size_t len)
 
 	switch (s->state) {
 	case SESSION_ESTABLISHED:
+		if (path_dead(s)) {
+			session_rehandshake(s);
+			return session_send_tunnel(s, data, len);	/* now queued */
+		}
 		r = gnutls_record_send(s->tls, data, len);
 		if (r < 0) {
 			d->stats.dropped_send++;
@@ -437,6 +461,7 @@ void session_on_record(struct session *s, const uint8_t *data, size_t len)
 	} else if (s->state == SESSION_ESTABLISHED) {
 		session_touch(s);
 		s->last_downlink_ms = s->last_rx_ms;
+		s->unanswered_since_ms = 0;
 		for (;;) {
 			n = gnutls_record_recv(s->tls, d->txbuf, PSKTUN_DGRAM_MAX);
 			if (n > 0) {
@@ -493,6 +518,7 @@ void session_rehandshake(struct session *s)
 	log_notice("tunnel %s: session %s: new handshake on a fresh socket", s->t->conf.name,
 		   s->identity);
 	session_reset_transport(s);
+	s->unanswered_since_ms = 0;
 	s->state = SESSION_NEW;
 	session_handshake_start(s);
 }

@@ -90,7 +90,9 @@ static void on_client_hello(struct tunnel *t, const struct sockaddr *from, const
 		d->stats.cookies_sent++;
 		return;
 	}
-	if (d->n_sessions >= d->cfg->dtls.max_sessions || d->n_handshaking >= d->cfg->dtls.max_handshakes) {
+	/* The peer proved it owns its address; now it must also wait its turn. */
+	if (d->n_sessions >= d->cfg->dtls.max_sessions || d->n_handshaking >= d->cfg->dtls.max_handshakes ||
+	    !ratelimit_take(t->hs_rate, from, daemon_now_ms(d))) {
 		d->stats.dropped_limit++;
 		return;
 	}
@@ -363,7 +365,13 @@ void terminator_deliver(struct session *s, uint8_t *buf, size_t len)
 
 int terminator_start(struct tunnel *t)
 {
-	int r = uv_udp_recv_start(&t->sock, alloc_rx, on_peer);
+	int r;
+
+	t->hs_rate = malloc(sizeof(*t->hs_rate));
+	if (!t->hs_rate)
+		return -ENOMEM;
+	ratelimit_init(t->hs_rate, t->d->cfg->dtls.handshake_rate, t->d->cfg->dtls.handshake_burst);
+	r = uv_udp_recv_start(&t->sock, alloc_rx, on_peer);
 
 	if (r < 0) {
 		log_err("tunnel %s: cannot receive on %s: %s", t->conf.name, t->conf.accept, uv_strerror(r));
