@@ -610,7 +610,8 @@ static void load_dtls(struct loader *l, const config_setting_t *root)
 {
 	static const char *const known[] = {
 		"priority", "mtu", "retransmit_ms", "handshake_timeout_s", "idle_timeout_s",
-		"max_sessions", "max_handshakes", "queue_len", NULL
+		"max_sessions", "max_handshakes", "queue_len", "handshake_rate", "handshake_burst",
+		"path_timeout_s", NULL
 	};
 	const config_setting_t *s = config_setting_get_member(root, "dtls"), *w;
 	struct psktun_conf_dtls *d = &l->c->dtls;
@@ -645,6 +646,9 @@ static void load_dtls(struct loader *l, const config_setting_t *root)
 	get_uint(l, s, "max_sessions", 1, 10000000, &d->max_sessions);
 	get_uint(l, s, "max_handshakes", 1, 10000000, &d->max_handshakes);
 	get_uint(l, s, "queue_len", 1, 64, &d->queue_len);
+	get_uint(l, s, "handshake_rate", 0, 1000000, &d->handshake_rate);
+	get_uint(l, s, "handshake_burst", 1, 1000000, &d->handshake_burst);
+	get_uint(l, s, "path_timeout_s", 0, 86400, &d->path_timeout_s);
 }
 
 static void load_root(struct loader *l, const config_setting_t *root)
@@ -699,6 +703,9 @@ static void set_defaults(struct psktun_conf_dtls *d)
 	d->max_sessions = 10000;
 	d->max_handshakes = 1000;
 	d->queue_len = 8;
+	d->handshake_rate = 10;
+	d->handshake_burst = 20;
+	d->path_timeout_s = 0;
 }
 
 int psktun_config_load(const char *path, struct psktun_config **out, struct psktun_diag *diag)

@@ -83,6 +83,7 @@ struct session {
 	uint64_t last_rx_ms;		/* last datagram in either direction */
 	uint64_t last_uplink_ms, last_downlink_ms;
 	uint64_t unanswered_since_ms;	/* first uplink record since the last downlink one */
+	uint64_t rehandshake_ms;	/* last rehandshake, to ignore a burst of hints */
 	uint32_t idle_timeout_s;
 	bool closing_after_send;	/* plugin asked to close after forwarding */
 	bool counted_handshaking;
@@ -132,6 +133,7 @@ struct tunnel {
 	struct binding *learned;	/* gateway: learned bindings, newest first */
 	struct resume_store resume;	/* gateway: by identity; terminator: by session ID */
 	struct ratelimit *hs_rate;	/* terminator: handshakes per source IP */
+	struct ratelimit *alert_rate;	/* terminator: "no such session" alerts per source IP */
 	unsigned n_learned;
 
 	const struct plugin *plugin;

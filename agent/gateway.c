@@ -116,6 +116,12 @@ int gateway_bindings_load(struct tunnel *t, const struct psktun_config *cfg)
 	return 0;
 }
 
+/* A plaintext (epoch 0) alert on an established session: the server lost it (see terminator.c). */
+static bool lost_by_cloud(const uint8_t *p, size_t len)
+{
+	return len >= 15 && p[0] == 21 && p[3] == 0 && p[4] == 0;
+}
+
 static void on_cloud(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
 		     unsigned flags)
 {
@@ -133,6 +139,12 @@ static void on_cloud(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
 	}
 	if (flags & UV_UDP_PARTIAL) {
 		s->t->d->stats.dropped_malformed++;
+		return;
+	}
+	if (s->state == SESSION_ESTABLISHED && lost_by_cloud((const uint8_t *)buf->base, nread)) {
+		log_info("tunnel %s: session %s: the cloud no longer knows this session", s->t->conf.name,
+			 s->identity);
+		session_rehandshake(s);
 		return;
 	}
 	session_on_record(s, (const uint8_t *)buf->base, nread);

@@ -416,7 +416,8 @@ int session_send_tunnel(struct session *s, const uint8_t *data, size_t len)
 	case SESSION_ESTABLISHED:
 		if (path_dead(s)) {
 			session_rehandshake(s);
-			return session_send_tunnel(s, data, len);	/* now queued */
+			if (s->state != SESSION_ESTABLISHED)
+				return session_send_tunnel(s, data, len);	/* now queued */
 		}
 		r = gnutls_record_send(s->tls, data, len);
 		if (r < 0) {
@@ -514,6 +515,9 @@ void session_rehandshake(struct session *s)
 
 	if (s->t->mode != PSKTUN_MODE_GATEWAY || s->state != SESSION_ESTABLISHED)
 		return;
+	if (s->rehandshake_ms && daemon_now_ms(d) - s->rehandshake_ms < 1000)
+		return;
+	s->rehandshake_ms = daemon_now_ms(d);
 	d->stats.rehandshakes++;
 	log_notice("tunnel %s: session %s: new handshake on a fresh socket", s->t->conf.name,
 		   s->identity);

@@ -20,6 +20,7 @@
 	X(sessions_replaced) \
 	X(silent_reports) \
 	X(rehandshakes) \
+	X(lost_session_alerts) \
 	X(dropped_unknown) \
 	X(dropped_malformed) \
 	X(dropped_policy) \

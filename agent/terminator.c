@@ -31,6 +31,31 @@ static bool is_client_hello(const uint8_t *p, size_t len)
 	       p[DTLS_HDR] == HS_CLIENT_HELLO;
 }
 
+#define CT_ALERT 21
+#define CT_APPLICATION_DATA 23
+
+/*
+ * Application data from an address with no session: we restarted, or a NAT
+ * gave the peer a new port. DTLS 1.2 has no way to say so with authority;
+ * a plaintext (epoch 0) fatal alert tells a psktun gateway to shake hands
+ * again at once instead of waiting for its dead-path timers. It is smaller
+ * than what provoked it and rate-limited per source, so it amplifies nothing;
+ * a forged one can only cause a handshake, which dropping packets could too.
+ */
+static void lost_session_alert(struct tunnel *t, const struct sockaddr *to)
+{
+	static const uint8_t alert[15] = {
+		CT_ALERT, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2,
+		2 /* fatal */, 10 /* unexpected_message */
+	};
+	uv_buf_t b = uv_buf_init((char *)alert, sizeof(alert));
+
+	if (!ratelimit_take(t->alert_rate, to, daemon_now_ms(t->d)))
+		return;
+	if (uv_udp_try_send(&t->sock, &b, 1, to) >= 0)
+		t->d->stats.lost_session_alerts++;
+}
+
 static struct session *peer_find(struct tunnel *t, const struct sockaddr *from)
 {
 	uint64_t h = psktun_addr_hash(from, true);
@@ -137,10 +162,13 @@ static void on_peer(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 	}
 	s = peer_find(t, from);
 	if (!s) {
-		if (is_client_hello(data, nread))
+		if (is_client_hello(data, nread)) {
 			on_client_hello(t, from, data, nread, NULL);
-		else
-			d->stats.dropped_unknown++;
+			return;
+		}
+		d->stats.dropped_unknown++;
+		if (data[0] == CT_APPLICATION_DATA && record_epoch(data) > 0)
+			lost_session_alert(t, from);
 		return;
 	}
 	if (s->replaced_by) {
@@ -371,6 +399,10 @@ int terminator_start(struct tunnel *t)
 	if (!t->hs_rate)
 		return -ENOMEM;
 	ratelimit_init(t->hs_rate, t->d->cfg->dtls.handshake_rate, t->d->cfg->dtls.handshake_burst);
+	t->alert_rate = malloc(sizeof(*t->alert_rate));
+	if (!t->alert_rate)
+		return -ENOMEM;
+	ratelimit_init(t->alert_rate, 2, 4);
 	r = uv_udp_recv_start(&t->sock, alloc_rx, on_peer);
 
 	if (r < 0) {

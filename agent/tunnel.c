@@ -267,7 +267,8 @@ void tunnel_close(struct tunnel *t)
 	htab_deinit(&t->by_peer);
 	resume_store_deinit(&t->resume);
 	free(t->hs_rate);
-	t->hs_rate = NULL;
+	free(t->alert_rate);
+	t->hs_rate = t->alert_rate = NULL;
 	conf_tunnel_free(&t->conf);
 	t->closing = true;
 	if (t->shared_plain) {

@@ -136,6 +136,15 @@ def _delay(name, d):
     return (lo, hi)
 
 
+def _big_buffers(sock):
+    """Large socket buffers, so the kernel does not drop (uncounted) in bursts."""
+    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, 1 << 20)
+        except OSError:
+            pass
+
+
 class _Flow:
     __slots__ = ('client', 'sock', 'port', 'last_active', 'held', 'rebinds')
 
@@ -200,6 +209,7 @@ class BadLink:
         self._listen = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._wake_r, self._wake_w = socket.socketpair()
         try:
+            _big_buffers(self._listen)
             self._listen.bind(self._listen_req)
             self._listen.setblocking(False)
             self._wake_r.setblocking(False)
@@ -433,6 +443,7 @@ class BadLink:
     def _new_upstream(self):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
+            _big_buffers(s)
             s.bind(('127.0.0.1', 0))
             s.connect(self.upstream)
             s.setblocking(False)

@@ -887,14 +887,6 @@ def openssl_s_client(env, port, key, identity, name='s_client', extra=()):
     return env.peer(name, argv)
 
 
-def gnutls_serv(env, port, keyfile, extra=()):
-    """gnutls-serv --udp --echo with --pskpasswd (psktool's format).  Note: it binds
-    0.0.0.0 and :: (it has no listen-address option); traffic stays on 127.0.0.1."""
-    argv = [need('gnutls-serv'), '--udp', '-p', str(port), '--pskpasswd', keyfile,
-            '--priority', PRIO, '--echo'] + list(extra)
-    p = env.peer('gnutls-serv', argv, stdin=False)
-    p.wait_err(r'listening on IPv4')
-    return p
 
 
 def gnutls_cli(env, port, key, identity, name='gnutls-cli', extra=()):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """psktund as a gateway against third-party DTLS-PSK servers on 127.0.0.1:
 libcoap's coap-server (OpenSSL and GnuTLS builds, one key per identity from
-an -i file), openssl s_server and gnutls-serv.  A meter sends plaintext to
+an -i file), openssl s_server.  A meter sends plaintext to
 the gateway and gets the server's answer back, byte for byte.
 Exit 0: all passed, 1: a test failed, 77: psktund or a peer missing."""
 
@@ -101,19 +101,6 @@ def test_gateway_to_openssl_s_server_both_directions(env):
         st['plain_out']), (1, 1, 0, 2, 2), 'sessions, handshakes ok/failed, plain_in/out')
 
 
-def test_gateway_to_gnutls_serv_echo(env):
-    h.psktund()
-    port = h.free_udp_port()
-    key = os.urandom(16)
-    h.gnutls_serv(env, port, h.write_keys(env.path('serv.psk'), {'meter-0001': key}))
-    m = env.meter(name='meter-0001')
-    gw = h.gateway(env, {'meter-0001': key}, [('meter-0001', m.source)], '%s:%d' % (h.LO, port))
-    for i in range(3):
-        payload = b'gnutls-echo-%d\n' % i
-        eq(m.request(payload, gw.addr), payload, 'echo %d' % i)
-    st = gw.stats()
-    eq((st['handshakes_completed'], st['plain_in'], st['plain_out']), (1, 3, 3),
-       'handshakes_completed, plain_in, plain_out')
 
 
 if __name__ == '__main__':

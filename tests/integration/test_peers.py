@@ -50,25 +50,8 @@ def test_openssl_s_client_to_s_server_both_ways(env):
     cli.wait_out(rb'downlink-1\n')
 
 
-def test_gnutls_cli_to_gnutls_serv_echo(env):
-    port = h.free_udp_port()
-    key = os.urandom(16)
-    keyfile = h.write_keys(env.path('keys.psk'), {'meter-0001': key})
-    h.gnutls_serv(env, port, keyfile)
-    cli = h.gnutls_cli(env, port, key, 'meter-0001')
-    cli.wait_out(r'- Handshake was completed')
-    cli.send(b'echo-me\n')
-    cli.wait_out(rb'\necho-me\n')
 
 
-def test_openssl_s_client_to_gnutls_serv_ccm8(env):
-    port = h.free_udp_port()
-    key = os.urandom(16)
-    keyfile = h.write_keys(env.path('keys.psk'), {'meter-0001': key})
-    h.gnutls_serv(env, port, keyfile)
-    cli = h.openssl_s_client(env, port, key, 'meter-0001', extra=['-quiet'])
-    cli.send(b'echo-me-too\n')
-    cli.wait_out(rb'echo-me-too\n')
 
 
 def test_gnutls_cli_ccm8_to_openssl_s_server(env):

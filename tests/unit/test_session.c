@@ -323,6 +323,41 @@ static void test_an_idle_session_closes_with_close_notify(void **state)
 	world_teardown(&w);
 }
 
+static bool gw_rehandshook(struct world *w) { return w->gw->stats.rehandshakes >= 1 && w->gw->n_sessions == 1 &&
+	w->gw->tunnels->sessions->state == SESSION_ESTABLISHED; }
+
+static void test_after_a_nat_rebinding_the_next_retry_is_answered(void **state)
+{
+	struct world w;
+	struct session *s;
+	uv_udp_t *old;
+
+	world_setup(&w, "", true);
+	meter_send(&w, "before");
+	want_got = 1;
+	assert_true(run_until(&w, got_enough, 10000));
+	/* The NAT forgets us: our session's packets now leave from a new port. */
+	s = w.gw->tunnels->sessions;
+	old = s->sock;
+	s->sock = NULL;
+	old->data = s;
+	s->open_handles++;
+	uv_close((uv_handle_t *)old, handle_closed_free_session);
+	assert_int_equal(gateway_session_connect(s), 0);
+	meter_send(&w, "lost");		/* the terminator knows no session at the new address */
+	assert_true(run_until(&w, gw_rehandshook, 5000));
+	assert_int_equal(w.term->stats.lost_session_alerts, 1);
+	meter_send(&w, "retry");	/* the meter asks again, as meters do */
+	want_got = 2;
+	assert_true(run_until(&w, got_enough, 5000));
+	assert_string_equal(w.got[1], "retry");
+	assert_int_equal(w.gw->stats.handshakes_completed, 2);
+	assert_int_equal(w.gw->stats.handshakes_resumed, 1);
+	assert_int_equal(w.term->stats.sessions_replaced, 1);
+	assert_int_equal(w.term->n_sessions, 1);
+	world_teardown(&w);
+}
+
 /* A DTLS client in a thread, blocking, against the terminator in the test's loop. */
 struct client {
 	unsigned short port;
@@ -441,6 +476,7 @@ int main(void)
 		cmocka_unit_test(test_a_full_handshake_queue_counts_overflow),
 		cmocka_unit_test(test_a_failed_handshake_backs_off_exponentially_and_retries),
 		cmocka_unit_test(test_an_idle_session_closes_with_close_notify),
+		cmocka_unit_test(test_after_a_nat_rebinding_the_next_retry_is_answered),
 		cmocka_unit_test(test_a_new_handshake_from_the_same_address_replaces_the_session_once_complete),
 		cmocka_unit_test(test_the_same_identity_from_a_new_address_replaces_its_old_session),
 	};
