@@ -153,6 +153,51 @@ else
 	not_ok "shipped: psktun.config does not convert"
 fi
 
+# The init script's start_service with procd's calls recorded: it writes the
+# file, makes the missing key file (0600), checks with psktund -n, and hands
+# procd the instance with respawn and reload_signal.
+if [ -z "$psktund" ] || [ -z "$(ls "$plugindir" 2>/dev/null)" ]; then
+	skipped "init: start_service (needs psktund and plugins)"
+else
+	sed -e "s|'/var/run/psktun/control'|'@DIR@/run/control'|" "$tmp/shipped.uci" >"$tmp/init.uci"
+	prepare init "$tmp/init.uci"
+	(
+		UCI_CONFIG_DIR=$tmp/init/config
+		PSKTUN_UCI_SH=$here/psktun/files/psktun-uci.sh
+		. "$tests/functions.sh"
+		. "$here/psktun/files/psktun.init"
+		PROG=$psktund
+		GENERATED=$tmp/init/var/etc/psktun.conf
+		procd_open_instance() { echo "procd_open_instance $*"; }
+		procd_set_param() { echo "procd_set_param $*"; }
+		procd_close_instance() { echo "procd_close_instance $*"; }
+		procd_add_reload_trigger() { echo "procd_add_reload_trigger $*"; }
+		logger() { cat >&2; }
+		start_service && service_triggers
+	) >"$tmp/init/procd" 2>"$tmp/init/err"
+	conf=$tmp/init/var/etc/psktun.conf
+	cat >"$tmp/init/expected" <<EOF
+procd_open_instance 
+procd_set_param command $psktund -f -c $conf
+procd_set_param stderr 1
+procd_set_param respawn 3600 5 5
+procd_set_param file $conf $tmp/init/keys.psk
+procd_set_param reload_signal HUP
+procd_close_instance 
+procd_add_reload_trigger psktun
+EOF
+	if ! diff -u "$tmp/init/expected" "$tmp/init/procd"; then
+		cat "$tmp/init/err"
+		not_ok "init: start_service hands procd a different instance"
+	elif [ "$(stat -c %a "$tmp/init/keys.psk" 2>/dev/null)" != 600 ] || [ -s "$tmp/init/keys.psk" ]; then
+		not_ok "init: the missing key file was not made empty with mode 0600"
+	elif [ ! -d "$tmp/init/run" ]; then
+		not_ok "init: the control socket's directory was not made"
+	else
+		ok "init: start_service writes, checks and starts psktund under procd"
+	fi
+fi
+
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ] || exit 1
 [ "$pass" -gt 0 ] || exit 77

@@ -179,7 +179,7 @@ class Bins:
 class Daemon:
     """psktund with its own directory, config, keys and control socket."""
 
-    def __init__(self, world, bins, name, mode, accept, connect, n_meters, dtls):
+    def __init__(self, world, bins, name, mode, accept, connect, n_meters, dtls, prefix=None):
         self.bins = bins
         self.name = name
         self.sock = world.path(name + '.sock')
@@ -198,8 +198,8 @@ class Daemon:
         lines.append('dtls = { %s };' % ' '.join('%s = %s;' % kv_ for kv_ in dtls.items()))
         with open(conf, 'w') as f:
             f.write('\n'.join(lines) + '\n')
-        self.proc = Proc(world, name, [bins.psktund, '-f', '-c', conf])
-        self.proc.wait_ready(timeout=30)
+        self.proc = Proc(world, name, (prefix or []) + [bins.psktund, '-f', '-c', conf])
+        self.proc.wait_ready(timeout=60 if prefix else 30)
         wait_until(lambda: os.path.exists(self.sock), 10, name + "'s control socket")
 
     @property
@@ -212,6 +212,10 @@ class Daemon:
         if r.returncode != 0:
             raise PhaseError('psktunctl %s stats: %s' % (self.name, r.stderr.strip()))
         return kv(r.stdout)
+
+
+def established(st):
+    return st.get('sessions', 1) - st.get('handshaking', 0)
 
 
 def identity(i):
@@ -322,16 +326,17 @@ def phase_handshakes(ctx):
         idle = ctx.idle_s
         gw, term, gw_port = tunnel(w, ctx.bins, m, ctx.dtls(idle_timeout_s=idle))
         base = {d.name: rss_kib(d.pid) for d in (gw, term)}
-        lg = loadgen(ctx.bins, gw_port, m, once=True, loss_ms=250, deadline=60)
+        lg = loadgen(ctx.bins, gw_port, m, once=True, loss_ms=250, deadline=ctx.once_deadline)
         est = {d.name: (rss_kib(d.pid), d.stats()) for d in (gw, term)}
         out = {'m': m, 'first': lg, 'base': base, 'est': est}
-        # Idle close: every session times out; the meters stay resumable.
+        # Idle close: every established session times out; the meters stay resumable.
+        # (Sessions stuck handshaking are not waited for: the table shows them.)
         for d in (gw, term):
-            wait_until(lambda d=d: d.stats().get('sessions', 1) == 0, idle + 60,
+            wait_until(lambda d=d: established(d.stats()) == 0, idle + 30,
                        d.name + "'s sessions to close for idleness", interval=0.2)
         out['idle'] = {d.name: (rss_kib(d.pid), d.stats()) for d in (gw, term)}
         # The same meters again: resumed handshakes, if the daemons resume.
-        lg2 = loadgen(ctx.bins, gw_port, m, once=True, loss_ms=250, deadline=60)
+        lg2 = loadgen(ctx.bins, gw_port, m, once=True, loss_ms=250, deadline=ctx.once_deadline)
         out['again'] = lg2
         out['again_stats'] = {d.name: d.stats() for d in (gw, term)}
         ctx.r['handshakes'] = out
@@ -456,7 +461,7 @@ def phase_scale(ctx):
         n = ctx.scale_meters
         gw, term, gw_port = tunnel(w, ctx.bins, n, ctx.dtls(idle_timeout_s=600))
         base = {d.name: rss_kib(d.pid) for d in (gw, term)}
-        lg = loadgen(ctx.bins, gw_port, n, once=True, loss_ms=250, deadline=90)
+        lg = loadgen(ctx.bins, gw_port, n, once=True, loss_ms=250, deadline=2 * ctx.once_deadline)
         est = {d.name: (rss_kib(d.pid), d.stats()) for d in (gw, term)}
         r1, r2, r1_port = plain(w, ctx.bins)
         lp = loadgen(ctx.bins, r1_port, n, once=True, loss_ms=250, deadline=30)
@@ -467,6 +472,164 @@ def phase_scale(ctx):
         ctx.r['scale'] = {'n': n, 'first': lg, 'base': base, 'est': est, 'tunnel': tp, 'plain': pp}
     finally:
         w.stop()
+
+
+
+# ----------------------------------------------------------------- profile
+
+def callgrind_costs(path):
+    """Self cost (Ir) per object and per (object, function) from a callgrind
+    output file; call lines' inclusive costs are skipped so that each
+    instruction counts once."""
+    names = {'ob': {}, 'fn': {}}
+    per_ob, per_fn = {}, {}
+    ob = fn = None
+    skip_next, npos = False, 1
+    with open(path, errors='replace') as f:
+        for line in f:
+            if line.startswith('positions:'):
+                npos = len(line.split()) - 1
+                continue
+            m = re.match(r'(c?)(ob|fn)=(?:\((\d+)\))?\s*(.*)', line.rstrip('\n'))
+            if m:
+                # "(id) name" defines a name, "(id)" refers to it; cob=/cfn= define too.
+                kind, ident, name = m.group(2), m.group(3), m.group(4)
+                if name and ident:
+                    names[kind][ident] = name
+                if not m.group(1):
+                    val = names[kind].get(ident, name) if ident else name
+                    if kind == 'ob':
+                        ob = val
+                    else:
+                        fn = val
+                continue
+            if line.startswith('calls='):
+                skip_next = True
+                continue
+            c = line[:1]
+            if c.isdigit() or c in '+-*':
+                if skip_next:
+                    skip_next = False
+                    continue
+                parts = line.split()
+                if len(parts) > npos:
+                    ir = int(parts[npos])
+                    per_ob[ob] = per_ob.get(ob, 0) + ir
+                    per_fn[(ob, fn)] = per_fn.get((ob, fn), 0) + ir
+    return per_ob, per_fn
+
+
+def group_object(name):
+    base = os.path.basename(name or '?')
+    if base.startswith('psktund') or base.endswith('.so') and '/psktun' in (name or ''):
+        return 'psktun'
+    for pfx, grp in (('libgnutls', 'GnuTLS'), ('libnettle', 'GnuTLS'), ('libhogweed', 'GnuTLS'),
+                     ('libgmp', 'GnuTLS deps'), ('libtasn1', 'GnuTLS deps'),
+                     ('libp11-kit', 'GnuTLS deps'), ('libidn2', 'GnuTLS deps'),
+                     ('libunistring', 'GnuTLS deps'), ('libuv', 'libuv'), ('libc.', 'libc'),
+                     ('libc-', 'libc'), ('ld-linux', 'ld.so'), ('libconfig', 'libconfig')):
+        if base.startswith(pfx):
+            return grp
+    return 'other (' + base + ')'
+
+
+def profile_role(ctx, role, seconds):
+    """Throughput load with `role` under callgrind, instrumented only while the load runs."""
+    w = World(ctx.top, 'profile-' + role)
+    try:
+        n, k = ctx.tp_meters, ctx.tp_inflight
+        dtls = ctx.dtls(idle_timeout_s=600)
+        out = w.path('callgrind.out')
+        echo_p, term_p, gw_p = free_port(), free_port(), free_port()
+        Proc(w, 'echo', [ctx.bins.udprelay, 'echo', '-l', '%s:%d' % (LO, echo_p)]).wait_ready()
+        vg = ['valgrind', '--tool=callgrind', '--instr-atstart=no', '--callgrind-out-file=' + out]
+        ds = {}
+        for name, mode, acc, conn in (('terminator', 'terminator', term_p, echo_p),
+                                      ('gateway', 'gateway', gw_p, term_p)):
+            pre = vg if name == role else None
+            ds[name] = Daemon(w, ctx.bins, name, mode, acc, conn, n, dtls, prefix=pre)
+        lg = loadgen(ctx.bins, gw_p, n, once=True, loss_ms=1000, deadline=30)
+        if lg['done'] == 0:
+            raise PhaseError('no meter got through')
+        ready = lg['done']
+        d = ds[role]
+        # Native CPU split (user vs kernel) of the other daemon is not wanted here;
+        # the profiled one runs under valgrind, so only instructions count.
+        subprocess.run(['callgrind_control', '-i', 'on', str(d.pid)], check=True,
+                       capture_output=True, timeout=60)
+        s0 = d.stats()
+        lg = loadgen(ctx.bins, gw_p, n, k, 0.5, seconds, loss_ms=2000)
+        s1 = d.stats()
+        subprocess.run(['callgrind_control', '-i', 'off', str(d.pid)], check=True,
+                       capture_output=True, timeout=60)
+        fwd = (s1['plain_in'] - s0['plain_in']) + (s1['plain_out'] - s0['plain_out'])
+        w.stop()
+        per, per_fn = callgrind_costs(out)
+        groups = {}
+        for ob, ir in per.items():
+            g = group_object(ob)
+            groups[g] = groups.get(g, 0) + ir
+        return {'forwarded': fwd, 'groups': groups, 'total': sum(per.values()),
+                'round_trips': lg['round_trips'], 'ready': ready, 'n': n,
+                'top': sorted(per_fn.items(), key=lambda x: -x[1])[:12]}
+    finally:
+        w.stop()
+
+
+def native_cpu_split(ctx, seconds):
+    """user and kernel CPU us per forwarded datagram of each daemon, without valgrind."""
+    w = World(ctx.top, 'profile-native')
+    try:
+        n, k = ctx.tp_meters, ctx.tp_inflight
+        gw, term, gw_p = tunnel(w, ctx.bins, n, ctx.dtls(idle_timeout_s=600))
+        loadgen(ctx.bins, gw_p, n, once=True, loss_ms=250, deadline=30)
+        res = {}
+        before = {d.name: (cpu_split(d.pid), d.stats()) for d in (gw, term)}
+        loadgen(ctx.bins, gw_p, n, k, 0.5, seconds)
+        for d in (gw, term):
+            (u0, k0), s0 = before[d.name]
+            u1, k1 = cpu_split(d.pid)
+            s1 = d.stats()
+            fwd = (s1['plain_in'] - s0['plain_in']) + (s1['plain_out'] - s0['plain_out'])
+            res[d.name] = ((u1 - u0) * 1e6 / fwd, (k1 - k0) * 1e6 / fwd, fwd)
+        return res
+    finally:
+        w.stop()
+
+
+def cpu_split(pid):
+    with open('/proc/%d/stat' % pid) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    hz = os.sysconf('SC_CLK_TCK')
+    return int(fields[11]) / hz, int(fields[12]) / hz
+
+
+def run_profile(ctx, roles, seconds):
+    if not shutil.which('valgrind') or not shutil.which('callgrind_control'):
+        print('profile: valgrind (callgrind) not installed')
+        return 1
+    print('psktun profile: callgrind instructions (Ir) per forwarded datagram '
+          '(plain_in + plain_out of the profiled daemon; N=%d x K=%d, 64 B)' % (ctx.tp_meters, ctx.tp_inflight))
+    for role in roles:
+        r = profile_role(ctx, role, seconds)
+        fwd = max(r['forwarded'], 1)
+        print('\n%s: %d datagrams forwarded under callgrind (%d of %d meters had sessions), '
+              '%d Ir in total, %.0f Ir / datagram'
+              % (role, r['forwarded'], r['ready'], r['n'], r['total'], r['total'] / fwd))
+        for g, ir in sorted(r['groups'].items(), key=lambda x: -x[1]):
+            if ir * 1000 < r['total']:
+                continue
+            print('  %-28s %9.0f Ir / datagram  %5.1f%%' % (g, ir / fwd, 100.0 * ir / r['total']))
+        print('  %-28s %9s (callgrind sees user space only; see the CPU split below)' % ('kernel', '?'))
+        print('  top functions (self Ir / datagram):')
+        for (ob, fn), ir in r['top']:
+            print('    %7.0f  %-18s %s' % (ir / fwd, group_object(ob), fn))
+    nat = native_cpu_split(ctx, seconds)
+    print('\nwithout valgrind, CPU time per forwarded datagram (from /proc/PID/stat, 10 ms ticks):')
+    for name, (u, k, fwd) in nat.items():
+        print('  %-11s user %.2f us, kernel %.2f us  (kernel %.0f%% of the daemon\'s time; %d datagrams)'
+              % (name, u, k, 100.0 * k / (u + k) if u + k else 0, fwd))
+    return 0
 
 
 # ----------------------------------------------------------------- table
@@ -619,6 +782,7 @@ class Ctx:
         self.idle_s = 2 if q else 3
         self.wire_idle_s = 1
         self.scale_meters = 1000 if q else 10000
+        self.once_deadline = 5 if q else 30     # for M meters to get their first echo
         self.base_dtls = {'retransmit_ms': 1000, 'max_sessions': 20000}
         self.dtls_desc = ('dtls: default priority, retransmit_ms=1000, max_sessions=20000, '
                           'other settings default')
@@ -636,6 +800,8 @@ def main():
     ap.add_argument('--runs', type=int, default=0)
     ap.add_argument('--keep', action='store_true')
     ap.add_argument('--only', default='', help='comma-separated phases')
+    ap.add_argument('--profile', default='', help='gateway,terminator: callgrind instead of the table')
+    ap.add_argument('--seconds', type=float, default=10, help='--profile: load duration')
     ap.add_argument('-v', action='store_true')
     args = ap.parse_args()
     VERBOSE = args.v
@@ -647,6 +813,12 @@ def main():
     ctx = Ctx(args, top)
     if ctx.scale_meters + 200 > resource.getrlimit(resource.RLIMIT_NOFILE)[0]:
         ctx.scale_meters = max(100, resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 500)
+    if args.profile:
+        try:
+            return run_profile(ctx, args.profile.split(','), args.seconds)
+        finally:
+            if not args.keep:
+                shutil.rmtree(top, ignore_errors=True)
     phases = [('gnutls', phase_gnutls), ('throughput', phase_throughput),
               ('handshakes', phase_handshakes), ('wire', phase_wire), ('scale', phase_scale)]
     only = set(filter(None, args.only.split(',')))

@@ -31,7 +31,10 @@ if [ "${2:-}" = run ]; then
 	for t in config keys addr; do
 		mkdir -p "$out/corpus-$t"
 		echo "fuzz_$t: ${seconds}s"
+		dict=
+		[ -f "$top/tests/fuzz/$t.dict" ] && dict="-dict=$top/tests/fuzz/$t.dict"
+		# shellcheck disable=SC2086
 		(cd "$out" && "./fuzz_$t" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 \
-			"corpus-$t" "$top/tests/fuzz/corpus/$t")
+			$dict "corpus-$t" "$top/tests/fuzz/corpus/$t")
 	done
 fi

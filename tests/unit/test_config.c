@@ -539,6 +539,13 @@ static void priority_must_be_a_valid_gnutls_priority_string(void **state)
 		   "'priority' is not a valid GnuTLS priority string (at \"+BOGUS\")");
 }
 
+static void default_priority_is_a_valid_priority_string(void **state)
+{
+	expect_diag(0);
+	assert_int_equal(load(HEAD TUNNEL "dtls = { priority = \"" PSKTUN_DEFAULT_PRIORITY "\"; };\n"), 0);
+	assert_string_equal(conf->dtls.priority, PSKTUN_DEFAULT_PRIORITY);
+}
+
 static void control_path_must_fit_a_unix_socket(void **state)
 {
 	char text[1024];
@@ -654,6 +661,7 @@ int main(void)
 		T(meter_identity_must_be_a_key_file_identity),
 		T(meters_in_terminator_mode_are_an_error),
 		T(priority_must_be_a_valid_gnutls_priority_string),
+		T(default_priority_is_a_valid_priority_string),
 		T(control_path_must_fit_a_unix_socket),
 		T(many_problems_are_reported_in_one_pass),
 		T(user_text_in_messages_is_made_printable),

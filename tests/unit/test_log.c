@@ -1,0 +1,95 @@
+/* test_log: thresholds per -v and the one-line stderr format. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "log.h"
+#include "tmpdir.h"
+
+/* Runs fn with stderr sent to a file, and returns what it wrote. */
+static const char *capture_stderr(void (*fn)(void))
+{
+	static char out[4096];
+	int saved = dup(STDERR_FILENO), fd;
+	ssize_t n;
+
+	test_dir_make();
+	fd = open(test_path("stderr"), O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0 && saved >= 0);
+	assert_true(dup2(fd, STDERR_FILENO) >= 0);
+	fn();
+	assert_true(dup2(saved, STDERR_FILENO) >= 0);
+	close(saved);
+	n = pread(fd, out, sizeof(out) - 1, 0);
+	assert_true(n >= 0);
+	out[n] = '\0';
+	close(fd);
+	test_dir_remove();
+	return out;
+}
+
+static void default_threshold_is_notice(void **state)
+{
+	psktun_log_init(true, 0);
+	assert_true(psktun_log_enabled(LOG_ERR));
+	assert_true(psktun_log_enabled(LOG_NOTICE));
+	assert_false(psktun_log_enabled(LOG_INFO));
+	assert_false(psktun_log_enabled(LOG_DEBUG));
+	psktun_log_deinit();
+}
+
+static void each_v_lowers_the_threshold_down_to_debug(void **state)
+{
+	psktun_log_init(true, 1);
+	assert_true(psktun_log_enabled(LOG_INFO));
+	assert_false(psktun_log_enabled(LOG_DEBUG));
+	psktun_log_init(true, 2);
+	assert_true(psktun_log_enabled(LOG_DEBUG));
+	psktun_log_init(true, 9);
+	assert_true(psktun_log_enabled(LOG_DEBUG));
+	assert_false(psktun_log_enabled(LOG_DEBUG + 1));
+	psktun_log_deinit();
+}
+
+static void log_some(void)
+{
+	psktun_log_init(true, 0);
+	errno = EAGAIN;
+	log_notice("tunnel %s: session %s up", "coap", "meter-0001");
+	assert_int_equal(errno, EAGAIN);	/* logging keeps errno for the caller */
+	log_info("not at the default level");
+	log_debug("nor this");
+	log_err("two\nlines\r?");
+	log_warn("warn %d", 7);
+	psktun_log_deinit();
+}
+
+static void stderr_lines_are_one_per_event_with_pid_and_level(void **state)
+{
+	char want[512];
+
+	FMT(want,
+	    "psktund[%ld]: notice: tunnel coap: session meter-0001 up\n"
+	    "psktund[%ld]: error: two lines ?\n"
+	    "psktund[%ld]: warning: warn 7\n",
+	    (long)getpid(), (long)getpid(), (long)getpid());
+	assert_string_equal(capture_stderr(log_some), want);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(default_threshold_is_notice),
+		cmocka_unit_test(each_v_lowers_the_threshold_down_to_debug),
+		cmocka_unit_test(stderr_lines_are_one_per_event_with_pid_and_level),
+	};
+
+	return cmocka_run_group_tests_name("log", tests, NULL, NULL);
+}
