@@ -210,6 +210,8 @@ int tunnel_open(struct daemon *d, const struct psktun_conf_tunnel *conf, enum ps
 void tunnel_close(struct tunnel *t);
 bool tunnel_conf_equal(const struct psktun_conf_tunnel *a, const struct psktun_conf_tunnel *b);
 void tunnel_resolve(struct tunnel *t);
+void tunnel_alloc_rx(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+int session_socket_open(struct session *s, uv_udp_recv_cb on_recv, const char *what);
 int tunnel_send_plain(struct tunnel *t, const struct sockaddr *to, const uint8_t *buf, size_t len);
 void tunnel_count_reason(struct tunnel *t, enum psktun_reason r);
 void handle_closed_free_session(uv_handle_t *h);

@@ -6,14 +6,6 @@
 #include "daemon.h"
 #include "log.h"
 
-static void alloc_rx(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-	struct daemon *d = h->loop->data;
-
-	buf->base = (char *)d->rxbuf;
-	buf->len = PSKTUN_DGRAM_MAX;
-}
-
 static struct binding *binding_find(struct tunnel *t, const struct sockaddr *from)
 {
 	for (int with_port = 1; with_port >= 0; with_port--) {
@@ -152,24 +144,7 @@ static void on_cloud(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
 
 int gateway_session_connect(struct session *s)
 {
-	struct tunnel *t = s->t;
-	uv_udp_t *u = malloc(sizeof(*u));
-	int r;
-
-	if (!u)
-		return -ENOMEM;
-	uv_udp_init(t->d->loop, u);
-	u->data = s;
-	s->sock = u;
-	r = uv_udp_connect(u, (struct sockaddr *)&t->connect_addr);
-	if (r == 0)
-		r = uv_udp_recv_start(u, alloc_rx, on_cloud);
-	if (r < 0) {
-		log_warn("tunnel %s: cannot open a socket to %s:%s for %s: %s", t->conf.name,
-			 t->connect_host, t->connect_port, s->identity, uv_strerror(r));
-		return -EIO;	/* the caller's reset closes the socket */
-	}
-	return 0;
+	return session_socket_open(s, on_cloud, "the DTLS server");
 }
 
 void gateway_deliver(struct session *s, uint8_t *buf, size_t len)
@@ -311,7 +286,7 @@ int gateway_start(struct tunnel *t)
 		return r;
 	/* Plugins may answer or advertise to a LAN broadcast address. */
 	uv_udp_set_broadcast(&t->sock, 1);
-	r = uv_udp_recv_start(&t->sock, alloc_rx, on_meter);
+	r = uv_udp_recv_start(&t->sock, tunnel_alloc_rx, on_meter);
 	if (r < 0) {
 		log_err("tunnel %s: cannot receive on %s: %s", t->conf.name, t->conf.accept, uv_strerror(r));
 		return -EIO;

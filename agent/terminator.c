@@ -6,14 +6,6 @@
 #include "daemon.h"
 #include "log.h"
 
-static void alloc_rx(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-	struct daemon *d = h->loop->data;
-
-	buf->base = (char *)d->rxbuf;
-	buf->len = PSKTUN_DGRAM_MAX;
-}
-
 /* DTLS record header: type(1) version(2) epoch(2) seq(6) length(2); then the handshake header. */
 #define DTLS_HDR 13
 #define CT_CCS 20
@@ -277,7 +269,7 @@ int terminator_use_shared_plain(struct tunnel *t, const struct sockaddr *local)
 	t->shared_plain = u;
 	r = uv_udp_bind(u, local, 0);
 	if (r == 0)
-		r = uv_udp_recv_start(u, alloc_rx, on_shared_backend);
+		r = uv_udp_recv_start(u, tunnel_alloc_rx, on_shared_backend);
 	if (r < 0) {
 		log_err("tunnel %s: cannot use a shared backend socket: %s", t->conf.name, uv_strerror(r));
 		return -EIO;
@@ -287,24 +279,7 @@ int terminator_use_shared_plain(struct tunnel *t, const struct sockaddr *local)
 
 static int backend_open(struct session *s)
 {
-	struct tunnel *t = s->t;
-	uv_udp_t *u = malloc(sizeof(*u));
-	int r;
-
-	if (!u)
-		return -ENOMEM;
-	uv_udp_init(t->d->loop, u);
-	u->data = s;
-	s->sock = u;
-	r = uv_udp_connect(u, (struct sockaddr *)&t->connect_addr);
-	if (r == 0)
-		r = uv_udp_recv_start(u, alloc_rx, on_backend);
-	if (r < 0) {
-		log_warn("tunnel %s: cannot open a socket to the backend %s for %s: %s", t->conf.name,
-			 t->conf.connect, s->identity, uv_strerror(r));
-		return -EIO;
-	}
-	return 0;
+	return session_socket_open(s, on_backend, "the backend");
 }
 
 void terminator_established(struct session *s)
@@ -403,7 +378,7 @@ int terminator_start(struct tunnel *t)
 	if (!t->alert_rate)
 		return -ENOMEM;
 	ratelimit_init(t->alert_rate, 2, 4);
-	r = uv_udp_recv_start(&t->sock, alloc_rx, on_peer);
+	r = uv_udp_recv_start(&t->sock, tunnel_alloc_rx, on_peer);
 
 	if (r < 0) {
 		log_err("tunnel %s: cannot receive on %s: %s", t->conf.name, t->conf.accept, uv_strerror(r));

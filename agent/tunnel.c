@@ -94,6 +94,39 @@ int tunnel_send_plain(struct tunnel *t, const struct sockaddr *to, const uint8_t
 	return 0;
 }
 
+void tunnel_alloc_rx(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct daemon *d = h->loop->data;
+
+	buf->base = (char *)d->rxbuf;
+	buf->len = PSKTUN_DGRAM_MAX;
+}
+
+/* A session's own UDP socket, connected to the tunnel's `connect` (gateway: the
+ * DTLS server; terminator: the backend). On failure s->sock is set anyway, for
+ * the caller's teardown to close. */
+int session_socket_open(struct session *s, uv_udp_recv_cb on_recv, const char *what)
+{
+	struct tunnel *t = s->t;
+	uv_udp_t *u = malloc(sizeof(*u));
+	int r;
+
+	if (!u)
+		return -ENOMEM;
+	uv_udp_init(t->d->loop, u);
+	u->data = s;
+	s->sock = u;
+	r = uv_udp_connect(u, (struct sockaddr *)&t->connect_addr);
+	if (r == 0)
+		r = uv_udp_recv_start(u, tunnel_alloc_rx, on_recv);
+	if (r < 0) {
+		log_warn("tunnel %s: cannot open a socket to %s %s for %s: %s", t->conf.name, what,
+			 t->conf.connect, s->identity, uv_strerror(r));
+		return -EIO;
+	}
+	return 0;
+}
+
 static int resolve_result(struct tunnel *t, int status, struct addrinfo *res)
 {
 	if (status < 0 || !res) {
