@@ -177,28 +177,35 @@ static void on_peer(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 	session_on_record(s, data, nread);
 }
 
-static void on_backend(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
-		       unsigned flags)
+/* A datagram from the backend for session s; NULL: it came to the shared socket
+ * (a plugin's use_shared_plain) and the plugin names the session. */
+static void from_backend(struct tunnel *t, struct session *s, uv_udp_t *h, ssize_t nread,
+			 const uv_buf_t *buf, const struct sockaddr *from, unsigned flags)
 {
-	struct session *s = h->data;
-	struct tunnel *t = s->t;
 	struct daemon *d = t->d;
 	uint8_t *data = (uint8_t *)buf->base;
 	size_t len = nread;
 	enum psktun_reason reason = PSKTUN_REASON_NONE;
 	struct session *target = NULL;
 	enum psktun_verdict v;
+	uv_buf_t b;
 
 	if (nread < 0 || !from)
 		return;
 	d->stats.plain_in++;
-	s->plain_in++;
 	if (flags & UV_UDP_PARTIAL) {
 		d->stats.dropped_malformed++;
 		return;
 	}
-	session_touch(s);
 	v = plugin_on_plain(t, s, from, data, &len, PSKTUN_DGRAM_MAX + 512, &reason, &target);
+	if (!s && v != PSKTUN_REPLY && !(s = target)) {
+		tunnel_count_reason(t, v == PSKTUN_DROP ? reason : PSKTUN_REASON_UNKNOWN);
+		return;
+	}
+	if (s) {
+		s->plain_in++;
+		session_touch(s);
+	}
 	switch (v) {
 	case PSKTUN_FORWARD:
 		session_send_tunnel(s, data, len);
@@ -206,14 +213,12 @@ static void on_backend(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const st
 	case PSKTUN_DROP:
 		tunnel_count_reason(t, reason);
 		break;
-	case PSKTUN_REPLY: {
-		uv_buf_t b = uv_buf_init((char *)data, len);
-
+	case PSKTUN_REPLY:
 		tunnel_count_reason(t, reason);
 		d->stats.replies_local++;
-		uv_udp_try_send(h, &b, 1, NULL);
+		b = uv_buf_init((char *)data, len);
+		uv_udp_try_send(h, &b, 1, h == t->shared_plain ? from : NULL);
 		break;
-	}
 	case PSKTUN_CLOSE:
 		if (len)
 			session_send_tunnel(s, data, len);
@@ -222,36 +227,18 @@ static void on_backend(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const st
 	}
 }
 
-/* The shared backend socket (a plugin's use_shared_plain): the plugin names the session. */
+static void on_backend(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
+		       unsigned flags)
+{
+	struct session *s = h->data;
+
+	from_backend(s->t, s, h, nread, buf, from, flags);
+}
+
 static void on_shared_backend(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 			      const struct sockaddr *from, unsigned flags)
 {
-	struct tunnel *t = h->data;
-	struct daemon *d = t->d;
-	uint8_t *data = (uint8_t *)buf->base;
-	size_t len = nread;
-	enum psktun_reason reason = PSKTUN_REASON_NONE;
-	struct session *target = NULL;
-	enum psktun_verdict v;
-
-	if (nread < 0 || !from)
-		return;
-	d->stats.plain_in++;
-	if (flags & UV_UDP_PARTIAL) {
-		d->stats.dropped_malformed++;
-		return;
-	}
-	v = plugin_on_plain(t, NULL, from, data, &len, PSKTUN_DGRAM_MAX + 512, &reason, &target);
-	if (v == PSKTUN_DROP || !target) {
-		tunnel_count_reason(t, v == PSKTUN_DROP ? reason : PSKTUN_REASON_UNKNOWN);
-		return;
-	}
-	target->plain_in++;
-	session_touch(target);
-	if (v == PSKTUN_FORWARD || v == PSKTUN_CLOSE)
-		session_send_tunnel(target, data, len);
-	if (v == PSKTUN_CLOSE)
-		session_close(target, CLOSE_PLUGIN);
+	from_backend(h->data, NULL, h, nread, buf, from, flags);
 }
 
 int terminator_use_shared_plain(struct tunnel *t, const struct sockaddr *local)
