@@ -45,16 +45,17 @@ static ssize_t pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
 	return n;
 }
 
-/* Non-blocking: never wait; "nothing yet" is EAGAIN, and the caller's
- * timer calls the handshake again for retransmissions. */
+/*
+ * Never waits. "Nothing yet" must be a timeout (0), not EAGAIN: GnuTLS 3.7.9
+ * retransmits a lost handshake flight, when our timer calls the handshake
+ * again, only after this callback reports one; with EAGAIN it returns
+ * GNUTLS_E_AGAIN and resends nothing. Record reads do not call it.
+ */
 static int pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
 {
 	struct session *s = ptr;
 
-	if (s->in)
-		return 1;
-	gnutls_transport_set_errno(s->tls, EAGAIN);
-	return -1;
+	return s->in ? 1 : 0;
 }
 
 void dtls_fake_key(struct daemon *d, const char *identity, size_t len, uint8_t *out, size_t out_len)

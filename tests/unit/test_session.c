@@ -255,6 +255,24 @@ static void test_a_full_handshake_queue_counts_overflow(void **state)
 	world_teardown(&w);
 }
 
+static bool gw_handshaking(struct world *w) { return w->gw->stats.handshakes_started >= 1; }
+
+static void test_a_lost_client_hello_is_retransmitted(void **state)
+{
+	struct world w;
+
+	world_setup(&w, "", false);	/* the first ClientHello finds nobody */
+	meter_send(&w, "late");
+	assert_true(run_until(&w, gw_handshaking, 1000));
+	w.term = start(&w, "term.conf");
+	want_got = 1;
+	assert_true(run_until(&w, got_enough, 3000));	/* retransmit_ms = 200, doubling */
+	assert_string_equal(w.got[0], "late");
+	assert_int_equal(w.gw->stats.handshakes_started, 1);
+	assert_int_equal(w.gw->stats.handshakes_failed, 0);
+	world_teardown(&w);
+}
+
 static bool gw_failed_once(struct world *w) { return w->gw->stats.handshakes_failed >= 1; }
 static bool gw_failed_twice(struct world *w) { return w->gw->stats.handshakes_failed >= 2; }
 
@@ -474,6 +492,7 @@ int main(void)
 		cmocka_unit_test(test_backoff_doubles_with_jitter_up_to_the_cap),
 		cmocka_unit_test(test_queued_datagrams_leave_in_order_once_the_handshake_completes),
 		cmocka_unit_test(test_a_full_handshake_queue_counts_overflow),
+		cmocka_unit_test(test_a_lost_client_hello_is_retransmitted),
 		cmocka_unit_test(test_a_failed_handshake_backs_off_exponentially_and_retries),
 		cmocka_unit_test(test_an_idle_session_closes_with_close_notify),
 		cmocka_unit_test(test_after_a_nat_rebinding_the_next_retry_is_answered),

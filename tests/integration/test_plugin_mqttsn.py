@@ -1,0 +1,390 @@
+#!/usr/bin/env python3
+"""The MQTT-SN v1.2 plugin (plugin = "mqttsn") on loopback, with the test
+client mqttsn_client.py as the meter and a UDP backend that records the
+exact bytes it gets: a meter named by its CONNECT's ClientId, unknown
+ClientIds dropped, CONNECT refusals (CONNACK 0x03) at the gateway and at
+the terminator, SEARCHGW answered on the LAN, Forwarder Encapsulation
+toward the backend, keep-alive and DISCONNECT versus the idle timeout,
+ADVERTISE, and an unanswered CONNECT reported silent.
+Exit 0: all passed, 1: a test failed, 77: psktund or the plugin missing."""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+from harness import eq, Fail  # noqa: E402
+import mqttsn_client as sn  # noqa: E402
+
+KEYS = {'meter-0001': os.urandom(16), 'meter-0002': os.urandom(16)}
+# How long to listen for a datagram that must not come (never for something awaited).
+ABSENCE_S = 0.5
+COUNTERS = ('sessions', 'handshakes_started', 'handshakes_completed', 'plain_in', 'plain_out',
+            'records_out', 'replies_local', 'dropped_unknown', 'dropped_malformed',
+            'dropped_policy', 'dropped_overflow')
+
+
+def _pick(st, names=COUNTERS):
+    return {k: st[k] for k in names}
+
+
+def _setup(env):
+    h.psktund()
+    h.psktunctl()
+    pdir = h.plugin_dir(env)
+    if not os.path.exists(os.path.join(pdir, 'mqttsn.so')):
+        raise h.Skip('mqttsn.so not built under PLUGIN_BUILD_DIR')
+    return pdir
+
+
+def _daemon(env, pdir, name, mode, connect, options=None, meters=(), dtls=None, plugin='mqttsn'):
+    """psktund with one tunnel `t1` (plugin `plugin` with `options`) on a fresh port."""
+    port = h.free_udp_port()
+    tunnel = dict(name='t1', accept='%s:%d' % (h.LO, port), connect=connect)
+    if plugin:
+        tunnel.update(plugin=plugin, options=options or {})
+    d = env.daemon(name, mode, [tunnel], KEYS, meters=meters, dtls=dtls, plugin_dir=pdir)
+    d.port = port
+    d.addr = '%s:%d' % (h.LO, port)
+    return d
+
+
+def _backend(env):
+    b = sn.Backend((h.LO, 0))
+    env.defer(b.client.close)
+    return b
+
+
+def _client(env, gw):
+    c = sn.Client((h.LO, gw.port))
+    env.defer(c.close)
+    return c
+
+
+def _backend_got(b, want, what, timeout=h.T):
+    """The next datagram at the backend: its exact bytes must be `want`; returns its source."""
+    got = b.client.recv_raw(timeout)
+    if got is None:
+        raise Fail('%s: nothing reached the backend within %.1fs' % (what, timeout))
+    h.log('backend: got %r from %r' % got)
+    eq(got[0], want, what)
+    return got[1]
+
+
+def _backend_quiet(b, what):
+    got = b.client.recv_raw(ABSENCE_S)
+    if got is not None:
+        raise Fail('%s: the backend got %r from %r' % (what, got[0], got[1]))
+
+
+def _client_quiet(c, what):
+    got = c.recv_raw(ABSENCE_S)
+    if got is not None:
+        raise Fail('%s: the client got %r from %r' % (what, got[0], got[1]))
+
+
+def _expect_raw(c, want, what, timeout=h.T):
+    got = c.recv_raw(timeout)
+    if got is None:
+        raise Fail('%s: nothing within %.1fs' % (what, timeout))
+    h.log('client %r: got %r from %r' % (c.address, got[0], got[1]))
+    eq(got[0], want, what)
+    return got[1]
+
+
+def _chain(env, pdir, gw_options=None, term_options=None, meters=(), gw_dtls=None, gw_plugin='mqttsn'):
+    backend = _backend(env)
+    term = _daemon(env, pdir, 'terminator', 'terminator', '%s:%d' % backend.address,
+                   options=term_options)
+    gw = _daemon(env, pdir, 'gateway', 'gateway', term.addr, options=gw_options, meters=meters,
+                 dtls=gw_dtls, plugin=gw_plugin)
+    return backend, term, gw
+
+
+def test_connect_names_the_meter_and_crosses_byte_for_byte(env):
+    pdir = _setup(env)
+    backend, term, gw = _chain(env, pdir)
+    c = _client(env, gw)
+    conn = sn.connect('meter-0001', duration=60)
+    c.send(conn)
+    src = _backend_got(backend, conn, 'CONNECT at the backend')
+    backend.reply(sn.connack(0), src)
+    _expect_raw(c, sn.connack(0), 'CONNACK at the client')
+    # the source is bound now: a PUBLISH (no ClientId) goes into the same session
+    pub = sn.publish(5, b'21.5', msg_id=2, qos=1)
+    c.send(pub)
+    eq(_backend_got(backend, pub, 'PUBLISH at the backend'), src, 'backend socket for the session')
+    backend.reply(sn.puback(5, 2), src)
+    _expect_raw(c, sn.puback(5, 2), 'PUBACK at the client')
+
+    eq([(s['identity'], s['state']) for s in gw.sessions()], [('meter-0001', 'established')],
+       'gateway sessions (identity learned from the ClientId)')
+    eq([(s['identity'], s['state']) for s in term.sessions()], [('meter-0001', 'established')],
+       'terminator sessions')
+    eq(_pick(gw.stats(), ('sessions', 'handshakes_completed', 'plain_in', 'plain_out',
+                          'replies_local', 'dropped_unknown', 'dropped_policy', 'dropped_malformed')),
+       dict(sessions=1, handshakes_completed=1, plain_in=2, plain_out=2, replies_local=0,
+            dropped_unknown=0, dropped_policy=0, dropped_malformed=0), 'gateway stats')
+    eq(_pick(term.stats(), ('sessions', 'handshakes_completed', 'plain_in', 'plain_out',
+                            'dropped_policy')),
+       dict(sessions=1, handshakes_completed=1, plain_in=2, plain_out=2, dropped_policy=0),
+       'terminator stats')
+
+
+def test_unknown_client_id_dropped_nothing_crosses(env):
+    pdir = _setup(env)
+    backend, term, gw = _chain(env, pdir)
+    c = _client(env, gw)
+    c.send(sn.connect('meter-9999'))                  # not in the key file
+    gw.wait_stat('dropped_unknown', 1)
+    c.send(sn.publish(5, b'x', msg_id=1, qos=1))      # names nobody, from an unbound source
+    gw.wait_stat('dropped_unknown', 2)
+    c.send(b'\x05\x04\x04\x01')                        # a cut CONNECT: malformed
+    gw.wait_stat('dropped_malformed', 1)
+    _backend_quiet(backend, 'after an unknown ClientId')
+    _client_quiet(c, 'after an unknown ClientId')
+    eq(_pick(gw.stats()), dict(sessions=0, handshakes_started=0, handshakes_completed=0,
+                               plain_in=3, plain_out=0, records_out=0, replies_local=0,
+                               dropped_unknown=2, dropped_malformed=1, dropped_policy=0,
+                               dropped_overflow=0), 'gateway stats')
+    eq(term.stats()['handshakes_started'] + term.stats()['cookies_sent'], 0,
+       'terminator handshakes_started + cookies_sent')
+
+
+def test_gateway_refuses_connect_with_another_client_id(env):
+    """A source bound to meter-0001 (meters entry) says CONNECT meter-0002:
+    CONNACK 0x03 from the gateway itself, dropped_policy, nothing crosses."""
+    pdir = _setup(env)
+    c = sn.Client((h.LO, 0))        # the server is set once the gateway's port is known
+    env.defer(c.close)
+    source = '%s:%d' % c.address
+    backend, term, gw = _chain(env, pdir, meters=[('meter-0001', source)])
+    c.server = (h.LO, gw.port)
+    conn = sn.connect('meter-0001')
+    c.send(conn)
+    src = _backend_got(backend, conn, 'own CONNECT at the backend')
+    backend.reply(sn.connack(0), src)
+    _expect_raw(c, sn.connack(0), 'CONNACK for the own ClientId')
+    before = gw.stats()
+
+    c.send(sn.connect('meter-0002'))
+    _expect_raw(c, sn.connack(sn.RC_NOT_SUPPORTED), 'CONNACK for another ClientId')
+    gw.wait_stat('dropped_policy', 1)
+    _backend_quiet(backend, 'after the refused CONNECT')
+    after = gw.stats()
+    eq({k: after[k] - before[k] for k in ('plain_in', 'plain_out', 'records_out', 'replies_local',
+                                          'dropped_policy', 'dropped_unknown')},
+       dict(plain_in=1, plain_out=1, records_out=0, replies_local=1, dropped_policy=1,
+            dropped_unknown=0), 'gateway counters for the refused CONNECT')
+    eq(term.stats()['dropped_policy'], 0, 'terminator dropped_policy')
+    eq([(s['identity'], s['state']) for s in gw.sessions()], [('meter-0001', 'established')],
+       'gateway sessions')
+
+
+def test_terminator_refuses_connect_with_another_client_id(env):
+    """An opaque gateway carries meter-0001's datagrams in meter-0001's
+    session; a CONNECT meter-0002 in it is answered with CONNACK 0x03 by the
+    terminator and never reaches the backend."""
+    pdir = _setup(env)
+    c = sn.Client((h.LO, 0))
+    env.defer(c.close)
+    backend, term, gw = _chain(env, pdir, meters=[('meter-0001', '%s:%d' % c.address)],
+                               gw_plugin=None)
+    c.server = (h.LO, gw.port)
+    c.send(sn.connect('meter-0002'))
+    _expect_raw(c, sn.connack(sn.RC_NOT_SUPPORTED), 'CONNACK from the terminator')
+    term.wait_stat('dropped_policy', 1)
+    _backend_quiet(backend, 'after the refused CONNECT')
+    st = term.stats()
+    eq((st['dropped_policy'], st['replies_local'], st['plain_out'], st['plain_in']), (1, 1, 0, 0),
+       'terminator dropped_policy, replies_local, plain_out, plain_in')
+    eq(gw.stats()['dropped_policy'], 0, 'gateway dropped_policy')
+
+    conn = sn.connect('meter-0001')
+    c.send(conn)
+    src = _backend_got(backend, conn, 'own CONNECT at the backend')
+    backend.reply(sn.connack(0), src)
+    _expect_raw(c, sn.connack(0), 'CONNACK from the backend')
+    eq(term.stats()['dropped_policy'], 1, 'terminator dropped_policy at the end')
+
+
+def test_searchgw_answered_on_the_lan(env):
+    pdir = _setup(env)
+    bound = sn.Client((h.LO, 0))
+    env.defer(bound.close)
+    cloud = env.udp()
+    gw = _daemon(env, pdir, 'gateway', 'gateway', '%s:%d' % cloud.getsockname(),
+                 options=dict(gateway_id=7), meters=[('meter-0001', '%s:%d' % bound.address)])
+    stranger = _client(env, gw)
+    bound.server = (h.LO, gw.port)
+    stranger.send(sn.searchgw(0))
+    eq(_expect_raw(stranger, sn.gwinfo(7), 'GWINFO to an unknown source'), (h.LO, gw.port),
+       'GWINFO source')
+    bound.send(sn.searchgw(1))
+    _expect_raw(bound, sn.gwinfo(7), 'GWINFO to a bound meter')
+    cloud.settimeout(ABSENCE_S)
+    try:
+        got = cloud.recvfrom(65535)
+        raise Fail('the cloud side got %r' % (got,))
+    except OSError:
+        pass
+    eq(_pick(gw.stats()), dict(sessions=0, handshakes_started=0, handshakes_completed=0,
+                               plain_in=2, plain_out=2, records_out=0, replies_local=2,
+                               dropped_unknown=0, dropped_malformed=0, dropped_policy=0,
+                               dropped_overflow=0), 'gateway stats')
+
+
+def test_forwarder_encapsulation_toward_the_backend(env):
+    """forwarder = "127.0.0.1:FPORT": the backend sees one forwarder with each
+    session's PSK identity as its Wireless Node Id; replies unwrap by node id."""
+    pdir = _setup(env)
+    fport = h.free_udp_port()
+    backend, term, gw = _chain(env, pdir, term_options=dict(forwarder='%s:%d' % (h.LO, fport)))
+    c = _client(env, gw)
+    conn = sn.connect('meter-0001', duration=30)
+    c.send(conn)
+    src = _backend_got(backend, sn.encapsulate('meter-0001', conn), 'encapsulated CONNECT')
+    eq(src, (h.LO, fport), 'where the forwarder speaks from')
+    backend.reply(sn.encapsulate('meter-0001', sn.connack(0)), src)
+    _expect_raw(c, sn.connack(0), 'unwrapped CONNACK at the client')
+
+    # a reply for a node with no session goes nowhere
+    backend.reply(sn.encapsulate('meter-0002', sn.connack(0)), src)
+    term.wait_stat('dropped_unknown', 1)
+    # nor does a reply that is not encapsulated
+    backend.reply(sn.connack(0), src)
+    term.wait_stat('dropped_unknown', 2)
+    _client_quiet(c, 'after replies for nobody')
+
+    reg = sn.register('meter/0001/energy', msg_id=3)
+    c.send(reg)
+    _backend_got(backend, sn.encapsulate('meter-0001', reg), 'encapsulated REGISTER')
+    backend.reply(sn.encapsulate('meter-0001', sn.regack(9, 3)), src)
+    _expect_raw(c, sn.regack(9, 3), 'unwrapped REGACK at the client')
+    st = term.stats()
+    eq((st['plain_out'], st['plain_in'], st['dropped_unknown'], st['dropped_policy']), (2, 4, 2, 0),
+       'terminator plain_out, plain_in, dropped_unknown, dropped_policy')
+
+
+def test_keep_alive_raises_the_idle_timeout(env):
+    """dtls.idle_timeout_s = 1, CONNECT keep-alive 2 s: the session lives
+    1.5 x 2 = 3 s from its last activity, then closes by itself."""
+    pdir = _setup(env)
+    backend, term, gw = _chain(env, pdir, gw_dtls={'retransmit_ms': 500, 'idle_timeout_s': 1})
+    c = _client(env, gw)
+    conn = sn.connect('meter-0001', duration=2)
+    c.send(conn)
+    src = _backend_got(backend, conn, 'CONNECT at the backend')
+    backend.reply(sn.connack(0), src)
+    _expect_raw(c, sn.connack(0), 'CONNACK')
+    t0 = time.monotonic()          # the session's last activity is just before this
+    mark = gw.log_mark()
+    time.sleep(2.0)                # longer than idle_timeout_s, shorter than 1.5 x keep-alive
+    eq([(s['identity'], s['state']) for s in gw.sessions()], [('meter-0001', 'established')],
+       'gateway sessions 2 s after the CONNACK')
+    gw.wait_stat('sessions', 0, timeout=5)
+    gone = time.monotonic() - t0
+    gw.wait_log(r'session meter-0001 down \(idle', 1, mark)
+    if not 2.5 <= gone <= 4.5:
+        raise Fail('session closed %.2f s after the CONNACK, want about 3 s' % gone)
+    h.log('idle close %.2f s after the CONNACK' % gone)
+
+
+def test_disconnect_closes_the_session_after_forwarding(env):
+    pdir = _setup(env)
+    backend, term, gw = _chain(env, pdir)
+    c = _client(env, gw)
+    conn = sn.connect('meter-0001')
+    c.send(conn)
+    src = _backend_got(backend, conn, 'CONNECT at the backend')
+    backend.reply(sn.connack(0), src)
+    _expect_raw(c, sn.connack(0), 'CONNACK')
+    eq(gw.stats()['sessions'], 1, 'gateway sessions before DISCONNECT')
+
+    c.send(sn.disconnect())
+    _expect_raw(c, sn.disconnect(), 'DISCONNECT acknowledged on the LAN')
+    _backend_got(backend, sn.disconnect(), 'DISCONNECT at the backend')
+    gw.wait_stat('sessions', 0)
+    term.wait_stat('sessions', 0)
+    st = gw.stats()
+    eq((st['sessions_closed'], st['handshakes_completed'], st['dropped_closed']), (1, 1, 0),
+       'gateway sessions_closed, handshakes_completed, dropped_closed')
+
+
+def test_sleeping_disconnect_keeps_the_session(env):
+    """DISCONNECT with a duration (a sleeping client) is forwarded and the
+    session stays, beyond dtls.idle_timeout_s."""
+    pdir = _setup(env)
+    backend, term, gw = _chain(env, pdir, gw_dtls={'retransmit_ms': 500, 'idle_timeout_s': 1})
+    c = _client(env, gw)
+    conn = sn.connect('meter-0001', duration=0)     # no keep-alive: idle stays 1 s
+    c.send(conn)
+    src = _backend_got(backend, conn, 'CONNECT at the backend')
+    backend.reply(sn.connack(0), src)
+    _expect_raw(c, sn.connack(0), 'CONNACK')
+    c.send(sn.disconnect(4))
+    _backend_got(backend, sn.disconnect(4), 'sleeping DISCONNECT at the backend')
+    backend.reply(sn.disconnect(), src)
+    _expect_raw(c, sn.disconnect(), "the backend's DISCONNECT")
+    t0 = time.monotonic()
+    time.sleep(2.0)                # idle_timeout_s is 1; 1.5 x 4 = 6 s now
+    eq([(s['identity'], s['state']) for s in gw.sessions()], [('meter-0001', 'established')],
+       'gateway sessions 2 s into the sleep')
+    # the client wakes up within its sleep and is served on the same session
+    c.send(sn.pingreq('meter-0001'))
+    _backend_got(backend, sn.pingreq('meter-0001'), 'PINGREQ at the backend')
+    backend.reply(sn.pingresp(), src)
+    _expect_raw(c, sn.pingresp(), 'PINGRESP')
+    eq(gw.stats()['handshakes_completed'], 1, 'gateway handshakes_completed')
+    h.log('woke %.2f s into the sleep' % (time.monotonic() - t0))
+
+
+def test_advertise_sent_to_the_lan(env):
+    pdir = _setup(env)
+    lan = env.udp()
+    cloud = env.udp()
+    gw = _daemon(env, pdir, 'gateway', 'gateway', '%s:%d' % cloud.getsockname(),
+                 options=dict(gateway_id=7, advertise_s=1,
+                              advertise_to='%s:%d' % lan.getsockname()))
+    lan.settimeout(h.T)
+    got = []
+    for _ in range(2):
+        data, src = lan.recvfrom(65535)
+        got.append((data, src, time.monotonic()))
+        h.log('lan: got %r from %r' % (data, src))
+    for data, src, _ in got:
+        eq(data, sn.advertise(7, 1), 'ADVERTISE bytes')
+        eq(src, (h.LO, gw.port), 'ADVERTISE source (the tunnel accept address)')
+    gap = got[1][2] - got[0][2]
+    if not 0.5 <= gap <= 2.0:
+        raise Fail('ADVERTISE every %.2f s, want 1' % gap)
+    st = gw.stats()
+    eq((st['records_out'], st['handshakes_started'], st['sessions']), (0, 0, 0),
+       'gateway records_out, handshakes_started, sessions')
+
+
+def test_unanswered_connect_reported_silent(env):
+    """answer_timeout_ms = 1000 and a backend that never answers: the gateway
+    reports the session silent and shakes hands again."""
+    pdir = _setup(env)
+    backend, term, gw = _chain(env, pdir, gw_options=dict(answer_timeout_ms=1000))
+    c = _client(env, gw)
+    conn = sn.connect('meter-0001')
+    c.send(conn)
+    _backend_got(backend, conn, 'CONNECT at the backend')      # and no answer
+    h.wait_until(lambda: gw.stats()['rehandshakes'] >= 1, 10, 'gateway rehandshakes >= 1')
+    gw.wait_stat('handshakes_completed', 2)
+    st = gw.stats()
+    eq((st['silent_reports'], st['rehandshakes'], st['sessions']), (1, 1, 1),
+       'gateway silent_reports, rehandshakes, sessions')
+    # the new session carries the retried CONNECT, and this time it is answered
+    c.send(conn)
+    src = _backend_got(backend, conn, 'retried CONNECT at the backend')
+    backend.reply(sn.connack(0), src)
+    _expect_raw(c, sn.connack(0), 'CONNACK on the new session')
+    eq(gw.stats()['silent_reports'], 1, 'gateway silent_reports at the end')
+
+
+if __name__ == '__main__':
+    h.main(globals())
