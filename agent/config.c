@@ -703,8 +703,10 @@ static void set_defaults(struct psktun_conf_dtls *d)
 	d->max_sessions = 10000;
 	d->max_handshakes = 1000;
 	d->queue_len = 8;
-	d->handshake_rate = 10;
-	d->handshake_burst = 20;
+	/* A router's meters, and a carrier NAT's routers, share one source IP:
+	 * this only stops a single host from taking every handshake slot. */
+	d->handshake_rate = 1000;
+	d->handshake_burst = 1000;
 	d->path_timeout_s = 0;
 }
 

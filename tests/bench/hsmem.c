@@ -1,5 +1,7 @@
 /* hsmem: GnuTLS's own DTLS-PSK limits on one core: client/server pairs handshaking, then sealing records, in memory. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <gnutls/dtls.h>
 #include <gnutls/gnutls.h>

@@ -1,5 +1,7 @@
 /* loadgen: N meters on 127.0.0.1, each its own UDP socket with K datagrams in flight; round trips and latency. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -19,7 +21,9 @@
 #define MIN_SIZE 32			/* struct probe */
 #define MAX_SIZE 1200
 #define MAX_K 64
-#define HIST_US 1000000			/* 1 us buckets up to 1 s, then one overflow bucket */
+#define HIST_US 1000000			/* 1 us buckets up to 1 s, */
+#define HIST_MS 120000			/* then 1 ms buckets up to 121 s, then one overflow bucket */
+#define HIST_LEN (HIST_US + HIST_MS + 1)
 #define SCAN_NS 10000000ull		/* look for lost datagrams every 10 ms */
 
 /* What each datagram carries; the rest of it is padding. */
@@ -207,9 +211,15 @@ static void send_slot(unsigned m, unsigned s, uint64_t t)
 
 static void record_latency(uint64_t ns)
 {
-	uint64_t us = ns / 1000;
+	uint64_t us = ns / 1000, i;
 
-	hist[us < HIST_US ? us : HIST_US]++;
+	if (us < HIST_US)
+		i = us;
+	else if ((us - HIST_US) / 1000 < HIST_MS)
+		i = HIST_US + (us - HIST_US) / 1000;
+	else
+		i = HIST_LEN - 1;
+	hist[i]++;
 	hist_n++;
 }
 
@@ -223,12 +233,12 @@ static double percentile_ms(double q)
 	want = (uint64_t)(q * (double)hist_n);
 	if (want >= hist_n)
 		want = hist_n - 1;
-	for (i = 0; i <= HIST_US; i++) {
+	for (i = 0; i < HIST_LEN; i++) {
 		acc += hist[i];
 		if (acc > want)
-			return (double)i / 1000.0;
+			return i < HIST_US ? (double)i / 1000.0 : (double)(HIST_US / 1000 + (i - HIST_US));
 	}
-	return (double)HIST_US / 1000.0;
+	return (double)(HIST_US / 1000 + HIST_MS);
 }
 
 /* Drain meter m's socket; each echo re-arms its slot (or finishes the meter in once mode). */
@@ -321,14 +331,15 @@ int main(int argc, char **argv)
 {
 	struct epoll_event evs[256];
 	uint64_t t0, w0, w1, t_end, next_scan, t_last = 0;
-	unsigned m, s, done = 0;
+	uint64_t stagger_ns;
+	unsigned m, s, done = 0, started = 0;
 	int ep;
 
 	parse_opts(argc, argv);
 	raise_nofile(o.n);
 	meters = calloc(o.n, sizeof(*meters));
 	slots = calloc((size_t)o.n * o.k, sizeof(*slots));
-	hist = calloc(HIST_US + 1, sizeof(*hist));
+	hist = calloc(HIST_LEN, sizeof(*hist));
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	if (!meters || !slots || !hist || ep < 0) {
 		perror("loadgen");
@@ -347,24 +358,29 @@ int main(int argc, char **argv)
 		w1 = w0 + (uint64_t)(o.duration_s * 1e9);
 		t_end = w1 + 100000000ull;	/* stop a little after the window */
 	}
-	for (m = 0; m < o.n; m++) {
-		meters[m].first_ns = now_ns();
-		for (s = 0; s < o.k; s++)
-			send_slot(m, s, meters[m].first_ns);
-	}
+	/* Once mode: every meter at once (that burst is the point). Load mode: the
+	 * meters start spread over the first half of the warm-up, so that the
+	 * start-up burst's losses do not fall into the window. */
+	stagger_ns = o.once ? 0 : (uint64_t)(o.warmup_s * 0.5e9) / o.n;
 	next_scan = now_ns() + SCAN_NS;
 
 	for (;;) {
 		uint64_t t = now_ns();
 		int r, i;
 
+		while (started < o.n && t >= t0 + started * stagger_ns) {
+			meters[started].first_ns = t;
+			for (s = 0; s < o.k; s++)
+				send_slot(started, s, t);
+			started++;
+		}
 		if (t >= t_end || (o.once && done == o.n))
 			break;
 		if (t >= next_scan) {
 			scan_lost(t, w0, w1);
 			next_scan = t + SCAN_NS;
 		}
-		r = epoll_wait(ep, evs, 256, 5);
+		r = epoll_wait(ep, evs, 256, started < o.n ? 1 : 5);
 		if (r < 0 && errno != EINTR) {
 			perror("loadgen: epoll_wait");
 			return 1;

@@ -1,5 +1,7 @@
 /* udprelay: the bench's plain yardsticks: a per-flow UDP relay (optionally logging DTLS records) and an echo server. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
