@@ -11,11 +11,13 @@
 #include "keys.h"
 #include "queue.h"
 #include "ratelimit.h"
+#include "sendbatch.h"
 #include "resume.h"
 #include "stats.h"
 #include "psktun/plugin.h"
 
-#define PSKTUN_DGRAM_MAX 65536	/* the largest UDP payload we read */
+#define PSKTUN_DGRAM_MAX 65536	/* the largest UDP payload we read; libuv's recvmmsg chunk */
+#define PSKTUN_RX_BATCH 8	/* datagrams one recvmmsg takes from a tunnel's shared socket */
 
 struct daemon;
 struct tunnel;
@@ -116,6 +118,7 @@ struct tunnel {
 
 	uv_udp_t sock;			/* accept: gateway plaintext from meters; terminator DTLS */
 	bool sock_open;
+	struct sendbatch *batch;	/* what leaves `sock` this loop iteration */
 	struct sockaddr_storage accept_addr;
 
 	/* `connect`, resolved with libuv (again after a failure) */
@@ -167,8 +170,10 @@ struct daemon {
 
 	struct session *wait_head, *wait_tail;	/* waiting for a handshake slot (max_handshakes) */
 
-	uint8_t rxbuf[PSKTUN_DGRAM_MAX + 512];	/* the one receive buffer (one loop, one thread);
-						 * the slack lets plugins rewrite in place */
+	/* The one receive buffer (one loop, one thread): PSKTUN_RX_BATCH chunks of
+	 * PSKTUN_DGRAM_MAX for a shared socket's recvmmsg, the first for the rest.
+	 * A plugin rewrites a datagram in place within its chunk. */
+	uint8_t rxbuf[PSKTUN_RX_BATCH * PSKTUN_DGRAM_MAX];
 	uint8_t txbuf[PSKTUN_DGRAM_MAX + 512];	/* decrypted plaintext, plugin rewrites */
 };
 
@@ -211,6 +216,7 @@ void tunnel_close(struct tunnel *t);
 bool tunnel_conf_equal(const struct psktun_conf_tunnel *a, const struct psktun_conf_tunnel *b);
 void tunnel_resolve(struct tunnel *t);
 void tunnel_alloc_rx(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+int tunnel_recv_start(struct tunnel *t, uv_udp_recv_cb on_recv);
 int session_socket_open(struct session *s, uv_udp_recv_cb on_recv, const char *what);
 int tunnel_send_plain(struct tunnel *t, const struct sockaddr *to, const uint8_t *buf, size_t len);
 void tunnel_count_reason(struct tunnel *t, enum psktun_reason r);

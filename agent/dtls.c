@@ -15,7 +15,7 @@ static ssize_t push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
 	if (t->mode == PSKTUN_MODE_GATEWAY)
 		r = s->sock ? uv_udp_try_send(s->sock, &b, 1, NULL) : UV_EBADF;
 	else
-		r = uv_udp_try_send(&t->sock, &b, 1, (const struct sockaddr *)&s->peer);
+		r = sendbatch_add(t->batch, (const struct sockaddr *)&s->peer, data, len);
 	if (r < 0) {
 		/* A lost datagram: DTLS retransmits its handshake, the
 		 * meter's protocol its requests. Counted, not fatal. */

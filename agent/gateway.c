@@ -222,7 +222,7 @@ static void on_meter(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
 	if (r < 0) {
 		/* Nobody we know; the plugin may still answer on the LAN (SEARCHGW). */
 		if (r == -ENOENT && t->plugin &&
-		    plugin_on_plain(t, NULL, from, data, &len, PSKTUN_DGRAM_MAX + 512, &reason,
+		    plugin_on_plain(t, NULL, from, data, &len, PSKTUN_DGRAM_MAX, &reason,
 				    &target) == PSKTUN_REPLY) {
 			tunnel_count_reason(t, reason);
 			d->stats.replies_local++;
@@ -251,7 +251,7 @@ static void on_meter(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
 	memcpy(&s->peer, from, psktun_addr_len(from));	/* replies go to the latest source */
 	s->plain_in++;
 	session_touch(s);
-	v = plugin_on_plain(t, s, from, data, &len, PSKTUN_DGRAM_MAX + 512, &reason, &target);
+	v = plugin_on_plain(t, s, from, data, &len, PSKTUN_DGRAM_MAX, &reason, &target);
 	switch (v) {
 	case PSKTUN_FORWARD:
 		session_send_tunnel(s, data, len);
@@ -286,12 +286,7 @@ int gateway_start(struct tunnel *t)
 		return r;
 	/* Plugins may answer or advertise to a LAN broadcast address. */
 	uv_udp_set_broadcast(&t->sock, 1);
-	r = uv_udp_recv_start(&t->sock, tunnel_alloc_rx, on_meter);
-	if (r < 0) {
-		log_err("tunnel %s: cannot receive on %s: %s", t->conf.name, t->conf.accept, uv_strerror(r));
-		return -EIO;
-	}
-	return 0;
+	return tunnel_recv_start(t, on_meter);
 }
 
 void gateway_stop(struct tunnel *t)

@@ -140,6 +140,10 @@ enum psktun_verdict plugin_on_plain(struct tunnel *t, struct session *s, const s
 
 	if (!t->plugin || !t->plugin->p->on_plain)
 		return PSKTUN_FORWARD;
+	if (*len + 256 > cap) {	/* the ABI promises room to rewrite; no meter sends 64 KiB */
+		*reason = PSKTUN_REASON_MALFORMED;
+		return PSKTUN_DROP;
+	}
 	v = t->plugin->p->on_plain(&ctx, buf, len, cap);
 	*reason = ctx.reason;
 	*target = S(ctx.target);

@@ -197,7 +197,7 @@ static void from_backend(struct tunnel *t, struct session *s, uv_udp_t *h, ssize
 		d->stats.dropped_malformed++;
 		return;
 	}
-	v = plugin_on_plain(t, s, from, data, &len, PSKTUN_DGRAM_MAX + 512, &reason, &target);
+	v = plugin_on_plain(t, s, from, data, &len, PSKTUN_DGRAM_MAX, &reason, &target);
 	if (!s && v != PSKTUN_REPLY && !(s = target)) {
 		tunnel_count_reason(t, v == PSKTUN_DROP ? reason : PSKTUN_REASON_UNKNOWN);
 		return;
@@ -355,8 +355,6 @@ void terminator_deliver(struct session *s, uint8_t *buf, size_t len)
 
 int terminator_start(struct tunnel *t)
 {
-	int r;
-
 	t->hs_rate = malloc(sizeof(*t->hs_rate));
 	if (!t->hs_rate)
 		return -ENOMEM;
@@ -365,11 +363,5 @@ int terminator_start(struct tunnel *t)
 	if (!t->alert_rate)
 		return -ENOMEM;
 	ratelimit_init(t->alert_rate, 2, 4);
-	r = uv_udp_recv_start(&t->sock, tunnel_alloc_rx, on_peer);
-
-	if (r < 0) {
-		log_err("tunnel %s: cannot receive on %s: %s", t->conf.name, t->conf.accept, uv_strerror(r));
-		return -EIO;
-	}
-	return 0;
+	return tunnel_recv_start(t, on_peer);
 }

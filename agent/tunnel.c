@@ -83,12 +83,9 @@ void tunnel_count_reason(struct tunnel *t, enum psktun_reason r)
 
 int tunnel_send_plain(struct tunnel *t, const struct sockaddr *to, const uint8_t *buf, size_t len)
 {
-	uv_buf_t b = uv_buf_init((char *)buf, len);
-	int r = uv_udp_try_send(&t->sock, &b, 1, to);
-
-	if (r < 0) {
+	if (sendbatch_add(t->batch, to, buf, len) < 0) {
 		t->d->stats.dropped_send++;
-		return r == UV_EAGAIN ? -EAGAIN : -EIO;
+		return -EIO;
 	}
 	t->d->stats.plain_out++;
 	return 0;
@@ -100,6 +97,26 @@ void tunnel_alloc_rx(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 	buf->base = (char *)d->rxbuf;
 	buf->len = PSKTUN_DGRAM_MAX;
+}
+
+/* The tunnel's shared socket reads a batch of datagrams a syscall (recvmmsg). */
+static void tunnel_alloc_rx_batch(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct daemon *d = h->loop->data;
+
+	buf->base = (char *)d->rxbuf;
+	buf->len = sizeof(d->rxbuf);
+}
+
+int tunnel_recv_start(struct tunnel *t, uv_udp_recv_cb on_recv)
+{
+	int r = uv_udp_recv_start(&t->sock, tunnel_alloc_rx_batch, on_recv);
+
+	if (r < 0) {
+		log_err("tunnel %s: cannot receive on %s: %s", t->conf.name, t->conf.accept, uv_strerror(r));
+		return -EIO;
+	}
+	return 0;
 }
 
 /* A session's own UDP socket, connected to the tunnel's `connect` (gateway: the
@@ -239,7 +256,7 @@ int tunnel_open(struct daemon *d, const struct psktun_conf_tunnel *conf, enum ps
 	if (r == 0)
 		uv_freeaddrinfo(req.addrinfo);
 
-	uv_udp_init(d->loop, &t->sock);
+	uv_udp_init_ex(d->loop, &t->sock, AF_UNSPEC | UV_UDP_RECVMMSG);
 	t->sock.data = t;
 	t->sock_open = true;
 	t->open_handles = 1;
@@ -249,6 +266,12 @@ int tunnel_open(struct daemon *d, const struct psktun_conf_tunnel *conf, enum ps
 		r = -EADDRINUSE;
 		goto fail_sock;
 	}
+	t->batch = malloc(sizeof(*t->batch));
+	if (!t->batch) {
+		r = -ENOMEM;
+		goto fail_sock;
+	}
+	sendbatch_init(t->batch, d->loop, &t->sock, &d->stats.dropped_send);
 	if (conf->plugin) {
 		r = plugin_load(d->cfg->plugin_dir, conf->plugin, &t->plugin);
 		if (r < 0)
@@ -318,6 +341,12 @@ void tunnel_close(struct tunnel *t)
 	}
 	if (t->resolving)
 		uv_cancel((uv_req_t *)&t->resolve_req);
+	if (t->batch) {		/* close_notify alerts may still wait in it */
+		t->open_handles++;
+		t->batch->check.data = t;
+		sendbatch_deinit(t->batch, on_tunnel_handle_closed);
+		t->batch = NULL;
+	}
 	if (t->sock_open) {
 		t->sock_open = false;
 		uv_close((uv_handle_t *)&t->sock, on_tunnel_handle_closed);
