@@ -701,7 +701,7 @@ static void set_defaults(struct psktun_conf_dtls *d)
 	d->handshake_timeout_s = 120;
 	d->idle_timeout_s = 600;
 	d->max_sessions = 10000;
-	d->max_handshakes = 1000;
+	d->max_handshakes = 0;	/* by mode, once it is known: see below */
 	d->queue_len = 8;
 	/* A router's meters, and a carrier NAT's routers, share one source IP:
 	 * this only stops a single host from taking every handshake slot. */
@@ -757,6 +757,12 @@ int psktun_config_load(const char *path, struct psktun_config **out, struct pskt
 	}
 	load_root(&l, config_root_setting(&cfg));
 	config_destroy(&cfg);
+	/* A gateway's handshakes share one uplink and arrive at one server: a
+	 * hundred at a time finish a burst sooner than a thousand that overflow
+	 * socket buffers and wait for retransmissions. A terminator serves many
+	 * gateways and needs more. */
+	if (!c->dtls.max_handshakes)
+		c->dtls.max_handshakes = c->mode == PSKTUN_MODE_GATEWAY ? 100 : 1000;
 
 	if (l.n_problems || l.oom) {
 		r = l.oom && !l.n_problems ? -ENOMEM : -EINVAL;

@@ -42,7 +42,7 @@ struct psktun_conf_dtls {
 	unsigned handshake_timeout_s;	/* 1..3600, default 120 */
 	unsigned idle_timeout_s;	/* 1..86400*7, default 600 */
 	unsigned max_sessions;		/* 1..10000000, default 10000 */
-	unsigned max_handshakes;	/* in progress at once, default 1000 (extension) */
+	unsigned max_handshakes;	/* in progress at once, default 100 (gateway), 1000 (terminator) (extension) */
 	unsigned queue_len;		/* datagrams held during a handshake, 1..64, default 8 (extension) */
 	unsigned handshake_rate;	/* terminator: verified ClientHellos a second per source IP, 0 = no limit, default 1000 */
 	unsigned handshake_burst;	/* terminator: ... and in a burst, default 1000 */

@@ -266,6 +266,14 @@ int tunnel_open(struct daemon *d, const struct psktun_conf_tunnel *conf, enum ps
 		r = -EADDRINUSE;
 		goto fail_sock;
 	}
+	{
+		/* A burst of meters (a router or a terminator restarting) must not
+		 * overflow the shared socket: ask for 1 MiB; the kernel caps it at
+		 * net.core.rmem_max, which is the knob for more. */
+		int size = 1 << 20;
+
+		uv_recv_buffer_size((uv_handle_t *)&t->sock, &size);
+	}
 	t->batch = malloc(sizeof(*t->batch));
 	if (!t->batch) {
 		r = -ENOMEM;

@@ -194,6 +194,12 @@ static void full_configuration_loads_every_setting(void **state)
 	assert_int_equal(conf->dtls.queue_len, 4);
 }
 
+static void a_gateway_shakes_hands_with_fewer_at_once_by_default(void **state)
+{
+	assert_int_equal(load("mode = \"gateway\";\nkeys = \"/etc/psktun/keys.psk\";\n" TUNNEL), 0);
+	assert_int_equal(conf->dtls.max_handshakes, 100);
+}
+
 static void minimal_terminator_gets_the_defaults(void **state)
 {
 	assert_int_equal(load("mode = \"terminator\";\nkeys = \"/etc/psktun/keys.psk\";\n" TUNNEL), 0);
@@ -654,6 +660,7 @@ int main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 		T(full_configuration_loads_every_setting),
 		T(minimal_terminator_gets_the_defaults),
+		T(a_gateway_shakes_hands_with_fewer_at_once_by_default),
 		T(gateway_without_meters_is_fine),
 		T(relative_paths_resolve_against_the_config_directory_even_from_elsewhere),
 		T(absolute_paths_are_kept),
