@@ -59,6 +59,16 @@ static void write_stats(struct ctl_client *c)
 
 	out_printf(c, "sessions=%u\n", d->n_sessions);
 	out_printf(c, "handshaking=%u\n", d->n_handshaking);
+	{
+		uint64_t n = 0, bytes = 0;
+
+		for (struct tunnel *t = d->tunnels; t; t = t->next) {
+			n += t->resume.n;
+			bytes += t->resume.bytes;
+		}
+		out_printf(c, "resumable=%llu\nresumable_bytes=%llu\n", (unsigned long long)n,
+			   (unsigned long long)bytes);
+	}
 #define X(n) out_printf(c, #n "=%llu\n", (unsigned long long)d->stats.n);
 	PSKTUN_STATS(X)
 #undef X

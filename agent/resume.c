@@ -8,17 +8,32 @@
 
 #define RESUME_KEY_MAX 128
 
+/* One allocation an entry: the header, then key, identity and resumption data.
+ * A gateway keys by identity, so there the key is the identity (stored once). */
 struct resume_entry {
 	struct htab_node node;
 	struct resume_entry *prev, *next;	/* LRU */
-	uint8_t key[RESUME_KEY_MAX];
-	size_t key_len;
-	char identity[PSKTUN_IDENTITY_MAX + 1];
-	size_t identity_len;
-	uint8_t digest[32];
-	uint64_t expires_s;
-	gnutls_datum_t data;
+	uint32_t expires_s;			/* seconds of the loop clock */
+	uint8_t key_len, identity_len;		/* identity_len 0: the key is the identity */
+	uint16_t data_len;
+	uint8_t digest[16];			/* first half of SHA-256(key): enough to see a change */
+	uint8_t bytes[];			/* key, identity, data */
 };
+
+static const uint8_t *entry_key(const struct resume_entry *e) { return e->bytes; }
+static const char *entry_identity(const struct resume_entry *e)
+{
+	return (const char *)e->bytes + (e->identity_len ? e->key_len : 0);
+}
+static size_t entry_identity_len(const struct resume_entry *e)
+{
+	return e->identity_len ? e->identity_len : e->key_len;
+}
+static uint8_t *entry_data(struct resume_entry *e) { return e->bytes + e->key_len + e->identity_len; }
+static size_t entry_size(const struct resume_entry *e)
+{
+	return sizeof(*e) + e->key_len + e->identity_len + e->data_len;
+}
 
 int resume_store_init(struct resume_store *rs, unsigned max)
 {
@@ -56,9 +71,8 @@ static void entry_free(struct resume_store *rs, struct resume_entry *e)
 	lru_unlink(rs, e);
 	htab_remove(&rs->index, &e->node);
 	rs->n--;
-	rs->bytes -= e->data.size;
-	gnutls_memset(e->data.data, 0, e->data.size);	/* holds a master secret */
-	free(e->data.data);
+	rs->bytes -= entry_size(e);
+	gnutls_memset(e, 0, entry_size(e));	/* the data holds a master secret */
 	free(e);
 }
 
@@ -76,7 +90,7 @@ static struct resume_entry *find(struct resume_store *rs, const void *key, size_
 	for (struct htab_node *n = htab_first(&rs->index, h); n; n = htab_next(n, h)) {
 		struct resume_entry *e = container_of(n, struct resume_entry, node);
 
-		if (e->key_len == len && !memcmp(e->key, key, len))
+		if (e->key_len == len && !memcmp(entry_key(e), key, len))
 			return e;
 	}
 	return NULL;
@@ -85,35 +99,33 @@ static struct resume_entry *find(struct resume_store *rs, const void *key, size_
 int resume_put(struct resume_store *rs, const void *key, size_t key_len, const gnutls_datum_t *data,
 	       const char *identity, size_t id_len, const uint8_t digest[32], uint64_t now_s)
 {
+	bool same = key_len == id_len && !memcmp(key, identity, id_len);
 	struct resume_entry *e;
 
-	if (!rs->max || key_len > RESUME_KEY_MAX || id_len > PSKTUN_IDENTITY_MAX || !data->size)
+	if (!rs->max || key_len > RESUME_KEY_MAX || id_len > PSKTUN_IDENTITY_MAX || !data->size ||
+	    data->size > UINT16_MAX)
 		return -EINVAL;
 	e = find(rs, key, key_len);
 	if (e)
 		entry_free(rs, e);
 	while (rs->n >= rs->max)
 		entry_free(rs, rs->lru_tail);
-	e = calloc(1, sizeof(*e));
+	e = calloc(1, sizeof(*e) + key_len + (same ? 0 : id_len) + data->size);
 	if (!e)
 		return -ENOMEM;
-	e->data.data = malloc(data->size);
-	if (!e->data.data) {
-		free(e);
-		return -ENOMEM;
-	}
-	memcpy(e->data.data, data->data, data->size);
-	e->data.size = data->size;
-	memcpy(e->key, key, key_len);
 	e->key_len = key_len;
-	memcpy(e->identity, identity, id_len);
-	e->identity_len = id_len;
-	memcpy(e->digest, digest, 32);
+	e->identity_len = same ? 0 : id_len;
+	e->data_len = data->size;
+	memcpy(e->bytes, key, key_len);
+	if (!same)
+		memcpy(e->bytes + key_len, identity, id_len);
+	memcpy(entry_data(e), data->data, data->size);
+	memcpy(e->digest, digest, sizeof(e->digest));
 	e->expires_s = now_s + PSKTUN_RESUME_LIFETIME_S;
 	htab_insert(&rs->index, &e->node, psktun_hash(key, key_len));
 	lru_push(rs, e);
 	rs->n++;
-	rs->bytes += e->data.size;
+	rs->bytes += entry_size(e);
 	return 0;
 }
 
@@ -126,16 +138,18 @@ const gnutls_datum_t *resume_get(struct resume_store *rs, const void *key, size_
 
 	if (!e)
 		return NULL;
-	k = psktun_keys_find(keys, e->identity, e->identity_len);
+	k = psktun_keys_find(keys, entry_identity(e), entry_identity_len(e));
 	if (k)
 		gnutls_hash_fast(GNUTLS_DIG_SHA256, k->key, k->key_len, digest);
-	if (!k || memcmp(digest, e->digest, 32) || now_s >= e->expires_s) {
+	if (!k || memcmp(digest, e->digest, sizeof(e->digest)) || now_s >= e->expires_s) {
 		entry_free(rs, e);
 		return NULL;
 	}
 	lru_unlink(rs, e);
 	lru_push(rs, e);
-	return &e->data;
+	rs->view.data = entry_data(e);
+	rs->view.size = e->data_len;
+	return &rs->view;
 }
 
 void resume_del(struct resume_store *rs, const void *key, size_t key_len)

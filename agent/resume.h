@@ -7,6 +7,7 @@
 #include "keys.h"
 
 #define PSKTUN_RESUME_LIFETIME_S 86400	/* meters that report daily still resume */
+#include <stdbool.h>
 
 struct resume_entry;
 
@@ -21,7 +22,8 @@ struct resume_store {
 	struct htab index;
 	struct resume_entry *lru_head, *lru_tail;	/* head: most recent */
 	unsigned n, max;
-	uint64_t bytes;		/* resumption data held */
+	uint64_t bytes;		/* held in entries, headers included */
+	gnutls_datum_t view;	/* what resume_get() returns */
 };
 
 int resume_store_init(struct resume_store *rs, unsigned max);

@@ -712,9 +712,11 @@ def build_table(ctx):
                 '', '<= 20 KiB')
         for name in ('gateway', 'terminator'):
             rss, st = hs['idle'][name]
-            per = (rss - hs['base'][name]) * 1024 / hs['m']
+            n = st.get('resumable', 0)
+            per = st.get('resumable_bytes', 0) / n if n else 0
             row('memory / idle resumable meter, %s' % name, '%.0f B' % per,
-                '(RSS %d KiB, sessions %d; upper bound)' % (rss, st.get('sessions', 0)), '', '<= 512 B')
+                '(%d resumable, held exactly; RSS %d KiB is an upper bound: %.0f B)'
+                % (n, rss, (rss - hs['base'][name]) * 1024 / hs['m']), '', '<= 512 B')
         if hs.get('idle_note'):
             row('  idle close incomplete:', hs['idle_note'].strip())
     wi = ctx.r.get('wire')
