@@ -654,7 +654,7 @@ static void load_dtls(struct loader *l, const config_setting_t *root)
 static void load_root(struct loader *l, const config_setting_t *root)
 {
 	static const char *const known[] = {
-		"mode", "keys", "control", "plugin_dir", "tunnels", "meters", "dtls", NULL
+		"mode", "keys", "control", "plugin_dir", "workers", "tunnels", "meters", "dtls", NULL
 	};
 	struct psktun_config *c = l->c;
 	const config_setting_t *w;
@@ -687,6 +687,12 @@ static void load_root(struct loader *l, const config_setting_t *root)
 
 	v = get_string(l, root, "plugin_dir", NULL, false, &w);
 	c->plugin_dir = v ? resolve(l, v) : dup_or_fail(l, PSKTUN_PLUGINDIR);
+
+	c->workers = 1;
+	get_uint(l, root, "workers", 1, 64, &c->workers);
+	w = config_setting_get_member(root, "workers");
+	if (w && c->workers > 1 && c->mode != PSKTUN_MODE_TERMINATOR)
+		problem(l, w, "'workers' is for terminators; a gateway runs one loop");
 
 	load_tunnels(l, root);
 	load_meters(l, root);

@@ -61,6 +61,7 @@ struct psktun_config {
 	int keys_line;
 	char *control;			/* NULL: no control socket */
 	char *plugin_dir;		/* "plugin_dir" setting (extension), default PSKTUN_PLUGINDIR */
+	unsigned workers;		/* terminator: threads, each with its own loop and SO_REUSEPORT sockets (extension), default 1 */
 	struct psktun_conf_tunnel *tunnels;
 	size_t n_tunnels;
 	struct psktun_conf_meter *meters;

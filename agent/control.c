@@ -13,92 +13,118 @@
 #define CONTROL_CLIENTS_MAX 16
 #define CONTROL_LINE_MAX 256
 
+struct text {
+	char *p;
+	size_t len, cap;
+};
+
 struct ctl_client {
 	uv_pipe_t pipe;
 	struct daemon *d;
 	char line[CONTROL_LINE_MAX];
 	size_t len;
 	bool answered;
+	struct ctl_client *next_waiting;
 	uv_write_t req;
-	char *out;
-	size_t out_len, out_cap;
+	struct text out;
 };
 
+/* The leader's loop only: these are never touched by another thread. */
 static unsigned n_clients;
+static struct ctl_client *waiting;	/* `sessions` clients waiting for the workers */
+static bool gather_running;
 
-static void out_printf(struct ctl_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void out_printf(struct ctl_client *c, const char *fmt, ...)
+static void text_printf(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void text_printf(struct text *t, const char *fmt, ...)
 {
 	va_list ap;
+	size_t cap;
+	char *p;
 	int n;
 
 	for (;;) {
 		va_start(ap, fmt);
-		n = vsnprintf(c->out ? c->out + c->out_len : NULL,
-			      c->out ? c->out_cap - c->out_len : 0, fmt, ap);
+		n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? t->cap - t->len : 0, fmt, ap);
 		va_end(ap);
 		if (n < 0)
 			return;
-		if (c->out && c->out_len + n < c->out_cap) {
-			c->out_len += n;
+		if (t->p && t->len + n < t->cap) {
+			t->len += n;
 			return;
 		}
-		size_t cap = (c->out_cap ? c->out_cap * 2 : 4096) + n;
-		char *p = realloc(c->out, cap);
-
+		cap = (t->cap ? t->cap * 2 : 4096) + n;
+		p = realloc(t->p, cap);
 		if (!p)
 			return;
-		c->out = p;
-		c->out_cap = cap;
+		t->p = p;
+		t->cap = cap;
 	}
 }
 
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
+/* Every worker's counters added up. The others' are read while they run:
+ * each is one aligned word read atomically, so the sum is a snapshot within
+ * a few datagrams. */
 static void write_stats(struct ctl_client *c)
 {
-	struct daemon *d = c->d;
+	struct daemon *d = c->d, *self[1] = { d }, **all = d->n_all ? d->all : self;
+	unsigned n_all = d->n_all ? d->n_all : 1, sessions = 0, handshaking = 0;
+	uint64_t resumable = 0, resumable_bytes = 0;
+	struct psktun_stats sum;
 
-	out_printf(c, "sessions=%u\n", d->n_sessions);
-	out_printf(c, "handshaking=%u\n", d->n_handshaking);
-	{
-		uint64_t n = 0, bytes = 0;
-
-		for (struct tunnel *t = d->tunnels; t; t = t->next) {
-			n += t->resume.n;
-			bytes += t->resume.bytes;
-		}
-		out_printf(c, "resumable=%llu\nresumable_bytes=%llu\n", (unsigned long long)n,
-			   (unsigned long long)bytes);
+	memset(&sum, 0, sizeof(sum));
+	for (unsigned i = 0; i < n_all; i++) {
+		sessions += LOAD(all[i]->n_sessions);
+		handshaking += LOAD(all[i]->n_handshaking);
+#define X(n) sum.n += LOAD(all[i]->stats.n);
+		PSKTUN_STATS(X)
+#undef X
 	}
-#define X(n) out_printf(c, #n "=%llu\n", (unsigned long long)d->stats.n);
+	if (d->cfg->mode == PSKTUN_MODE_TERMINATOR) {
+		dtls_server_cache_stats(&resumable, &resumable_bytes);
+	} else {
+		for (struct tunnel *t = d->tunnels; t; t = t->next) {
+			resumable += t->resume.n;
+			resumable_bytes += t->resume.bytes;
+		}
+	}
+	text_printf(&c->out, "sessions=%u\nhandshaking=%u\n", sessions, handshaking);
+	text_printf(&c->out, "resumable=%llu\nresumable_bytes=%llu\n", (unsigned long long)resumable,
+		    (unsigned long long)resumable_bytes);
+#define X(n) text_printf(&c->out, #n "=%llu\n", (unsigned long long)sum.n);
 	PSKTUN_STATS(X)
 #undef X
 }
 
-static void write_sessions(struct ctl_client *c)
+/* One line a session of this worker; runs in the worker's own thread. */
+void control_sessions_text(struct daemon *d, char **out, size_t *len)
 {
-	struct daemon *d = c->d;
+	struct text txt = { NULL, 0, 0 };
 	uint64_t now = daemon_now_ms(d);
 	char addr[PSKTUN_ADDRSTRLEN];
 
 	for (struct tunnel *t = d->tunnels; t; t = t->next) {
 		for (struct session *s = t->sessions; s; s = s->next) {
 			psktun_addr_format((struct sockaddr *)&s->peer, addr, sizeof(addr));
-			out_printf(c, "tunnel=%s identity=%s state=%s peer=%s last_activity_s=%llu "
-				   "plain_in=%llu plain_out=%llu records_in=%llu records_out=%llu\n",
-				   t->conf.name, s->identity_len ? s->identity : "-",
-				   session_state_name(s->state), s->peer.ss_family ? addr : "-",
-				   (unsigned long long)((now - s->last_rx_ms) / 1000),
-				   (unsigned long long)s->plain_in, (unsigned long long)s->plain_out,
-				   (unsigned long long)s->records_in, (unsigned long long)s->records_out);
+			text_printf(&txt, "tunnel=%s identity=%s state=%s peer=%s last_activity_s=%llu "
+				    "plain_in=%llu plain_out=%llu records_in=%llu records_out=%llu\n",
+				    t->conf.name, s->identity_len ? s->identity : "-",
+				    session_state_name(s->state), s->peer.ss_family ? addr : "-",
+				    (unsigned long long)((now - s->last_rx_ms) / 1000),
+				    (unsigned long long)s->plain_in, (unsigned long long)s->plain_out,
+				    (unsigned long long)s->records_in, (unsigned long long)s->records_out);
 		}
 	}
+	*out = txt.p;
+	*len = txt.len;
 }
 
 static void on_client_closed(uv_handle_t *h)
 {
 	struct ctl_client *c = h->data;
 
-	free(c->out);
+	free(c->out.p);
 	free(c);
 	n_clients--;
 }
@@ -110,11 +136,78 @@ static void on_written(uv_write_t *req, int status)
 	uv_close((uv_handle_t *)&c->pipe, on_client_closed);
 }
 
+static void send_answer(struct ctl_client *c)
+{
+	uv_buf_t b = uv_buf_init(c->out.p, c->out.len);
+
+	c->req.data = c;
+	if (uv_write(&c->req, (uv_stream_t *)&c->pipe, &b, 1, on_written) < 0)
+		uv_close((uv_handle_t *)&c->pipe, on_client_closed);
+}
+
+/* Sessions live in each worker's own lists: ask the workers, answer when all
+ * have (control_gathered). Without workers, answer at once. */
+static void start_sessions(struct ctl_client *c)
+{
+	struct daemon *d = c->d;
+	char *mine = NULL;
+	size_t len = 0;
+
+	if (d->n_all <= 1) {
+		control_sessions_text(d, &mine, &len);
+		free(c->out.p);
+		c->out = (struct text){ mine, len, len };
+		send_answer(c);
+		return;
+	}
+	c->next_waiting = waiting;
+	waiting = c;
+	if (gather_running)
+		return;
+	gather_running = true;
+	for (unsigned i = 1; i < d->n_all; i++) {
+		__atomic_store_n(&d->all[i]->dump_ready, false, __ATOMIC_SEQ_CST);
+		daemon_tell(d->all[i], WORKER_DUMP);
+	}
+}
+
+void control_gathered(struct daemon *d)
+{
+	struct text all = { NULL, 0, 0 };
+	char *mine = NULL;
+	size_t len = 0;
+
+	if (!gather_running)
+		return;
+	for (unsigned i = 1; i < d->n_all; i++)
+		if (!__atomic_load_n(&d->all[i]->dump_ready, __ATOMIC_SEQ_CST))
+			return;
+	control_sessions_text(d, &mine, &len);
+	if (mine)
+		text_printf(&all, "%s", mine);
+	free(mine);
+	for (unsigned i = 1; i < d->n_all; i++) {
+		if (d->all[i]->dump)
+			text_printf(&all, "%s", d->all[i]->dump);
+		free(d->all[i]->dump);
+		d->all[i]->dump = NULL;
+	}
+	gather_running = false;
+	while (waiting) {
+		struct ctl_client *c = waiting;
+
+		waiting = c->next_waiting;
+		if (all.len)
+			text_printf(&c->out, "%s", all.p);
+		send_answer(c);
+	}
+	free(all.p);
+}
+
 static void answer(struct ctl_client *c)
 {
 	struct daemon *d = c->d;
 	char *cmd = c->line;
-	uv_buf_t b;
 
 	c->answered = true;
 	uv_read_stop((uv_stream_t *)&c->pipe);
@@ -122,17 +215,15 @@ static void answer(struct ctl_client *c)
 	if (!strcmp(cmd, "stats")) {
 		write_stats(c);
 	} else if (!strcmp(cmd, "sessions")) {
-		write_sessions(c);
+		start_sessions(c);
+		return;
 	} else if (!strcmp(cmd, "reload")) {
 		daemon_reload(d);
-		out_printf(c, "reload=done\n");
+		text_printf(&c->out, "reload=done\n");
 	} else {
-		out_printf(c, "error=unknown command '%.64s' (try stats, sessions, reload)\n", cmd);
+		text_printf(&c->out, "error=unknown command '%.64s' (try stats, sessions, reload)\n", cmd);
 	}
-	b = uv_buf_init(c->out, c->out_len);
-	c->req.data = c;
-	if (uv_write(&c->req, (uv_stream_t *)&c->pipe, &b, 1, on_written) < 0)
-		uv_close((uv_handle_t *)&c->pipe, on_client_closed);
+	send_answer(c);
 }
 
 static void alloc_line(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -209,6 +300,13 @@ int control_start(struct daemon *d, const char *path)
 
 void control_stop(struct daemon *d)
 {
+	while (waiting) {	/* the workers are stopping: no answer is coming */
+		struct ctl_client *c = waiting;
+
+		waiting = c->next_waiting;
+		uv_close((uv_handle_t *)&c->pipe, on_client_closed);
+	}
+	gather_running = false;
 	if (!d->control_open)
 		return;
 	d->control_open = false;

@@ -50,6 +50,33 @@ static void on_signal(uv_signal_t *h, int signum)
 	}
 }
 
+void daemon_tell(struct daemon *d, unsigned cmd)
+{
+	__atomic_fetch_or(&d->cmd, cmd, __ATOMIC_SEQ_CST);
+	uv_async_send(&d->wake);
+}
+
+static void on_wake(uv_async_t *h)
+{
+	struct daemon *d = h->data;
+	unsigned cmd = __atomic_exchange_n(&d->cmd, 0, __ATOMIC_SEQ_CST);
+
+	if (cmd & WORKER_RELOAD)
+		daemon_reload(d);
+	if (cmd & WORKER_DUMP) {
+		free(d->dump);
+		d->dump = NULL;
+		d->dump_len = 0;
+		control_sessions_text(d, &d->dump, &d->dump_len);
+		__atomic_store_n(&d->dump_ready, true, __ATOMIC_SEQ_CST);
+		daemon_tell(d->leader, WORKER_DUMPED);
+	}
+	if (cmd & WORKER_DUMPED)
+		control_gathered(d);
+	if (cmd & WORKER_STOP)
+		daemon_stop(d, 0);
+}
+
 static void signal_start(struct daemon *d, uv_signal_t *h, int signum)
 {
 	uv_signal_init(d->loop, h);
@@ -69,9 +96,17 @@ int daemon_start(struct daemon *d, struct psktun_config *cfg, struct psktun_keys
 		return r;
 	gnutls_rnd(GNUTLS_RND_NONCE, &seed, sizeof(seed));
 	psktun_hash_seed(seed);
+	uv_async_init(d->loop, &d->wake, on_wake);
+	d->wake.data = d;
+	d->wake_open = true;
+	uv_unref((uv_handle_t *)&d->wake);	/* it alone keeps no loop running */
 	d->tunnels = tunnels_open(d, cfg);
 	if (!d->tunnels)
 		return -EINVAL;
+	if (d->leader) {	/* a worker: the leader handles signals and control */
+		log_info("worker %u ready", d->worker);
+		return 0;
+	}
 	if (cfg->control) {
 		r = control_start(d, cfg->control);
 		if (r < 0) {
@@ -82,9 +117,10 @@ int daemon_start(struct daemon *d, struct psktun_config *cfg, struct psktun_keys
 	signal_start(d, &d->sig_hup, SIGHUP);
 	signal_start(d, &d->sig_term, SIGTERM);
 	signal_start(d, &d->sig_int, SIGINT);
-	log_notice("psktund %s ready: %s, %zu tunnel%s, %zu key%s", PACKAGE_VERSION,
+	log_notice("psktund %s ready: %s, %zu tunnel%s, %zu key%s, %u worker%s", PACKAGE_VERSION,
 		   cfg->mode == PSKTUN_MODE_GATEWAY ? "gateway" : "terminator", cfg->n_tunnels,
-		   cfg->n_tunnels == 1 ? "" : "s", keys->n, keys->n == 1 ? "" : "s");
+		   cfg->n_tunnels == 1 ? "" : "s", keys->n, keys->n == 1 ? "" : "s",
+		   d->n_all ? d->n_all : 1, d->n_all > 1 ? "s" : "");
 	notify_systemd("READY=1");
 	return 0;
 }
@@ -97,13 +133,25 @@ void daemon_stop(struct daemon *d, int exit_code)
 		return;
 	d->stopping = true;
 	d->exit_code = exit_code;
-	notify_systemd("STOPPING=1");
+	if (!d->leader) {
+		notify_systemd("STOPPING=1");
+		for (unsigned i = 1; i < d->n_all; i++)
+			daemon_tell(d->all[i], WORKER_STOP);
+	}
+	/* A leader with workers closes `wake` only after joining them (main.c):
+	 * a worker may still be answering a `sessions` request. */
+	if (d->wake_open && (d->leader || d->n_all <= 1)) {
+		d->wake_open = false;
+		uv_close((uv_handle_t *)&d->wake, NULL);
+	}
 	for (t = d->tunnels; t; t = next) {
 		next = t->next;
 		tunnel_close(t);
 	}
 	d->tunnels = NULL;
 	control_stop(d);
+	if (d->leader || !d->sig_hup.loop)
+		return;
 	uv_close((uv_handle_t *)&d->sig_hup, NULL);
 	uv_close((uv_handle_t *)&d->sig_term, NULL);
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
@@ -148,7 +196,11 @@ void daemon_reload(struct daemon *d)
 	unsigned kept = 0, closed = 0;
 	int r;
 
-	notify_systemd("RELOADING=1");
+	if (!d->leader) {
+		notify_systemd("RELOADING=1");
+		for (unsigned i = 1; i < d->n_all; i++)
+			daemon_tell(d->all[i], WORKER_RELOAD);
+	}
 	psktun_diag_init(&diag);
 	r = psktun_config_load(old_cfg->path, &cfg, &diag);
 	if (r == 0)
@@ -168,7 +220,8 @@ void daemon_reload(struct daemon *d)
 		psktun_diag_deinit(&diag);
 		psktun_config_free(cfg);
 		psktun_keys_free(keys);
-		notify_systemd("READY=1");
+		if (!d->leader)
+			notify_systemd("READY=1");
 		return;
 	}
 	psktun_diag_deinit(&diag);

@@ -162,6 +162,23 @@ struct daemon {
 	gnutls_datum_t cookie_key;
 	uint8_t fake_key_secret[32];	/* unknown identities get a key derived from this */
 
+	/* Workers (terminator, `workers` > 1): threads with a loop each. Worker 0
+	 * (the leader) owns signals and the control socket and tells the others,
+	 * through their `wake` handles, to reload, stop or list their sessions. */
+	unsigned worker;
+	struct daemon *leader;		/* NULL in the leader */
+	struct daemon **all;		/* leader: every worker, itself first */
+	unsigned n_all;
+	uv_async_t wake;
+	bool wake_open;
+	unsigned cmd;			/* WORKER_* bits, set by another thread */
+	char *dump;			/* a worker's `sessions` text, for the leader */
+	size_t dump_len;
+	bool dump_ready;
+	bool reuseport;			/* shared sockets join an SO_REUSEPORT group */
+	uv_sem_t *started;		/* a worker posts it once its sockets are bound */
+	int start_result;
+
 	uv_signal_t sig_hup, sig_term, sig_int;
 	uv_pipe_t control;
 	bool control_open;
@@ -177,8 +194,14 @@ struct daemon {
 	uint8_t txbuf[PSKTUN_DGRAM_MAX + 512];	/* decrypted plaintext, plugin rewrites */
 };
 
+#define WORKER_RELOAD 1u
+#define WORKER_STOP 2u
+#define WORKER_DUMP 4u		/* leader -> worker: list your sessions */
+#define WORKER_DUMPED 8u	/* worker -> leader: done */
+
 /* daemon.c */
 int daemon_start(struct daemon *d, struct psktun_config *cfg, struct psktun_keys *keys);
+void daemon_tell(struct daemon *d, unsigned cmd);
 void daemon_stop(struct daemon *d, int exit_code);
 void daemon_reload(struct daemon *d);
 uint64_t daemon_now_ms(const struct daemon *d);
@@ -193,6 +216,8 @@ int dtls_session_server(struct session *s, gnutls_dtls_prestate_st *prestate);
 void dtls_session_deinit(struct session *s);
 void dtls_key_digest(const struct psktun_key *key, uint8_t out[32]);
 void dtls_save_resumption(struct session *s);
+void dtls_server_cache_stats(uint64_t *n, uint64_t *bytes);
+void dtls_server_cache_deinit(void);
 void dtls_fake_key(struct daemon *d, const char *identity, size_t len, uint8_t *out, size_t out_len);
 
 /* session.c */
@@ -254,6 +279,8 @@ extern const struct psktun_host plugin_host;
 /* control.c */
 int control_start(struct daemon *d, const char *path);
 void control_stop(struct daemon *d);
+void control_sessions_text(struct daemon *d, char **out, size_t *len);
+void control_gathered(struct daemon *d);
 
 /* notify.c: systemd's sd_notify protocol, written directly. */
 void notify_systemd(const char *state);

@@ -91,14 +91,59 @@ static int psk_server_key(gnutls_session_t tls, const gnutls_datum_t *username, 
 	return 0;
 }
 
-/* The terminator's session cache, for session-ID resumption (GnuTLS's db callbacks). */
+/*
+ * The terminator's session cache (session-ID resumption, GnuTLS's db
+ * callbacks), one for the process: a resuming gateway shakes hands from a
+ * fresh port, which the kernel may give to another worker. Keyed by random
+ * session IDs, so tunnels can share it too.
+ */
+static struct resume_store server_cache;
+static uv_mutex_t server_cache_lock;
+static uv_once_t server_cache_once = UV_ONCE_INIT;
+static bool server_cache_ready;
+
+static void server_cache_setup(void)
+{
+	uv_mutex_init(&server_cache_lock);
+}
+
+static struct resume_store *server_cache_lock_get(struct daemon *d)
+{
+	uv_once(&server_cache_once, server_cache_setup);
+	uv_mutex_lock(&server_cache_lock);
+	if (!server_cache_ready && resume_store_init(&server_cache, d->cfg->dtls.max_sessions) == 0)
+		server_cache_ready = true;
+	return server_cache_ready ? &server_cache : NULL;
+}
+
+void dtls_server_cache_stats(uint64_t *n, uint64_t *bytes)
+{
+	uv_once(&server_cache_once, server_cache_setup);
+	uv_mutex_lock(&server_cache_lock);
+	*n = server_cache_ready ? server_cache.n : 0;
+	*bytes = server_cache_ready ? server_cache.bytes : 0;
+	uv_mutex_unlock(&server_cache_lock);
+}
+
+void dtls_server_cache_deinit(void)
+{
+	uv_once(&server_cache_once, server_cache_setup);
+	uv_mutex_lock(&server_cache_lock);
+	if (server_cache_ready)
+		resume_store_deinit(&server_cache);
+	server_cache_ready = false;
+	uv_mutex_unlock(&server_cache_lock);
+}
+
 static int db_store(void *ptr, gnutls_datum_t key, gnutls_datum_t data)
 {
 	struct session *s = ptr;
 	struct daemon *d = s->t->d;
 	gnutls_datum_t user = { NULL, 0 };
 	const struct psktun_key *k;
+	struct resume_store *rs;
 	uint8_t digest[32];
+	int r = -1;
 
 	if (gnutls_psk_server_get_username2(s->tls, &user) < 0 || !user.size)
 		return -1;
@@ -106,15 +151,20 @@ static int db_store(void *ptr, gnutls_datum_t key, gnutls_datum_t data)
 	if (!k)
 		return -1;
 	dtls_key_digest(k, digest);
-	return resume_put(&s->t->resume, key.data, key.size, &data, (const char *)user.data,
-			  user.size, digest, daemon_now_ms(d) / 1000) < 0 ? -1 : 0;
+	rs = server_cache_lock_get(d);
+	if (rs)
+		r = resume_put(rs, key.data, key.size, &data, (const char *)user.data, user.size, digest,
+			       daemon_now_ms(d) / 1000) < 0 ? -1 : 0;
+	uv_mutex_unlock(&server_cache_lock);
+	return r;
 }
 
 static gnutls_datum_t db_retrieve(void *ptr, gnutls_datum_t key)
 {
 	struct session *s = ptr;
-	const gnutls_datum_t *e = resume_get(&s->t->resume, key.data, key.size, s->t->d->keys,
-					     daemon_now_ms(s->t->d) / 1000);
+	struct resume_store *rs = server_cache_lock_get(s->t->d);
+	const gnutls_datum_t *e = rs ? resume_get(rs, key.data, key.size, s->t->d->keys,
+						  daemon_now_ms(s->t->d) / 1000) : NULL;
 	gnutls_datum_t out = { NULL, 0 };
 
 	if (e) {
@@ -124,14 +174,18 @@ static gnutls_datum_t db_retrieve(void *ptr, gnutls_datum_t key)
 			out.size = e->size;
 		}
 	}
+	uv_mutex_unlock(&server_cache_lock);
 	return out;
 }
 
 static int db_remove(void *ptr, gnutls_datum_t key)
 {
 	struct session *s = ptr;
+	struct resume_store *rs = server_cache_lock_get(s->t->d);
 
-	resume_del(&s->t->resume, key.data, key.size);
+	if (rs)
+		resume_del(rs, key.data, key.size);
+	uv_mutex_unlock(&server_cache_lock);
 	return 0;
 }
 

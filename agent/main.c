@@ -97,6 +97,100 @@ static int daemonize(void)
 	return 0;
 }
 
+/*
+ * A worker thread (terminator, `workers` > 1): its own loop, its own copy of
+ * the configuration and keys (nothing mutable is shared but the session
+ * cache, which locks), its own SO_REUSEPORT sockets.
+ */
+static const char *config_path;
+
+static void worker_main(void *arg)
+{
+	struct daemon *d = arg;
+	struct psktun_config *cfg = NULL;
+	struct psktun_keys *keys = NULL;
+	struct psktun_diag diag;
+	uv_loop_t loop;
+
+	uv_loop_init(&loop);
+	d->loop = &loop;
+	loop.data = d;
+	psktun_diag_init(&diag);
+	if (psktun_config_load(config_path, &cfg, &diag) < 0 ||
+	    psktun_keys_load(cfg->keys, true, &keys, &diag) < 0) {
+		for (size_t i = 0; i < diag.n && i < PSKTUN_DIAG_MAX; i++)
+			log_err("worker %u: %s", d->worker, diag.line[i]);
+		psktun_diag_deinit(&diag);
+		psktun_config_free(cfg);
+		psktun_keys_free(keys);
+		d->start_result = -EINVAL;
+		uv_sem_post(d->started);
+		uv_loop_close(&loop);
+		return;
+	}
+	psktun_diag_deinit(&diag);
+	d->start_result = daemon_start(d, cfg, keys);
+	if (d->start_result < 0)
+		daemon_stop(d, 1);
+	uv_sem_post(d->started);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_loop_close(&loop);
+	dtls_global_deinit(d);
+	psktun_config_free(d->cfg);
+	psktun_keys_free(d->keys);
+}
+
+/* Starts workers 1..n-1 and waits until each has bound its sockets (or failed). */
+static int workers_start(struct daemon *leader, unsigned n, uv_thread_t *tid, uv_sem_t *started)
+{
+	int r = 0;
+
+	leader->all = calloc(n, sizeof(*leader->all));
+	if (!leader->all)
+		return -ENOMEM;
+	leader->all[0] = leader;
+	leader->n_all = 1;
+	leader->reuseport = true;
+	uv_sem_init(started, 0);
+	for (unsigned i = 1; i < n; i++) {
+		struct daemon *w = calloc(1, sizeof(*w));
+
+		if (!w) {
+			r = -ENOMEM;
+			break;
+		}
+		w->worker = i;
+		w->leader = leader;
+		w->reuseport = true;
+		w->started = started;
+		leader->all[leader->n_all++] = w;
+		if (uv_thread_create(&tid[i], worker_main, w) < 0) {
+			leader->n_all--;
+			free(w);
+			r = -EAGAIN;
+			break;
+		}
+		uv_sem_wait(started);
+		if (w->start_result < 0) {
+			r = w->start_result;
+			break;
+		}
+	}
+	return r;
+}
+
+static void workers_join(struct daemon *leader, uv_thread_t *tid)
+{
+	for (unsigned i = 1; i < leader->n_all; i++) {
+		uv_thread_join(&tid[i]);
+		free(leader->all[i]->dump);
+		free(leader->all[i]);
+	}
+	free(leader->all);
+	leader->all = NULL;
+	leader->n_all = 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *path = DEFAULT_CONFIG;
@@ -106,6 +200,8 @@ int main(int argc, char **argv)
 	struct psktun_keys *keys = NULL;
 	struct psktun_diag diag;
 	static struct daemon d;
+	uv_thread_t tid[64];
+	uv_sem_t started;
 
 	while ((opt = getopt(argc, argv, "c:fnvVh")) != -1) {
 		switch (opt) {
@@ -149,14 +245,27 @@ int main(int argc, char **argv)
 	}
 	d.loop = uv_default_loop();
 	d.loop->data = &d;
-	r = daemon_start(&d, cfg, keys);
+	config_path = path;
+	r = cfg->workers > 1 ? workers_start(&d, cfg->workers, tid, &started) : 0;
+	if (r == 0)
+		r = daemon_start(&d, cfg, keys);
 	if (r < 0) {
 		log_err("not started");
 		daemon_stop(&d, 1);
 	}
 	uv_run(d.loop, UV_RUN_DEFAULT);
+	if (d.all) {
+		workers_join(&d, tid);
+		uv_sem_destroy(&started);
+	}
+	if (d.wake_open) {
+		d.wake_open = false;
+		uv_close((uv_handle_t *)&d.wake, NULL);
+		uv_run(d.loop, UV_RUN_DEFAULT);
+	}
 	uv_loop_close(d.loop);
 	dtls_global_deinit(&d);
+	dtls_server_cache_deinit();
 	psktun_config_free(d.cfg);
 	psktun_keys_free(d.keys);
 	plugin_unload_all();

@@ -3,6 +3,7 @@
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "addr.h"
 #include "daemon.h"
 #include "log.h"
@@ -210,6 +211,26 @@ static void on_tunnel_handle_closed(uv_handle_t *h)
 		free(t);
 }
 
+/* Workers: each binds its own socket to the address; the kernel hashes a
+ * peer's address and port to one of them, so a peer stays with one worker. */
+static int bind_reuseport(uv_udp_t *u, const struct sockaddr *addr)
+{
+	int fd = socket(addr->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1, r;
+
+	if (fd < 0)
+		return uv_translate_sys_error(errno);
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+	    bind(fd, addr, psktun_addr_len(addr)) < 0) {
+		r = uv_translate_sys_error(errno);
+		close(fd);
+		return r;
+	}
+	r = uv_udp_open(u, fd);
+	if (r < 0)
+		close(fd);
+	return r;
+}
+
 int tunnel_open(struct daemon *d, const struct psktun_conf_tunnel *conf, enum psktun_mode mode,
 		struct tunnel **out)
 {
@@ -260,7 +281,8 @@ int tunnel_open(struct daemon *d, const struct psktun_conf_tunnel *conf, enum ps
 	t->sock.data = t;
 	t->sock_open = true;
 	t->open_handles = 1;
-	r = uv_udp_bind(&t->sock, (struct sockaddr *)&t->accept_addr, 0);
+	r = d->reuseport ? bind_reuseport(&t->sock, (struct sockaddr *)&t->accept_addr)
+			 : uv_udp_bind(&t->sock, (struct sockaddr *)&t->accept_addr, 0);
 	if (r < 0) {
 		log_err("tunnel %s: cannot listen on %s: %s", conf->name, conf->accept, uv_strerror(r));
 		r = -EADDRINUSE;
