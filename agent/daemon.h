@@ -243,6 +243,8 @@ void tunnel_resolve(struct tunnel *t);
 void tunnel_alloc_rx(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 int tunnel_recv_start(struct tunnel *t, uv_udp_recv_cb on_recv);
 int session_socket_open(struct session *s, uv_udp_recv_cb on_recv, const char *what);
+int session_send_plain(struct session *s, const uint8_t *buf, size_t len);
+void session_deliver(struct session *s, uint8_t *buf, size_t len);
 int tunnel_send_plain(struct tunnel *t, const struct sockaddr *to, const uint8_t *buf, size_t len);
 void tunnel_count_reason(struct tunnel *t, enum psktun_reason r);
 void handle_closed_free_session(uv_handle_t *h);
@@ -252,13 +254,11 @@ int gateway_start(struct tunnel *t);
 void gateway_stop(struct tunnel *t);
 int gateway_bindings_load(struct tunnel *t, const struct psktun_config *cfg);
 int gateway_session_connect(struct session *s);
-void gateway_deliver(struct session *s, uint8_t *buf, size_t len);
 
 /* terminator.c */
 int terminator_start(struct tunnel *t);
 int terminator_use_shared_plain(struct tunnel *t, const struct sockaddr *local);
 void terminator_established(struct session *s);
-void terminator_deliver(struct session *s, uint8_t *buf, size_t len);
 
 /* plugin.c */
 int plugin_load(const char *dir, const char *name, const struct plugin **out);

@@ -147,33 +147,6 @@ int gateway_session_connect(struct session *s)
 	return session_socket_open(s, on_cloud, "the DTLS server");
 }
 
-void gateway_deliver(struct session *s, uint8_t *buf, size_t len)
-{
-	struct tunnel *t = s->t;
-	enum psktun_reason reason = PSKTUN_REASON_NONE;
-	enum psktun_verdict v = plugin_on_tunnel(s, buf, &len, sizeof(t->d->txbuf), &reason);
-
-	switch (v) {
-	case PSKTUN_FORWARD:
-		if (tunnel_send_plain(t, (struct sockaddr *)&s->peer, buf, len) == 0)
-			s->plain_out++;
-		break;
-	case PSKTUN_DROP:
-		tunnel_count_reason(t, reason);
-		break;
-	case PSKTUN_REPLY:
-		tunnel_count_reason(t, reason);
-		t->d->stats.replies_local++;
-		session_send_tunnel(s, buf, len);
-		break;
-	case PSKTUN_CLOSE:
-		if (len && tunnel_send_plain(t, (struct sockaddr *)&s->peer, buf, len) == 0)
-			s->plain_out++;
-		session_close(s, CLOSE_PLUGIN);
-		break;
-	}
-}
-
 /* Which meter sent this? A `meters` source, else a source a plugin bound earlier, else the plugin. */
 static int meter_identify(struct tunnel *t, const struct sockaddr *from, const uint8_t *buf,
 			  size_t len, char *id, size_t *id_len)

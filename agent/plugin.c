@@ -230,23 +230,7 @@ static uint64_t host_now_ms(struct psktun_tunnel *pt)
 
 static int host_send_plain(struct psktun_session *ps, const uint8_t *buf, size_t len)
 {
-	struct session *s = S(ps);
-	struct tunnel *t = s->t;
-	uv_buf_t b = uv_buf_init((char *)buf, len);
-	int r;
-
-	if (t->mode == PSKTUN_MODE_GATEWAY)
-		return tunnel_send_plain(t, (struct sockaddr *)&s->peer, buf, len);
-	if (t->shared_plain)
-		r = uv_udp_try_send(t->shared_plain, &b, 1, (struct sockaddr *)&t->connect_addr);
-	else
-		r = s->sock ? uv_udp_try_send(s->sock, &b, 1, NULL) : UV_EBADF;
-	if (r < 0) {
-		t->d->stats.dropped_send++;
-		return -EIO;
-	}
-	t->d->stats.plain_out++;
-	return 0;
+	return session_send_plain(S(ps), buf, len);
 }
 
 static int host_send_plain_to(struct psktun_tunnel *pt, const struct sockaddr *to, const uint8_t *buf,

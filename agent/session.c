@@ -466,10 +466,7 @@ void session_on_record(struct session *s, const uint8_t *data, size_t len)
 		for (;;) {
 			n = gnutls_record_recv(s->tls, d->txbuf, PSKTUN_DGRAM_MAX);
 			if (n > 0) {
-				if (t->mode == PSKTUN_MODE_GATEWAY)
-					gateway_deliver(s, d->txbuf, n);
-				else
-					terminator_deliver(s, d->txbuf, n);
+				session_deliver(s, d->txbuf, n);
 				if (s->state != SESSION_ESTABLISHED)
 					return;
 				continue;

@@ -314,45 +314,6 @@ void terminator_established(struct session *s)
 	plugin_session_open(s);
 }
 
-void terminator_deliver(struct session *s, uint8_t *buf, size_t len)
-{
-	struct tunnel *t = s->t;
-	struct daemon *d = t->d;
-	enum psktun_reason reason = PSKTUN_REASON_NONE;
-	enum psktun_verdict v = plugin_on_tunnel(s, buf, &len, sizeof(d->txbuf), &reason);
-	uv_buf_t b;
-	int r;
-
-	switch (v) {
-	case PSKTUN_FORWARD:
-	case PSKTUN_CLOSE:
-		if (len) {
-			b = uv_buf_init((char *)buf, len);
-			if (t->shared_plain)
-				r = uv_udp_try_send(t->shared_plain, &b, 1, (struct sockaddr *)&t->connect_addr);
-			else
-				r = s->sock ? uv_udp_try_send(s->sock, &b, 1, NULL) : UV_EBADF;
-			if (r < 0) {
-				d->stats.dropped_send++;
-			} else {
-				d->stats.plain_out++;
-				s->plain_out++;
-			}
-		}
-		if (v == PSKTUN_CLOSE)
-			session_close(s, CLOSE_PLUGIN);
-		break;
-	case PSKTUN_DROP:
-		tunnel_count_reason(t, reason);
-		break;
-	case PSKTUN_REPLY:
-		tunnel_count_reason(t, reason);
-		d->stats.replies_local++;
-		session_send_tunnel(s, buf, len);
-		break;
-	}
-}
-
 int terminator_start(struct tunnel *t)
 {
 	t->hs_rate = malloc(sizeof(*t->hs_rate));

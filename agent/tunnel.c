@@ -120,6 +120,59 @@ int tunnel_recv_start(struct tunnel *t, uv_udp_recv_cb on_recv)
 	return 0;
 }
 
+/* A datagram for the session's plain side: gateway, to the meter's latest
+ * address; terminator, to the backend (its own socket or the shared one). */
+int session_send_plain(struct session *s, const uint8_t *buf, size_t len)
+{
+	struct tunnel *t = s->t;
+	uv_buf_t b = uv_buf_init((char *)buf, len);
+	int r;
+
+	if (t->mode == PSKTUN_MODE_GATEWAY) {
+		r = tunnel_send_plain(t, (struct sockaddr *)&s->peer, buf, len);
+	} else {
+		if (t->shared_plain)
+			r = uv_udp_try_send(t->shared_plain, &b, 1, (struct sockaddr *)&t->connect_addr);
+		else
+			r = s->sock ? uv_udp_try_send(s->sock, &b, 1, NULL) : UV_EBADF;
+		if (r < 0)
+			t->d->stats.dropped_send++;
+		else
+			t->d->stats.plain_out++;
+	}
+	if (r < 0)
+		return -EIO;
+	s->plain_out++;
+	return 0;
+}
+
+/* A datagram decrypted from the session: the plugin's verdict, then the plain side. */
+void session_deliver(struct session *s, uint8_t *buf, size_t len)
+{
+	struct tunnel *t = s->t;
+	enum psktun_reason reason = PSKTUN_REASON_NONE;
+	enum psktun_verdict v = plugin_on_tunnel(s, buf, &len, sizeof(t->d->txbuf), &reason);
+
+	switch (v) {
+	case PSKTUN_FORWARD:
+		session_send_plain(s, buf, len);
+		break;
+	case PSKTUN_DROP:
+		tunnel_count_reason(t, reason);
+		break;
+	case PSKTUN_REPLY:
+		tunnel_count_reason(t, reason);
+		t->d->stats.replies_local++;
+		session_send_tunnel(s, buf, len);
+		break;
+	case PSKTUN_CLOSE:
+		if (len)
+			session_send_plain(s, buf, len);
+		session_close(s, CLOSE_PLUGIN);
+		break;
+	}
+}
+
 /* A session's own UDP socket, connected to the tunnel's `connect` (gateway: the
  * DTLS server; terminator: the backend). On failure s->sock is set anyway, for
  * the caller's teardown to close. */
