@@ -218,6 +218,7 @@ void dtls_key_digest(const struct psktun_key *key, uint8_t out[32]);
 void dtls_save_resumption(struct session *s);
 void dtls_server_cache_stats(uint64_t *n, uint64_t *bytes);
 void dtls_server_cache_deinit(void);
+bool dtls_server_cache_has(struct daemon *d, const uint8_t *id, size_t len);
 void dtls_fake_key(struct daemon *d, const char *identity, size_t len, uint8_t *out, size_t out_len);
 
 /* session.c */

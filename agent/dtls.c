@@ -125,6 +125,16 @@ void dtls_server_cache_stats(uint64_t *n, uint64_t *bytes)
 	uv_mutex_unlock(&server_cache_lock);
 }
 
+/* Does the cache hold a still valid session with this ID? */
+bool dtls_server_cache_has(struct daemon *d, const uint8_t *id, size_t len)
+{
+	struct resume_store *rs = server_cache_lock_get(d);
+	bool has = rs && resume_get(rs, id, len, d->keys, daemon_now_ms(d) / 1000);
+
+	uv_mutex_unlock(&server_cache_lock);
+	return has;
+}
+
 void dtls_server_cache_deinit(void)
 {
 	uv_once(&server_cache_once, server_cache_setup);
@@ -328,7 +338,8 @@ int dtls_session_server(struct session *s, gnutls_dtls_prestate_st *prestate)
 	r = session_common(s);
 	if (r < 0)
 		goto fail;
-	gnutls_dtls_prestate_set(s->tls, prestate);
+	if (prestate)
+		gnutls_dtls_prestate_set(s->tls, prestate);
 	gnutls_db_set_ptr(s->tls, s);
 	gnutls_db_set_cache_expiration(s->tls, PSKTUN_RESUME_LIFETIME_S);
 	gnutls_db_set_store_function(s->tls, db_store);

@@ -287,7 +287,16 @@ void session_handshake_step(struct session *s)
 		return;
 	}
 	if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED || !gnutls_error_is_fatal(r)) {
-		arm(s, gnutls_dtls_get_timeout(s->tls));
+		unsigned ms = gnutls_dtls_get_timeout(s->tls);
+
+		/* 0 after a call means GnuTLS chose not to retransmit (part of
+		 * the peer's flight is in): wait for the rest, polling slowly. */
+		if (!ms) {
+			ms = s->t->d->cfg->dtls.retransmit_ms / 4;
+			if (ms < 10)
+				ms = 10;
+		}
+		arm(s, ms);
 		return;
 	}
 	session_failed(s, gnutls_strerror_name(r) ? gnutls_strerror_name(r) : "unknown error");

@@ -18,6 +18,7 @@ figures.py.  Python 3 stdlib only, 127.0.0.0/8 only.
     to count handshake bytes and datagrams on the wire.
 """
 
+import math
 import os
 import selectors
 import signal
@@ -169,8 +170,9 @@ def stats_line(xs, unit='s', scale=1.0):
     if not xs:
         return 'n=0'
     xs = sorted(x * scale for x in xs)
+    p90 = xs[max(0, math.ceil(0.9 * len(xs)) - 1)]      # nearest rank
     return 'n=%d median %.2f%s, p90 %.2f%s, max %.2f%s' % (
-        len(xs), statistics.median(xs), unit, xs[int(0.9 * (len(xs) - 1))], unit, xs[-1], unit)
+        len(xs), statistics.median(xs), unit, p90, unit, xs[-1], unit)
 
 
 # ----------------------------------------------------------------- daemons
@@ -182,14 +184,18 @@ def _reap(d):
     d.logfile.close()
 
 
-def kill_and_restart(d, timeout=h.T):
-    """kill -9 the daemon, start it again on the same configuration and port.
-    Returns (t_killed, t_ready)."""
+def kill_and_restart(d, down_s=0.0, timeout=h.T):
+    """kill -9 the daemon and, down_s seconds later (the length of the
+    outage: a fixed time on purpose), start it again on the same
+    configuration and port.  Returns (t_killed, t_ready)."""
     os.killpg(d.proc.pid, signal.SIGKILL)
     t_killed = time.monotonic()
     _reap(d)
-    h.log('%s: killed (SIGKILL), exit %r; restarting' % (d.name, d.proc.returncode))
+    h.log('%s: killed (SIGKILL), exit %r; restarting in %.1fs' % (d.name, d.proc.returncode, down_s))
     d.rc = None
+    left = t_killed + down_s - time.monotonic()
+    if left > 0:
+        time.sleep(left)
     d.start(timeout)
     return t_killed, time.monotonic()
 
@@ -200,7 +206,10 @@ def graceful_stop(d, timeout=h.T):
     return time.monotonic()
 
 
-def restart(d, timeout=h.T):
+def restart(d, not_before=None, timeout=h.T):
+    """Start a stopped daemon again (at monotonic time not_before at the earliest)."""
+    if not_before is not None and not_before > time.monotonic():
+        time.sleep(not_before - time.monotonic())     # the outage's length, on purpose
     d.start(timeout)
     return time.monotonic()
 
