@@ -1,5 +1,6 @@
 #!/bin/sh
-# check: build psktun out of tree and run every test (make check), then again under ASan+UBSan.
+# check: build psktun out of tree, run every test (make check) and the benchmark's smoke run,
+# then the tests again under ASan+UBSan.
 # Usage: tests/check.sh        (from the source tree; needs tests/deps.sh's packages)
 set -u
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,6 +35,14 @@ run() {	# run NAME CONFIGURE-ARGS...
 }
 
 run plain
+# The benchmark's smoke run: every phase must run and print its line (no timing is asserted).
+if ( cd "$src/build-plain" && make -s bench-smoke ) > "$src/build-plain.bench" 2>&1; then
+	echo "PASS: bench-smoke"; total_pass=$((total_pass + 1))
+	sed 's/^/[bench-smoke] /' "$src/build-plain.bench" | tail -n 25
+else
+	echo "FAIL: bench-smoke"; total_fail=$((total_fail + 1)); status=1
+	tail -n 40 "$src/build-plain.bench"
+fi
 run sanitizers --enable-sanitizers
 echo
 echo "$total_pass passed, $total_fail failed"
