@@ -611,7 +611,7 @@ static void load_dtls(struct loader *l, const config_setting_t *root)
 	static const char *const known[] = {
 		"priority", "mtu", "retransmit_ms", "handshake_timeout_s", "idle_timeout_s",
 		"max_sessions", "max_handshakes", "queue_len", "handshake_rate", "handshake_burst",
-		"path_timeout_s", NULL
+		"path_timeout_s", "tickets", "ticket_key_file", NULL
 	};
 	const config_setting_t *s = config_setting_get_member(root, "dtls"), *w;
 	struct psktun_conf_dtls *d = &l->c->dtls;
@@ -649,6 +649,16 @@ static void load_dtls(struct loader *l, const config_setting_t *root)
 	get_uint(l, s, "handshake_rate", 0, 1000000, &d->handshake_rate);
 	get_uint(l, s, "handshake_burst", 1, 1000000, &d->handshake_burst);
 	get_uint(l, s, "path_timeout_s", 0, 86400, &d->path_timeout_s);
+	w = config_setting_get_member(s, "tickets");
+	if (w && config_setting_type(w) != CONFIG_TYPE_BOOL)
+		problem(l, w, "'tickets' must be true or false");
+	else if (w)
+		d->tickets = config_setting_get_bool(w);
+	v = get_string(l, s, "ticket_key_file", "dtls", false, &w);
+	if (v)
+		d->ticket_key_file = resolve(l, v);
+	if (v && !d->tickets)
+		problem(l, w, "'ticket_key_file' needs 'tickets = true'");
 }
 
 static void load_root(struct loader *l, const config_setting_t *root)
@@ -821,6 +831,7 @@ void psktun_config_free(struct psktun_config *c)
 	}
 	free(c->meters);
 	free(c->dtls.priority);
+	free(c->dtls.ticket_key_file);
 	free(c->path);
 	free(c->dir);
 	free(c->keys);

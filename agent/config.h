@@ -47,9 +47,15 @@ struct psktun_conf_dtls {
 	unsigned handshake_rate;	/* terminator: verified ClientHellos a second per source IP, 0 = no limit, default 1000 */
 	unsigned handshake_burst;	/* terminator: ... and in a burst, default 1000 */
 	unsigned path_timeout_s;	/* gateway: uplink with no downlink this long = dead path, 0 = off, default 0 */
+	bool tickets;			/* session tickets (RFC 5077) instead of none; default false */
+	char *ticket_key_file;		/* terminator: the ticket master key (hex, 64 bytes), shared by
+					 * several terminators; NULL: random at start */
 };
 
-/* Priority used when dtls.priority is absent: DTLS 1.2, PSK, AES-128-CCM-8, no tickets. */
+/* Priority used when dtls.priority is absent: DTLS 1.2, PSK, AES-128-CCM-8, no tickets
+ * (PSKTUN_TICKETS_PRIORITY with dtls.tickets = true). */
+#define PSKTUN_TICKETS_PRIORITY \
+	"NONE:+VERS-DTLS1.2:+AES-128-CCM-8:+AEAD:+PSK:+COMP-NULL:+SIGN-ECDSA-SHA256"
 #define PSKTUN_DEFAULT_PRIORITY \
 	"NONE:+VERS-DTLS1.2:+AES-128-CCM-8:+AEAD:+PSK:+COMP-NULL:+SIGN-ECDSA-SHA256:%NO_TICKETS"
 

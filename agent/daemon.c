@@ -211,9 +211,8 @@ void daemon_reload(struct daemon *d)
 		psktun_diag_add(&diag, cfg->path, 0, "mode cannot change on reload; restart psktund");
 		r = -EINVAL;
 	}
-	if (r == 0 && (!cfg->dtls.priority || !old_cfg->dtls.priority ||
-		       strcmp(cfg->dtls.priority, old_cfg->dtls.priority)))
-		r = dtls_set_priority(d, cfg->dtls.priority);
+	if (r == 0)
+		r = dtls_set_priority(d, &cfg->dtls);	/* for new sessions */
 	if (r < 0) {
 		log_diag(&diag);
 		log_err("reload failed; the running configuration stays in force");

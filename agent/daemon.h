@@ -160,6 +160,7 @@ struct daemon {
 	gnutls_priority_t priority;
 	gnutls_psk_server_credentials_t server_cred;
 	gnutls_datum_t cookie_key;
+	gnutls_datum_t ticket_key;	/* terminator with dtls.tickets: the master ticket key */
 	uint8_t fake_key_secret[32];	/* unknown identities get a key derived from this */
 
 	/* Workers (terminator, `workers` > 1): threads with a loop each. Worker 0
@@ -210,7 +211,8 @@ void daemon_rand(void *buf, size_t len);
 /* dtls.c */
 int dtls_global_init(struct daemon *d, const struct psktun_config *cfg);
 void dtls_global_deinit(struct daemon *d);
-int dtls_set_priority(struct daemon *d, const char *priority);
+int dtls_set_priority(struct daemon *d, const struct psktun_conf_dtls *c);
+int dtls_ticket_key_load(const char *path, gnutls_datum_t *out, struct psktun_diag *diag);
 int dtls_session_client(struct session *s, const struct psktun_key *key);
 int dtls_session_server(struct session *s, gnutls_dtls_prestate_st *prestate);
 void dtls_session_deinit(struct session *s);

@@ -1,6 +1,10 @@
 /* dtls: GnuTLS over libuv UDP: credentials, priorities, cookies, push/pull for one session. */
+#include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <gnutls/crypto.h>
 #include "daemon.h"
 #include "log.h"
@@ -212,11 +216,13 @@ void dtls_save_resumption(struct session *s)
 	gnutls_free(data.data);
 }
 
-int dtls_set_priority(struct daemon *d, const char *priority)
+int dtls_set_priority(struct daemon *d, const struct psktun_conf_dtls *c)
 {
+	const char *priority = c->priority ? c->priority
+			     : c->tickets ? PSKTUN_TICKETS_PRIORITY : PSKTUN_DEFAULT_PRIORITY;
 	gnutls_priority_t p;
 	const char *err = NULL;
-	int r = gnutls_priority_init(&p, priority ? priority : PSKTUN_DEFAULT_PRIORITY, &err);
+	int r = gnutls_priority_init(&p, priority, &err);
 
 	if (r < 0) {
 		log_err("dtls.priority is not a valid GnuTLS priority string (%s at \"%s\")",
@@ -236,9 +242,21 @@ int dtls_global_init(struct daemon *d, const struct psktun_config *cfg)
 	r = gnutls_global_init();
 	if (r < 0)
 		goto fail;
-	r = dtls_set_priority(d, cfg->dtls.priority);
+	r = dtls_set_priority(d, &cfg->dtls);
 	if (r < 0)
 		return r;
+	if (cfg->dtls.tickets && cfg->mode == PSKTUN_MODE_TERMINATOR) {
+		struct psktun_diag diag;
+
+		psktun_diag_init(&diag);
+		r = cfg->dtls.ticket_key_file ? dtls_ticket_key_load(cfg->dtls.ticket_key_file, &d->ticket_key, &diag)
+					      : gnutls_session_ticket_key_generate(&d->ticket_key);
+		for (size_t i = 0; i < diag.n && i < PSKTUN_DIAG_MAX; i++)
+			log_err("%s", diag.line[i]);
+		psktun_diag_deinit(&diag);
+		if (r < 0)
+			return -EINVAL;
+	}
 	r = gnutls_psk_allocate_server_credentials(&d->server_cred);
 	if (r < 0)
 		goto fail;
@@ -255,6 +273,57 @@ fail:
 	return -EIO;
 }
 
+/*
+ * The ticket master key: 64 bytes as 128 hex digits (whitespace ignored),
+ * from a file only the daemon may read, like the key file. GnuTLS derives
+ * rotating ticket keys from it, so terminators that share the file rotate in
+ * step and accept each other's tickets. `head -c 64 /dev/urandom | xxd -p -c 64`.
+ */
+int dtls_ticket_key_load(const char *path, gnutls_datum_t *out, struct psktun_diag *diag)
+{
+	uint8_t key[64];
+	char text[256];
+	size_t n = 0, hex = 0;
+	struct stat st;
+	FILE *f = fopen(path, "r");
+	int c;
+
+	if (!f) {
+		psktun_diag_add(diag, path, 0, "cannot open the ticket key file: %s", strerror(errno));
+		return -ENOENT;
+	}
+	if (fstat(fileno(f), &st) == 0 && (st.st_mode & (S_IWGRP | S_IRWXO))) {
+		fclose(f);
+		psktun_diag_add(diag, path, 0, "ticket key file is group-writable or open to others "
+				"(mode %04o); run chmod 600 %s", (unsigned)(st.st_mode & 07777), path);
+		return -EPERM;
+	}
+	while ((c = fgetc(f)) != EOF && n < sizeof(text))
+		if (!isspace(c))
+			text[n++] = (char)c;
+	fclose(f);
+	for (hex = 0; hex + 1 < n && hex / 2 < sizeof(key) && isxdigit((unsigned char)text[hex]) &&
+		      isxdigit((unsigned char)text[hex + 1]); hex += 2) {
+		char byte[3] = { text[hex], text[hex + 1], 0 };
+
+		key[hex / 2] = (uint8_t)strtoul(byte, NULL, 16);
+	}
+	gnutls_memset(text, 0, sizeof(text));
+	if (n != 2 * sizeof(key) || hex != n) {
+		gnutls_memset(key, 0, sizeof(key));
+		psktun_diag_add(diag, path, 0, "the ticket key must be %zu bytes as %zu hex digits",
+				sizeof(key), 2 * sizeof(key));
+		return -EINVAL;
+	}
+	out->data = gnutls_malloc(sizeof(key));
+	if (!out->data)
+		return -ENOMEM;
+	memcpy(out->data, key, sizeof(key));
+	out->size = sizeof(key);
+	gnutls_memset(key, 0, sizeof(key));
+	return 0;
+}
+
 void dtls_global_deinit(struct daemon *d)
 {
 	if (d->priority)
@@ -268,6 +337,11 @@ void dtls_global_deinit(struct daemon *d)
 		gnutls_free(d->cookie_key.data);
 	}
 	d->cookie_key.data = NULL;
+	if (d->ticket_key.data) {
+		gnutls_memset(d->ticket_key.data, 0, d->ticket_key.size);
+		gnutls_free(d->ticket_key.data);
+	}
+	d->ticket_key.data = NULL;
 	gnutls_memset(d->fake_key_secret, 0, sizeof(d->fake_key_secret));
 	gnutls_global_deinit();
 }
@@ -340,6 +414,8 @@ int dtls_session_server(struct session *s, gnutls_dtls_prestate_st *prestate)
 		goto fail;
 	if (prestate)
 		gnutls_dtls_prestate_set(s->tls, prestate);
+	if (s->t->d->ticket_key.data)
+		gnutls_session_ticket_enable_server(s->tls, &s->t->d->ticket_key);
 	gnutls_db_set_ptr(s->tls, s);
 	gnutls_db_set_cache_expiration(s->tls, PSKTUN_RESUME_LIFETIME_S);
 	gnutls_db_set_store_function(s->tls, db_store);

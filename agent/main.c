@@ -53,6 +53,16 @@ static int load(const char *path, struct psktun_config **cfg, struct psktun_keys
 			r = -EINVAL;
 		}
 	}
+	if ((*cfg)->dtls.ticket_key_file && (*cfg)->mode == PSKTUN_MODE_TERMINATOR) {
+		gnutls_datum_t key = { NULL, 0 };
+
+		if (dtls_ticket_key_load((*cfg)->dtls.ticket_key_file, &key, diag) < 0)
+			r = -EINVAL;
+		if (key.data) {
+			gnutls_memset(key.data, 0, key.size);
+			gnutls_free(key.data);
+		}
+	}
 	if ((*cfg)->dtls.priority) {
 		gnutls_priority_t prio;
 		const char *err = NULL;

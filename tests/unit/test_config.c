@@ -490,6 +490,24 @@ static void rate_limit_and_path_timeout_can_be_off_but_not_out_of_range(void **s
 		    7, "'path_timeout_s' must be between 0 and 86400");
 }
 
+static void tickets_are_a_boolean_and_a_key_file_needs_them(void **state)
+{
+	assert_int_equal(load(HEAD TUNNEL "dtls = { tickets = true; ticket_key_file = \"ticket.key\"; };\n"), 0);
+	assert_true(conf->dtls.tickets);
+	assert_string_equal(conf->dtls.ticket_key_file + strlen(conf->dir), "/ticket.key");
+	psktun_config_free(conf);
+	conf = NULL;
+
+	assert_int_equal(load(HEAD TUNNEL
+			      "dtls = {\n"
+			      "  tickets = 1;\n"
+			      "  ticket_key_file = \"ticket.key\";\n"
+			      "};\n"), -EINVAL);
+	expect_diag(2,
+		    5, "'tickets' must be true or false",
+		    6, "'ticket_key_file' needs 'tickets = true'");
+}
+
 static void duplicate_tunnel_names_are_errors(void **state)
 {
 	assert_int_equal(load(HEAD
@@ -660,6 +678,7 @@ int main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 		T(full_configuration_loads_every_setting),
 		T(minimal_terminator_gets_the_defaults),
+		T(tickets_are_a_boolean_and_a_key_file_needs_them),
 		T(a_gateway_shakes_hands_with_fewer_at_once_by_default),
 		T(gateway_without_meters_is_fine),
 		T(relative_paths_resolve_against_the_config_directory_even_from_elsewhere),

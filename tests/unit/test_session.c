@@ -117,6 +117,8 @@ static void bind_udp(struct world *w, uv_udp_t *u, unsigned short port, uv_udp_r
 	uv_udp_recv_start(u, alloc_buf, cb);
 }
 
+static const char *term_dtls = "";	/* extra dtls settings for the terminator */
+
 /* A gateway (meter-0001 at the meter port) -> terminator -> echo backend, with extra dtls settings. */
 static void world_setup(struct world *w, const char *gw_dtls, bool with_terminator)
 {
@@ -138,7 +140,8 @@ static void world_setup(struct world *w, const char *gw_dtls, bool with_terminat
 	write_file(w->dir, "term.conf",
 		   "mode = \"terminator\"; keys = \"keys.psk\";\n"
 		   "tunnels = ({ name = \"t\"; accept = \"127.0.0.1:%u\"; connect = \"127.0.0.1:%u\"; });\n"
-		   "dtls = { retransmit_ms = 200; };\n", w->term_port, w->backend_port);
+		   "dtls = { retransmit_ms = 200; %s };\n", w->term_port, w->backend_port, term_dtls);
+	write_file(w->dir, "ticket.key", "%s\n", KEY1 KEY2 KEY1 KEY2);	/* 64 bytes */
 	bind_udp(w, &w->backend, w->backend_port, on_backend);
 	bind_udp(w, &w->meter, w->meter_port, on_meter);
 	if (with_terminator)
@@ -343,6 +346,29 @@ static void test_an_idle_session_closes_with_close_notify(void **state)
 	world_teardown(&w);
 }
 
+static void test_tickets_resume_with_a_key_from_a_file(void **state)
+{
+	struct world w;
+
+	term_dtls = "tickets = true; ticket_key_file = \"ticket.key\";";
+	world_setup(&w, "tickets = true; idle_timeout_s = 1;", true);
+	term_dtls = "";
+	meter_send(&w, "first");
+	want_got = 1;
+	assert_true(run_until(&w, got_enough, 10000));
+	assert_true(run_until(&w, both_closed, 5000));
+	meter_send(&w, "second");
+	want_got = 2;
+	assert_true(run_until(&w, got_enough, 10000));
+	assert_int_equal(w.gw->stats.handshakes_completed, 2);
+	assert_int_equal(w.gw->stats.handshakes_resumed, 1);
+	assert_int_equal(w.term->stats.handshakes_resumed, 1);
+	assert_int_equal(w.term->ticket_key.size, 64);
+	assert_int_equal(w.term->ticket_key.data[0], 0x00);
+	assert_int_equal(w.term->ticket_key.data[1], 0x11);
+	world_teardown(&w);
+}
+
 static bool gw_rehandshook(struct world *w) { return w->gw->stats.rehandshakes >= 1 && w->gw->n_sessions == 1 &&
 	w->gw->tunnels->sessions->state == SESSION_ESTABLISHED; }
 
@@ -498,6 +524,7 @@ int main(void)
 		cmocka_unit_test(test_a_failed_handshake_backs_off_exponentially_and_retries),
 		cmocka_unit_test(test_an_idle_session_closes_with_close_notify),
 		cmocka_unit_test(test_after_a_nat_rebinding_the_next_retry_is_answered),
+		cmocka_unit_test(test_tickets_resume_with_a_key_from_a_file),
 		cmocka_unit_test(test_a_new_handshake_from_the_same_address_replaces_the_session_once_complete),
 		cmocka_unit_test(test_the_same_identity_from_a_new_address_replaces_its_old_session),
 	};
