@@ -12,6 +12,7 @@
 #include "queue.h"
 #include "ratelimit.h"
 #include "sendbatch.h"
+#include "sessionsock.h"
 #include "resume.h"
 #include "stats.h"
 #include "psktun/plugin.h"
@@ -67,7 +68,7 @@ struct session {
 	gnutls_session_t tls;
 	gnutls_psk_client_credentials_t client_cred;	/* gateway */
 
-	uv_udp_t *sock;			/* gateway: toward the cloud (a fresh one per handshake);
+	struct session_sock *sock;	/* gateway: toward the cloud (a fresh one per handshake);
 					 * terminator: toward the backend; NULL: none */
 	struct session *wait_next;	/* daemon's queue of sessions waiting for a handshake slot */
 	bool waiting;
@@ -245,7 +246,7 @@ bool tunnel_conf_equal(const struct psktun_conf_tunnel *a, const struct psktun_c
 void tunnel_resolve(struct tunnel *t);
 void tunnel_alloc_rx(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 int tunnel_recv_start(struct tunnel *t, uv_udp_recv_cb on_recv);
-int session_socket_open(struct session *s, uv_udp_recv_cb on_recv, const char *what);
+int session_socket_open(struct session *s, session_sock_cb on_recv, const char *what);
 int session_send_plain(struct session *s, const uint8_t *buf, size_t len);
 void session_deliver(struct session *s, uint8_t *buf, size_t len);
 int tunnel_send_plain(struct tunnel *t, const struct sockaddr *to, const uint8_t *buf, size_t len);

@@ -13,11 +13,10 @@ static ssize_t push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
 {
 	struct session *s = ptr;
 	struct tunnel *t = s->t;
-	uv_buf_t b = uv_buf_init((char *)data, len);
 	int r;
 
 	if (t->mode == PSKTUN_MODE_GATEWAY)
-		r = s->sock ? uv_udp_try_send(s->sock, &b, 1, NULL) : UV_EBADF;
+		r = s->sock ? session_sock_send(s->sock, data, len) : -EBADF;
 	else
 		r = sendbatch_add(t->batch, (const struct sockaddr *)&s->peer, data, len);
 	if (r < 0) {
@@ -25,7 +24,7 @@ static ssize_t push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
 		 * meter's protocol its requests. Counted, not fatal. */
 		t->d->stats.dropped_send++;
 		log_debug("tunnel %s: send to %s failed: %s", t->conf.name,
-			  s->identity_len ? s->identity : "peer", uv_strerror(r));
+			  s->identity_len ? s->identity : "peer", strerror(-r));
 		return len;
 	}
 	s->records_out++;

@@ -114,32 +114,29 @@ static bool lost_by_cloud(const uint8_t *p, size_t len)
 	return len >= 15 && p[0] == 21 && p[3] == 0 && p[4] == 0;
 }
 
-static void on_cloud(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
-		     unsigned flags)
+static void on_cloud(struct session *s, ssize_t nread, uint8_t *data, bool truncated)
 {
-	struct session *s = h->data;
-
 	if (nread == 0)
 		return;
 	if (nread < 0) {
 		/* ICMP port unreachable on the connected socket: nobody listens there now. */
 		log_info("tunnel %s: session %s: %s from the cloud", s->t->conf.name, s->identity,
-			 uv_strerror(nread));
+			 strerror(-nread));
 		if (s->state == SESSION_ESTABLISHED)
 			session_rehandshake(s);
 		return;
 	}
-	if (flags & UV_UDP_PARTIAL) {
+	if (truncated) {
 		s->t->d->stats.dropped_malformed++;
 		return;
 	}
-	if (s->state == SESSION_ESTABLISHED && lost_by_cloud((const uint8_t *)buf->base, nread)) {
+	if (s->state == SESSION_ESTABLISHED && lost_by_cloud(data, nread)) {
 		log_info("tunnel %s: session %s: the cloud no longer knows this session", s->t->conf.name,
 			 s->identity);
 		session_rehandshake(s);
 		return;
 	}
-	session_on_record(s, (const uint8_t *)buf->base, nread);
+	session_on_record(s, data, nread);
 }
 
 int gateway_session_connect(struct session *s)

@@ -154,7 +154,9 @@ static void session_reset_transport(struct session *s)
 {
 	dtls_session_deinit(s);
 	if (s->sock) {
-		close_handle((uv_handle_t *)s->sock, s);
+		s->open_handles++;
+		s->sock->poll.data = s;	/* for handle_closed_free_session */
+		session_sock_close(s->sock, handle_closed_free_session);
 		s->sock = NULL;
 	}
 }

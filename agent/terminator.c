@@ -206,21 +206,20 @@ static void on_peer(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 
 /* A datagram from the backend for session s; NULL: it came to the shared socket
  * (a plugin's use_shared_plain) and the plugin names the session. */
-static void from_backend(struct tunnel *t, struct session *s, uv_udp_t *h, ssize_t nread,
-			 const uv_buf_t *buf, const struct sockaddr *from, unsigned flags)
+static void from_backend(struct tunnel *t, struct session *s, uint8_t *data, ssize_t nread,
+			 const struct sockaddr *from, bool truncated)
 {
 	struct daemon *d = t->d;
-	uint8_t *data = (uint8_t *)buf->base;
 	size_t len = nread;
 	enum psktun_reason reason = PSKTUN_REASON_NONE;
 	struct session *target = NULL;
 	enum psktun_verdict v;
 	uv_buf_t b;
 
-	if (nread < 0 || !from)
+	if (nread < 0)
 		return;
 	d->stats.plain_in++;
-	if (flags & UV_UDP_PARTIAL) {
+	if (truncated) {
 		d->stats.dropped_malformed++;
 		return;
 	}
@@ -240,11 +239,14 @@ static void from_backend(struct tunnel *t, struct session *s, uv_udp_t *h, ssize
 	case PSKTUN_DROP:
 		tunnel_count_reason(t, reason);
 		break;
-	case PSKTUN_REPLY:
+	case PSKTUN_REPLY:	/* back to the backend, the way it came */
 		tunnel_count_reason(t, reason);
 		d->stats.replies_local++;
 		b = uv_buf_init((char *)data, len);
-		uv_udp_try_send(h, &b, 1, h == t->shared_plain ? from : NULL);
+		if (t->shared_plain)
+			uv_udp_try_send(t->shared_plain, &b, 1, from);
+		else if (s->sock)
+			session_sock_send(s->sock, data, len);
 		break;
 	case PSKTUN_CLOSE:
 		if (len)
@@ -254,18 +256,16 @@ static void from_backend(struct tunnel *t, struct session *s, uv_udp_t *h, ssize
 	}
 }
 
-static void on_backend(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
-		       unsigned flags)
+static void on_backend(struct session *s, ssize_t nread, uint8_t *data, bool truncated)
 {
-	struct session *s = h->data;
-
-	from_backend(s->t, s, h, nread, buf, from, flags);
+	from_backend(s->t, s, data, nread, (struct sockaddr *)&s->t->connect_addr, truncated);
 }
 
 static void on_shared_backend(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 			      const struct sockaddr *from, unsigned flags)
 {
-	from_backend(h->data, NULL, h, nread, buf, from, flags);
+	if (from)
+		from_backend(h->data, NULL, (uint8_t *)buf->base, nread, from, flags & UV_UDP_PARTIAL);
 }
 
 int terminator_use_shared_plain(struct tunnel *t, const struct sockaddr *local)

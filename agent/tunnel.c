@@ -134,7 +134,7 @@ int session_send_plain(struct session *s, const uint8_t *buf, size_t len)
 		if (t->shared_plain)
 			r = uv_udp_try_send(t->shared_plain, &b, 1, (struct sockaddr *)&t->connect_addr);
 		else
-			r = s->sock ? uv_udp_try_send(s->sock, &b, 1, NULL) : UV_EBADF;
+			r = s->sock ? session_sock_send(s->sock, buf, len) : -EBADF;
 		if (r < 0)
 			t->d->stats.dropped_send++;
 		else
@@ -174,25 +174,15 @@ void session_deliver(struct session *s, uint8_t *buf, size_t len)
 }
 
 /* A session's own UDP socket, connected to the tunnel's `connect` (gateway: the
- * DTLS server; terminator: the backend). On failure s->sock is set anyway, for
- * the caller's teardown to close. */
-int session_socket_open(struct session *s, uv_udp_recv_cb on_recv, const char *what)
+ * DTLS server; terminator: the backend). */
+int session_socket_open(struct session *s, session_sock_cb on_recv, const char *what)
 {
 	struct tunnel *t = s->t;
-	uv_udp_t *u = malloc(sizeof(*u));
-	int r;
+	int r = session_sock_open(s, (struct sockaddr *)&t->connect_addr, on_recv, &s->sock);
 
-	if (!u)
-		return -ENOMEM;
-	uv_udp_init(t->d->loop, u);
-	u->data = s;
-	s->sock = u;
-	r = uv_udp_connect(u, (struct sockaddr *)&t->connect_addr);
-	if (r == 0)
-		r = uv_udp_recv_start(u, tunnel_alloc_rx, on_recv);
 	if (r < 0) {
 		log_warn("tunnel %s: cannot open a socket to %s %s for %s: %s", t->conf.name, what,
-			 t->conf.connect, s->identity, uv_strerror(r));
+			 t->conf.connect, s->identity, strerror(-r));
 		return -EIO;
 	}
 	return 0;

@@ -376,7 +376,7 @@ static void test_after_a_nat_rebinding_the_next_retry_is_answered(void **state)
 {
 	struct world w;
 	struct session *s;
-	uv_udp_t *old;
+	struct session_sock *old;
 
 	world_setup(&w, "", true);
 	meter_send(&w, "before");
@@ -386,9 +386,9 @@ static void test_after_a_nat_rebinding_the_next_retry_is_answered(void **state)
 	s = w.gw->tunnels->sessions;
 	old = s->sock;
 	s->sock = NULL;
-	old->data = s;
+	old->poll.data = s;
 	s->open_handles++;
-	uv_close((uv_handle_t *)old, handle_closed_free_session);
+	session_sock_close(old, handle_closed_free_session);
 	assert_int_equal(gateway_session_connect(s), 0);
 	meter_send(&w, "lost");		/* the terminator knows no session at the new address */
 	assert_true(run_until(&w, gw_rehandshook, 5000));
