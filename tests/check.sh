@@ -3,14 +3,26 @@
 # then the tests again under ASan+UBSan.
 # Usage: tests/check.sh        (from the source tree; needs tests/deps.sh's packages)
 set -u
-src=$(cd "$(dirname "$0")/.." && pwd)
-cd "$src"
-[ -x configure ] || autoreconf -fi || exit 1
+top=$(cd "$(dirname "$0")/.." && pwd)
+# Build from a pristine copy of the tracked files: the tree itself may be
+# configured in place (the README's demo command does that), and a configured
+# tree refuses out-of-tree builds.
+out=$top/build-check
+rm -rf "$out"
+mkdir -p "$out/src"
+if git -C "$top" rev-parse --git-dir >/dev/null 2>&1; then
+	( cd "$top" && git ls-files -z | xargs -0 tar cf - ) | ( cd "$out/src" && tar xf - )
+else
+	( cd "$top" && tar cf - --exclude=./build-check --exclude='./build-*' . ) | ( cd "$out/src" && tar xf - )
+	( cd "$out/src" && { [ ! -f Makefile ] || make distclean >/dev/null 2>&1; } )
+fi
+src=$out/src
+cd "$src" && autoreconf -fi >/dev/null 2>&1 || { echo "autoreconf failed"; exit 1; }
 total_pass=0 total_fail=0 status=0
 
 run() {	# run NAME CONFIGURE-ARGS...
 	name=$1; shift
-	dir=$src/build-$name
+	dir=$out/$name
 	mkdir -p "$dir"
 	( cd "$dir" && "$src/configure" -q "$@" && make -j2 -s && make -j2 -s check ) > "$dir.out" 2>&1
 	rc=$?
@@ -36,12 +48,12 @@ run() {	# run NAME CONFIGURE-ARGS...
 
 run plain
 # The benchmark's smoke run: every phase must run and print its line (no timing is asserted).
-if ( cd "$src/build-plain" && make -s bench-smoke ) > "$src/build-plain.bench" 2>&1; then
+if ( cd "$out/plain" && make -s bench-smoke ) > "$out/plain.bench" 2>&1; then
 	echo "PASS: bench-smoke"; total_pass=$((total_pass + 1))
-	sed 's/^/[bench-smoke] /' "$src/build-plain.bench" | tail -n 25
+	sed 's/^/[bench-smoke] /' "$out/plain.bench" | tail -n 25
 else
 	echo "FAIL: bench-smoke"; total_fail=$((total_fail + 1)); status=1
-	tail -n 40 "$src/build-plain.bench"
+	tail -n 40 "$out/plain.bench"
 fi
 run sanitizers --enable-sanitizers
 echo

@@ -1,6 +1,9 @@
 #!/bin/sh
-# deps: install what building and testing psktun needs on Debian 12 (run as root).
+# deps: install what building and testing psktun needs on Debian 12 (as root, or through sudo).
 set -eu
+if [ "$(id -u)" != 0 ]; then
+	exec sudo sh "$0" "$@"
+fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
