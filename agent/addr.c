@@ -1,6 +1,7 @@
 /* addr: numeric socket addresses: "host:port" parsing, formatting, equality and hashing. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -227,21 +228,24 @@ static uint64_t siphash(const uint8_t key[static 16], const uint8_t *in, size_t 
 	return v0 ^ v1 ^ v2 ^ v3;
 }
 
+static uint8_t hash_key_bytes[16];
+static pthread_once_t hash_key_once = PTHREAD_ONCE_INIT;
+
+static void hash_key_make(void)
+{
+	if (getrandom(hash_key_bytes, sizeof(hash_key_bytes), 0) != (ssize_t)sizeof(hash_key_bytes)) {
+		/* No entropy yet: still a working hash, just a guessable one. */
+		uint64_t mix[2] = { (uint64_t)(uintptr_t)hash_key_bytes, (uint64_t)time(NULL) ^ (uint64_t)getpid() };
+
+		memcpy(hash_key_bytes, mix, sizeof(hash_key_bytes));
+	}
+}
+
+/* Once for the process: workers share tables keyed by it (the session cache). */
 static const uint8_t *hash_key(void)
 {
-	static uint8_t key[16];
-	static bool ready;	/* the daemon is single-threaded */
-
-	if (!ready) {
-		if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key)) {
-			/* No entropy yet: still a working hash, just a guessable one. */
-			uint64_t mix[2] = { (uint64_t)(uintptr_t)&ready, (uint64_t)time(NULL) ^ (uint64_t)getpid() };
-
-			memcpy(key, mix, sizeof(key));
-		}
-		ready = true;
-	}
-	return key;
+	pthread_once(&hash_key_once, hash_key_make);
+	return hash_key_bytes;
 }
 
 uint64_t psktun_addr_hash(const struct sockaddr *sa, bool with_port)

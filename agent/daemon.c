@@ -276,6 +276,7 @@ void daemon_reload(struct daemon *d)
 	d->tunnels = head;
 	psktun_config_free(old_cfg);
 	psktun_keys_free(old_keys);
+	session_wait_next_start(d);	/* max_handshakes may have grown */
 	log_notice("configuration reloaded: %zu tunnels, %zu keys; %u sessions kept, %u closed",
 		   cfg->n_tunnels, keys->n, kept, closed);
 	notify_systemd("READY=1");

@@ -235,6 +235,7 @@ void session_touch(struct session *s);
 void session_set_idle(struct session *s, uint32_t seconds);
 void session_report_silent(struct session *s);
 void session_rehandshake(struct session *s);
+void session_wait_next_start(struct daemon *d);
 struct session *session_find_identity(struct tunnel *t, const char *identity, size_t len);
 uint64_t identity_hash(const char *identity, size_t len);
 
@@ -243,7 +244,7 @@ int tunnel_open(struct daemon *d, const struct psktun_conf_tunnel *conf, enum ps
 		struct tunnel **out);
 void tunnel_close(struct tunnel *t);
 bool tunnel_conf_equal(const struct psktun_conf_tunnel *a, const struct psktun_conf_tunnel *b);
-void tunnel_resolve(struct tunnel *t);
+int tunnel_resolve(struct tunnel *t);
 void tunnel_alloc_rx(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 int tunnel_recv_start(struct tunnel *t, uv_udp_recv_cb on_recv);
 int session_socket_open(struct session *s, session_sock_cb on_recv, const char *what);

@@ -1,14 +1,25 @@
 /* htab: an intrusive, resizable hash table; the caller embeds nodes and compares keys. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include "htab.h"
 
 static uint64_t hash_seed = 0x9e3779b97f4a7c15ULL;
+static pthread_once_t seed_once = PTHREAD_ONCE_INIT;
+static uint64_t seed_given;
 
+static void seed_set(void)
+{
+	hash_seed = seed_given | 1;
+}
+
+/* Takes effect once for the process, before any table is filled: workers
+ * share the session cache, and a later seed would lose what it holds. */
 void psktun_hash_seed(uint64_t seed)
 {
-	hash_seed = seed | 1;
+	seed_given = seed;
+	pthread_once(&seed_once, seed_set);
 }
 
 /* FNV-1a mixed with a secret seed and a final avalanche (splitmix64). */

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include "addr.h"
 #include "backoff.h"
 #include "daemon.h"
 #include "log.h"
@@ -120,8 +121,8 @@ static void wait_remove(struct daemon *d, struct session *s)
 	s->wait_next = NULL;
 }
 
-/* A handshake slot became free: start the oldest waiting session. */
-static void wait_next_start(struct daemon *d)
+/* A handshake slot became free (or max_handshakes grew): start the oldest waiting sessions. */
+void session_wait_next_start(struct daemon *d)
 {
 	while (d->wait_head && d->n_handshaking < d->cfg->dtls.max_handshakes) {
 		struct session *s = d->wait_head;
@@ -138,7 +139,7 @@ static void handshaking_end(struct session *s)
 	if (s->counted_handshaking) {
 		s->counted_handshaking = false;
 		d->n_handshaking--;
-		wait_next_start(d);
+		session_wait_next_start(d);
 	}
 }
 
@@ -191,8 +192,16 @@ void session_close(struct session *s, enum close_reason why)
 	s->in_by_identity = s->in_by_peer = false;
 	if (s->replaces)
 		s->replaces->replaced_by = NULL;
-	if (s->replaced_by)
+	if (s->replaced_by) {
+		/* The old session ends first: its address now belongs to the
+		 * handshake that was to replace it, or that one is orphaned. */
 		s->replaced_by->replaces = NULL;
+		if (!s->replaced_by->in_by_peer) {
+			s->replaced_by->in_by_peer = true;
+			htab_insert(&t->by_peer, &s->replaced_by->by_peer,
+				    psktun_addr_hash((struct sockaddr *)&s->replaced_by->peer, true));
+		}
+	}
 	s->replaces = s->replaced_by = NULL;
 
 	if (s->prev)
@@ -327,7 +336,13 @@ void session_handshake_start(struct session *s)
 	}
 	if (!t->connect_resolved) {
 		s->state = SESSION_RESOLVING;
-		tunnel_resolve(t);
+		if (tunnel_resolve(t) < 0) {	/* no answer will come: back off and try again */
+			s->state = SESSION_HANDSHAKING;
+			s->counted_handshaking = true;
+			d->n_handshaking++;
+			d->stats.handshakes_started++;
+			session_failed(s, "cannot resolve the server");
+		}
 		return;
 	}
 	key = psktun_keys_find(d->keys, s->identity, s->identity_len);
@@ -341,6 +356,7 @@ void session_handshake_start(struct session *s)
 		s->state = SESSION_HANDSHAKING;
 		d->n_handshaking++;
 		s->counted_handshaking = true;
+		d->stats.handshakes_started++;
 		session_failed(s, "no socket");
 		return;
 	}
@@ -471,12 +487,14 @@ void session_on_record(struct session *s, const uint8_t *data, size_t len)
 	if (s->state == SESSION_HANDSHAKING) {
 		session_handshake_step(s);
 	} else if (s->state == SESSION_ESTABLISHED) {
-		session_touch(s);
-		s->last_downlink_ms = s->last_rx_ms;
-		s->unanswered_since_ms = 0;
 		for (;;) {
 			n = gnutls_record_recv(s->tls, d->txbuf, PSKTUN_DGRAM_MAX);
 			if (n > 0) {
+				/* Only an authenticated record is a sign of life:
+				 * forged ones must not keep a session or a dead path up. */
+				session_touch(s);
+				s->last_downlink_ms = s->last_rx_ms;
+				s->unanswered_since_ms = 0;
 				session_deliver(s, d->txbuf, n);
 				if (s->state != SESSION_ESTABLISHED)
 					return;

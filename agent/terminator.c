@@ -17,14 +17,18 @@ static unsigned record_epoch(const uint8_t *p)
 	return (unsigned)p[3] << 8 | p[4];
 }
 
+/* version, random, session_id, cookie, cipher_suites (one), compression (one) */
+#define CLIENT_HELLO_MIN (DTLS_HDR + 12 + 2 + 32 + 1 + 1 + 2 + 2 + 1 + 1)
+
 static bool is_client_hello(const uint8_t *p, size_t len)
 {
-	return len >= DTLS_HDR + 12 && p[0] == CT_HANDSHAKE && record_epoch(p) == 0 &&
+	return len >= CLIENT_HELLO_MIN && p[0] == CT_HANDSHAKE && record_epoch(p) == 0 &&
 	       p[DTLS_HDR] == HS_CLIENT_HELLO;
 }
 
 #define CT_ALERT 21
 #define CT_APPLICATION_DATA 23
+#define LOST_ALERT_LEN 15
 
 /*
  * Application data from an address with no session: we restarted, or a NAT
@@ -36,7 +40,7 @@ static bool is_client_hello(const uint8_t *p, size_t len)
  */
 static void lost_session_alert(struct tunnel *t, const struct sockaddr *to)
 {
-	static const uint8_t alert[15] = {
+	static const uint8_t alert[LOST_ALERT_LEN] = {
 		CT_ALERT, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2,
 		2 /* fatal */, 10 /* unexpected_message */
 	};
@@ -125,7 +129,11 @@ static void on_client_hello(struct tunnel *t, const struct sockaddr *from, const
 	int r;
 
 	memset(&prestate, 0, sizeof(prestate));
-	resuming = resumes_cached_session(t, data, len);
+	/* Not for an address that has a session (a forged hello would hijack
+	 * its next handshake), nor when slots run short (spoofed hellos naming a
+	 * sniffed session ID could fill them): then the cookie decides. */
+	resuming = !old && d->n_handshaking < d->cfg->dtls.max_handshakes / 2 &&
+		   resumes_cached_session(t, data, len);
 	r = resuming ? 0 : gnutls_dtls_cookie_verify(&d->cookie_key, (void *)from, psktun_addr_len(from),
 						     (void *)data, len, &prestate);
 	if (r < 0) {
@@ -153,6 +161,7 @@ static void on_client_hello(struct tunnel *t, const struct sockaddr *from, const
 		peer_insert(s);
 	}
 	if (dtls_session_server(s, resuming ? NULL : &prestate) < 0) {
+		d->stats.dropped_limit++;
 		session_close(s, CLOSE_HANDSHAKE);
 		return;
 	}
@@ -186,7 +195,7 @@ static void on_peer(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 			return;
 		}
 		d->stats.dropped_unknown++;
-		if (data[0] == CT_APPLICATION_DATA && record_epoch(data) > 0)
+		if (data[0] == CT_APPLICATION_DATA && record_epoch(data) > 0 && nread >= LOST_ALERT_LEN)
 			lost_session_alert(t, from);
 		return;
 	}

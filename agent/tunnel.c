@@ -230,18 +230,24 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 	}
 }
 
-void tunnel_resolve(struct tunnel *t)
+int tunnel_resolve(struct tunnel *t)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM };
+	int r;
 
 	if (t->resolving)
-		return;
+		return 0;
 	t->resolve_req.data = t;
-	if (uv_getaddrinfo(t->d->loop, &t->resolve_req, on_resolved, t->connect_host,
-			   t->connect_port, &hints) == 0) {
-		t->resolving = true;
-		t->open_handles++;
+	r = uv_getaddrinfo(t->d->loop, &t->resolve_req, on_resolved, t->connect_host,
+			   t->connect_port, &hints);
+	if (r < 0) {
+		log_warn("tunnel %s: cannot start resolving %s:%s: %s", t->conf.name, t->connect_host,
+			 t->connect_port, uv_strerror(r));
+		return -EAGAIN;
 	}
+	t->resolving = true;
+	t->open_handles++;
+	return 0;
 }
 
 static void on_tunnel_handle_closed(uv_handle_t *h)
