@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -480,6 +481,26 @@ static void *client_two_handshakes(void *arg)
 	return NULL;
 }
 
+/* One session, then forged records from the same address every 100 ms for 2.5 s. */
+static void *client_then_junk(void *arg)
+{
+	struct client *c = arg;
+	/* an epoch-1 application data record header and garbage: decrypts to nothing */
+	static const uint8_t junk[40] = { 23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 0, 27, 1, 2, 3 };
+	struct timespec ts = { 0, 100 * 1000 * 1000 };
+
+	c->fd = client_socket(c->port);
+	c->ok = client_session(c, "meter-0001", KEY1) == 0;
+	for (int i = 0; i < 25; i++) {
+		if (send(c->fd, junk, sizeof(junk), 0) < 0)
+			break;
+		nanosleep(&ts, NULL);	/* the attacker's pace, not a wait for a condition */
+	}
+	close(c->fd);
+	__atomic_store_n(&c->done, true, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
 static struct client *the_client;
 static bool client_done(struct world *w) { return __atomic_load_n(&the_client->done, __ATOMIC_SEQ_CST); }
 
@@ -504,6 +525,30 @@ static void run_client_twice(bool reuse_fd)
 	world_teardown(&w);
 }
 
+static bool term_idle_closed(struct world *w) { return w->term->stats.sessions_closed >= 1; }
+
+static void test_forged_records_do_not_keep_a_session_alive(void **state)
+{
+	struct world w;
+	struct client c = { 0 };
+	pthread_t th;
+
+	term_dtls = "idle_timeout_s = 1;";
+	world_setup(&w, "", true);
+	term_dtls = "";
+	c.port = w.term_port;
+	the_client = &c;
+	assert_int_equal(pthread_create(&th, NULL, client_then_junk, &c), 0);
+	/* Idle for 1 s by its authenticated records, while junk keeps arriving. */
+	assert_true(run_until(&w, term_idle_closed, 2300));
+	assert_false(__atomic_load_n(&c.done, __ATOMIC_SEQ_CST));
+	assert_true(run_until(&w, client_done, 5000));
+	pthread_join(th, NULL);
+	assert_true(c.ok);
+	assert_int_equal(w.term->n_sessions, 0);
+	world_teardown(&w);
+}
+
 static void test_a_new_handshake_from_the_same_address_replaces_the_session_once_complete(void **state)
 {
 	run_client_twice(true);
@@ -525,6 +570,7 @@ int main(void)
 		cmocka_unit_test(test_an_idle_session_closes_with_close_notify),
 		cmocka_unit_test(test_after_a_nat_rebinding_the_next_retry_is_answered),
 		cmocka_unit_test(test_tickets_resume_with_a_key_from_a_file),
+		cmocka_unit_test(test_forged_records_do_not_keep_a_session_alive),
 		cmocka_unit_test(test_a_new_handshake_from_the_same_address_replaces_the_session_once_complete),
 		cmocka_unit_test(test_the_same_identity_from_a_new_address_replaces_its_old_session),
 	};
