@@ -228,6 +228,7 @@ void dtls_fake_key(struct daemon *d, const char *identity, size_t len, uint8_t *
 struct session *session_new(struct tunnel *t, const char *identity, size_t len);
 void session_close(struct session *s, enum close_reason why);
 void session_handshake_start(struct session *s);
+void session_handshake_begin(struct session *s);
 void session_handshake_step(struct session *s);
 void session_on_record(struct session *s, const uint8_t *data, size_t len);
 int session_send_tunnel(struct session *s, const uint8_t *data, size_t len);

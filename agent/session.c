@@ -264,6 +264,18 @@ static void session_established(struct session *s)
 		session_close(s, CLOSE_PLUGIN);
 }
 
+/* A handshake starts: it holds one of max_handshakes' slots until handshaking_end(). */
+void session_handshake_begin(struct session *s)
+{
+	struct daemon *d = s->t->d;
+
+	s->state = SESSION_HANDSHAKING;
+	s->counted_handshaking = true;
+	d->n_handshaking++;
+	d->stats.handshakes_started++;
+	s->started_ms = daemon_now_ms(d);
+}
+
 static void session_failed(struct session *s, const char *why)
 {
 	struct tunnel *t = s->t;
@@ -337,10 +349,7 @@ void session_handshake_start(struct session *s)
 	if (!t->connect_resolved) {
 		s->state = SESSION_RESOLVING;
 		if (tunnel_resolve(t) < 0) {	/* no answer will come: back off and try again */
-			s->state = SESSION_HANDSHAKING;
-			s->counted_handshaking = true;
-			d->n_handshaking++;
-			d->stats.handshakes_started++;
+			session_handshake_begin(s);
 			session_failed(s, "cannot resolve the server");
 		}
 		return;
@@ -352,19 +361,11 @@ void session_handshake_start(struct session *s)
 		return;
 	}
 	dtls_key_digest(key, s->key_digest);
+	session_handshake_begin(s);
 	if (gateway_session_connect(s) < 0 || dtls_session_client(s, key) < 0) {
-		s->state = SESSION_HANDSHAKING;
-		d->n_handshaking++;
-		s->counted_handshaking = true;
-		d->stats.handshakes_started++;
 		session_failed(s, "no socket");
 		return;
 	}
-	s->state = SESSION_HANDSHAKING;
-	s->counted_handshaking = true;
-	d->n_handshaking++;
-	d->stats.handshakes_started++;
-	s->started_ms = daemon_now_ms(d);
 	log_info("tunnel %s: handshake for %s to %s:%s", t->conf.name, s->identity,
 		 t->connect_host, t->connect_port);
 	session_handshake_step(s);

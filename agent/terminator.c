@@ -165,11 +165,7 @@ static void on_client_hello(struct tunnel *t, const struct sockaddr *from, const
 		session_close(s, CLOSE_HANDSHAKE);
 		return;
 	}
-	s->state = SESSION_HANDSHAKING;
-	s->counted_handshaking = true;
-	d->n_handshaking++;
-	d->stats.handshakes_started++;
-	s->started_ms = daemon_now_ms(d);
+	session_handshake_begin(s);
 	/* The verified ClientHello is the first datagram GnuTLS reads. */
 	session_on_record(s, data, len);
 }
