@@ -7,6 +7,7 @@
 #include "log.h"
 
 static bool log_to_stderr = true;	/* until psktun_log_init says otherwise */
+static long log_pid;			/* stderr is used only in the foreground: no fork after init */
 static bool log_syslog_open;
 static int log_threshold = LOG_NOTICE;
 
@@ -68,7 +69,9 @@ void psktun_vlog(int level, const char *fmt, va_list ap)
 			*p = ' ';
 
 	if (log_to_stderr) {
-		fprintf(stderr, "psktund[%ld]: %s: %s\n", (long)getpid(), level_name(level), buf);
+		if (!log_pid)
+			log_pid = getpid();
+		fprintf(stderr, "psktund[%ld]: %s: %s\n", log_pid, level_name(level), buf);
 		fflush(stderr);
 	} else {
 		syslog(level, "%s", buf);
