@@ -149,6 +149,7 @@ void daemon_stop(struct daemon *d, int exit_code)
 		tunnel_close(t);
 	}
 	d->tunnels = NULL;
+	sockset_close(&d->sockset);	/* after the sessions: they close their sockets */
 	control_stop(d);
 	if (d->leader || !d->sig_hup.loop)
 		return;

@@ -18,6 +18,7 @@
 #include "psktun/plugin.h"
 
 #define PSKTUN_DGRAM_MAX 65536	/* the largest UDP payload we read; libuv's recvmmsg chunk */
+#define DTLS_RECORD_HDR 13	/* type(1) version(2) epoch(2) sequence(6) length(2) */
 #define PSKTUN_RX_BATCH 8	/* datagrams one recvmmsg takes from a tunnel's shared socket */
 
 struct daemon;
@@ -188,6 +189,12 @@ struct daemon {
 	int exit_code;
 
 	struct session *wait_head, *wait_tail;	/* waiting for a handshake slot (max_handshakes) */
+	struct sockset sockset;		/* every session's own socket */
+	struct {			/* the handshake flight being gathered (dtls.c) */
+		struct session *s;
+		size_t len;
+		uint8_t buf[PSKTUN_DGRAM_MAX];
+	} flight;
 
 	/* The one receive buffer (one loop, one thread): PSKTUN_RX_BATCH chunks of
 	 * PSKTUN_DGRAM_MAX for a shared socket's recvmmsg, the first for the rest.
@@ -217,6 +224,8 @@ int dtls_ticket_key_load(const char *path, gnutls_datum_t *out, struct psktun_di
 int dtls_session_client(struct session *s, const struct psktun_key *key);
 int dtls_session_server(struct session *s, gnutls_dtls_prestate_st *prestate);
 void dtls_session_deinit(struct session *s);
+void dtls_flight_begin(struct session *s);
+void dtls_flight_end(struct session *s);
 void dtls_key_digest(const struct psktun_key *key, uint8_t out[32]);
 void dtls_save_resumption(struct session *s);
 void dtls_server_cache_stats(uint64_t *n, uint64_t *bytes);
@@ -254,6 +263,7 @@ void session_deliver(struct session *s, uint8_t *buf, size_t len);
 int tunnel_send_plain(struct tunnel *t, const struct sockaddr *to, const uint8_t *buf, size_t len);
 void tunnel_count_reason(struct tunnel *t, enum psktun_reason r);
 void handle_closed_free_session(uv_handle_t *h);
+void session_sock_closed(void *session);	/* a done callback for session_sock_close */
 
 /* gateway.c */
 int gateway_start(struct tunnel *t);

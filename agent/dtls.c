@@ -9,9 +9,9 @@
 #include "daemon.h"
 #include "log.h"
 
-static ssize_t push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
+/* One datagram toward the session's DTLS peer. */
+static int send_datagram(struct session *s, const void *data, size_t len)
 {
-	struct session *s = ptr;
 	struct tunnel *t = s->t;
 	int r;
 
@@ -25,10 +25,58 @@ static ssize_t push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
 		t->d->stats.dropped_send++;
 		log_debug("tunnel %s: send to %s failed: %s", t->conf.name,
 			  s->identity_len ? s->identity : "peer", strerror(-r));
+	}
+	return r;
+}
+
+static void flight_flush(struct daemon *d)
+{
+	if (d->flight.len)
+		send_datagram(d->flight.s, d->flight.buf, d->flight.len);
+	d->flight.len = 0;
+}
+
+/*
+ * A handshake flight leaves as few datagrams as the MTU allows: GnuTLS hands
+ * over one record per message (ServerHello, ServerHelloDone; ClientKeyExchange,
+ * ChangeCipherSpec, Finished), and RFC 6347 4.1.1 lets records share a
+ * datagram. A full handshake then takes 6 datagrams instead of 10, each
+ * sparing 28 bytes of IP and UDP header on the radio and a trip through
+ * both kernels. Retransmitted flights are gathered the same way.
+ */
+void dtls_flight_begin(struct session *s)
+{
+	struct daemon *d = s->t->d;
+
+	flight_flush(d);
+	d->flight.s = s;
+}
+
+void dtls_flight_end(struct session *s)
+{
+	struct daemon *d = s->t->d;
+
+	if (d->flight.s != s)
+		return;
+	flight_flush(d);
+	d->flight.s = NULL;
+}
+
+static ssize_t push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
+{
+	struct session *s = ptr;
+	struct daemon *d = s->t->d;
+
+	if (d->flight.s == s && len <= sizeof(d->flight.buf)) {
+		if (d->flight.len + len > gnutls_dtls_get_mtu(s->tls))
+			flight_flush(d);
+		memcpy(d->flight.buf + d->flight.len, data, len);
+		d->flight.len += len;
+	} else if (send_datagram(s, data, len) < 0) {
 		return len;
 	}
 	s->records_out++;
-	t->d->stats.records_out++;
+	d->stats.records_out++;
 	return len;
 }
 

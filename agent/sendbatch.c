@@ -9,6 +9,11 @@ static void on_check(uv_check_t *check)
 	sendbatch_flush(check->data);
 }
 
+static void on_idle(uv_idle_t *idle)
+{
+	sendbatch_flush(idle->data);
+}
+
 void sendbatch_init(struct sendbatch *b, uv_loop_t *loop, uv_udp_t *sock, uint64_t *dropped)
 {
 	b->sock = sock;
@@ -17,6 +22,8 @@ void sendbatch_init(struct sendbatch *b, uv_loop_t *loop, uv_udp_t *sock, uint64
 	b->dropped = dropped;
 	uv_check_init(loop, &b->check);
 	b->check.data = b;
+	uv_idle_init(loop, &b->idle);
+	b->idle.data = b;
 }
 
 void sendbatch_flush(struct sendbatch *b)
@@ -28,6 +35,7 @@ void sendbatch_flush(struct sendbatch *b)
 	if (!b->n)
 		return;
 	uv_check_stop(&b->check);
+	uv_idle_stop(&b->idle);
 	if (uv_fileno((uv_handle_t *)b->sock, &fd) < 0) {
 		*b->dropped += b->n;
 		b->n = 0;
@@ -72,13 +80,23 @@ int sendbatch_add(struct sendbatch *b, const struct sockaddr *to, const void *da
 	b->msg[i].msg_hdr.msg_iov = &b->iov[i];
 	b->msg[i].msg_hdr.msg_iovlen = 1;
 	b->used += len;
-	if (i == 0)
+	if (i == 0) {
 		uv_check_start(&b->check, on_check);
+		uv_idle_start(&b->idle, on_idle);
+	}
 	return 0;
+}
+
+static void on_idle_closed(uv_handle_t *h)
+{
+	struct sendbatch *b = h->data;
+
+	uv_close((uv_handle_t *)&b->check, b->close_cb);
 }
 
 void sendbatch_deinit(struct sendbatch *b, uv_close_cb close_cb)
 {
 	sendbatch_flush(b);
-	uv_close((uv_handle_t *)&b->check, close_cb);
+	b->close_cb = close_cb;
+	uv_close((uv_handle_t *)&b->idle, on_idle_closed);
 }

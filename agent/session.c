@@ -60,14 +60,24 @@ static void session_free(struct session *s)
 	free(s);
 }
 
+static void session_handle_done(struct session *s)
+{
+	if (--s->open_handles == 0)
+		session_free(s);
+}
+
 void handle_closed_free_session(uv_handle_t *h)
 {
 	struct session *s = h->data;
 
 	if (h != (uv_handle_t *)&s->timer)
 		free(h);
-	if (--s->open_handles == 0)
-		session_free(s);
+	session_handle_done(s);
+}
+
+void session_sock_closed(void *arg)
+{
+	session_handle_done(arg);
 }
 
 static void on_timer(uv_timer_t *timer);
@@ -156,8 +166,7 @@ static void session_reset_transport(struct session *s)
 	dtls_session_deinit(s);
 	if (s->sock) {
 		s->open_handles++;
-		s->sock->poll.data = s;	/* for handle_closed_free_session */
-		session_sock_close(s->sock, handle_closed_free_session);
+		session_sock_close(s->sock, session_sock_closed, s);
 		s->sock = NULL;
 	}
 }
@@ -303,7 +312,11 @@ static void session_failed(struct session *s, const char *why)
 
 void session_handshake_step(struct session *s)
 {
-	int r = gnutls_handshake(s->tls);
+	int r;
+
+	dtls_flight_begin(s);
+	r = gnutls_handshake(s->tls);
+	dtls_flight_end(s);
 
 	if (r == GNUTLS_E_SUCCESS) {
 		session_established(s);
@@ -475,7 +488,7 @@ int session_send_tunnel(struct session *s, const uint8_t *data, size_t len)
 	return 0;
 }
 
-void session_on_record(struct session *s, const uint8_t *data, size_t len)
+static void on_one_record(struct session *s, const uint8_t *data, size_t len)
 {
 	struct tunnel *t = s->t;
 	struct daemon *d = t->d;
@@ -489,7 +502,11 @@ void session_on_record(struct session *s, const uint8_t *data, size_t len)
 		session_handshake_step(s);
 	} else if (s->state == SESSION_ESTABLISHED) {
 		for (;;) {
+			/* A retransmitted last flight makes GnuTLS resend
+			 * its own from here: one datagram, as the first time. */
+			dtls_flight_begin(s);
 			n = gnutls_record_recv(s->tls, d->txbuf, PSKTUN_DGRAM_MAX);
+			dtls_flight_end(s);
 			if (n > 0) {
 				/* Only an authenticated record is a sign of life:
 				 * forged ones must not keep a session or a dead path up. */
@@ -522,6 +539,32 @@ void session_on_record(struct session *s, const uint8_t *data, size_t len)
 	}
 	s->in = NULL;
 	s->in_len = 0;
+}
+
+/*
+ * A datagram may hold several records (RFC 6347 4.1.1), and psktund sends
+ * whole flights that way. GnuTLS is handed one record at a time: it drops
+ * the rest of a datagram with a record it discards, and a retransmitted
+ * final flight [ClientKeyExchange, ChangeCipherSpec, Finished] starts with
+ * a record of the epoch the finished handshake retired. Dropped whole, its
+ * Finished (the current epoch) would never make the peer resend its own
+ * last flight, and a handshake whose last flight was lost could not end.
+ */
+void session_on_record(struct session *s, const uint8_t *data, size_t len)
+{
+	while (len && (s->state == SESSION_HANDSHAKING || s->state == SESSION_ESTABLISHED)) {
+		size_t n = len;
+
+		if (len >= DTLS_RECORD_HDR) {
+			size_t rec = DTLS_RECORD_HDR + ((size_t)data[11] << 8 | data[12]);
+
+			if (rec < len)
+				n = rec;
+		}
+		on_one_record(s, data, n);
+		data += n;
+		len -= n;
+	}
 }
 
 void session_report_silent(struct session *s)

@@ -2,35 +2,20 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 #include "addr.h"
 #include "daemon.h"
 #include "sessionsock.h"
 
-static void on_poll(uv_poll_t *p, int status, int events)
+#define SOCKSET_EVENTS 64	/* ready sockets taken per wake-up; the rest stay ready */
+
+static void sock_read(struct session_sock *ss, struct daemon *d)
 {
-	struct session_sock *ss = p->data;
-	struct daemon *d = p->loop->data;
 	struct mmsghdr msg[PSKTUN_RX_BATCH];
 	struct iovec iov[PSKTUN_RX_BATCH];
 	int n;
 
-	if (status < 0) {
-		/* POLLERR: an ICMP error is pending (port unreachable). libuv has
-		 * stopped the handle; take the error and go on listening, or the
-		 * answer to a retransmitted handshake would never be read. */
-		int err = 0;
-		socklen_t len = sizeof(err);
-
-		getsockopt(ss->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-		if (!ss->closed)
-			uv_poll_start(&ss->poll, UV_READABLE, on_poll);
-		if (err)
-			ss->on_recv(ss->s, -err, NULL, false);
-		return;
-	}
-	if (!(events & UV_READABLE))
-		return;
 	memset(msg, 0, sizeof(msg));
 	for (int i = 0; i < PSKTUN_RX_BATCH; i++) {
 		iov[i].iov_base = d->rxbuf + (size_t)i * PSKTUN_DGRAM_MAX;
@@ -49,32 +34,126 @@ static void on_poll(uv_poll_t *p, int status, int events)
 			    msg[i].msg_hdr.msg_flags & MSG_TRUNC);
 }
 
+static void on_set_ready(uv_poll_t *p, int status, int events)
+{
+	struct sockset *set = p->data;
+	struct daemon *d = p->loop->data;
+	struct epoll_event ev[SOCKSET_EVENTS];
+	int n;
+
+	if (status < 0 || set->closing)
+		return;
+	n = epoll_wait(set->epfd, ev, SOCKSET_EVENTS, 0);
+	for (int i = 0; i < n; i++) {
+		struct session_sock *ss = ev[i].data.ptr;
+
+		/* A callback may close sockets named later in ev: they stay
+		 * allocated (on the dead list) until the check phase. */
+		if (ss->closed)
+			continue;
+		if (ev[i].events & EPOLLERR) {
+			/* An ICMP error is pending (port unreachable): take it,
+			 * or epoll reports it forever; the socket stays open for
+			 * the answer to a retransmitted handshake. */
+			int err = 0;
+			socklen_t len = sizeof(err);
+
+			getsockopt(ss->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+			if (err)
+				ss->on_recv(ss->s, -err, NULL, false);
+			if (ss->closed)
+				continue;
+		}
+		if (ev[i].events & EPOLLIN)
+			sock_read(ss, d);
+	}
+}
+
+static void reap(struct sockset *set)
+{
+	while (set->dead) {
+		struct session_sock *ss = set->dead;
+
+		set->dead = ss->next_dead;
+		if (ss->done)
+			ss->done(ss->done_arg);
+		free(ss);
+	}
+}
+
+static void on_reap(uv_check_t *c)
+{
+	struct sockset *set = c->data;
+
+	uv_check_stop(c);
+	reap(set);
+}
+
+static int sockset_open(struct sockset *set, uv_loop_t *loop)
+{
+	int r;
+
+	set->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (set->epfd < 0)
+		return -errno;
+	r = uv_poll_init(loop, &set->poll, set->epfd);
+	if (r < 0) {
+		close(set->epfd);
+		return r;
+	}
+	set->open = true;
+	set->poll.data = set;
+	uv_check_init(loop, &set->reap);
+	set->reap.data = set;
+	uv_poll_start(&set->poll, UV_READABLE, on_set_ready);
+	return 0;
+}
+
+static void on_reap_closed(uv_handle_t *h)
+{
+	struct sockset *set = h->data;
+
+	reap(set);
+	set->closed = true;
+}
+
+void sockset_close(struct sockset *set)
+{
+	if (!set->open || set->closing)
+		return;
+	set->closing = true;
+	uv_close((uv_handle_t *)&set->poll, NULL);
+	close(set->epfd);
+	uv_close((uv_handle_t *)&set->reap, on_reap_closed);
+}
+
 int session_sock_open(struct session *s, const struct sockaddr *to, session_sock_cb on_recv,
 		      struct session_sock **out)
 {
-	struct session_sock *ss = calloc(1, sizeof(*ss));
+	struct sockset *set = &s->t->d->sockset;
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct session_sock *ss;
 	int r;
 
+	if (set->closing)
+		return -ESHUTDOWN;
+	if (!set->open && (r = sockset_open(set, s->t->d->loop)) < 0)
+		return r;
+	ss = calloc(1, sizeof(*ss));
 	if (!ss)
 		return -ENOMEM;
 	ss->s = s;
 	ss->on_recv = on_recv;
+	ev.data.ptr = ss;
 	ss->fd = socket(to->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (ss->fd < 0 || connect(ss->fd, to, psktun_addr_len(to)) < 0) {
+	if (ss->fd < 0 || connect(ss->fd, to, psktun_addr_len(to)) < 0 ||
+	    epoll_ctl(set->epfd, EPOLL_CTL_ADD, ss->fd, &ev) < 0) {
 		r = -errno;
 		if (ss->fd >= 0)
 			close(ss->fd);
 		free(ss);
 		return r;
 	}
-	r = uv_poll_init_socket(s->t->d->loop, &ss->poll, ss->fd);
-	if (r < 0) {
-		close(ss->fd);
-		free(ss);
-		return r;
-	}
-	ss->poll.data = ss;
-	uv_poll_start(&ss->poll, UV_READABLE, on_poll);
 	*out = ss;
 	return 0;
 }
@@ -89,10 +168,23 @@ int session_sock_send(struct session_sock *ss, const void *data, size_t len)
 	return n < 0 ? -errno : 0;
 }
 
-void session_sock_close(struct session_sock *ss, uv_close_cb close_cb)
+void session_sock_close(struct session_sock *ss, void (*done)(void *arg), void *arg)
 {
+	struct sockset *set = &ss->s->t->d->sockset;
+
 	ss->closed = true;
-	uv_close((uv_handle_t *)&ss->poll, close_cb);	/* out of epoll now... */
-	close(ss->fd);					/* ...so the fd may go */
+	close(ss->fd);		/* leaves the epoll set: nothing else holds the file */
 	ss->fd = -1;
+	if (set->closed) {
+		free(ss);
+		if (done)
+			done(arg);
+		return;
+	}
+	ss->done = done;
+	ss->done_arg = arg;
+	ss->next_dead = set->dead;
+	set->dead = ss;
+	if (!set->closing)
+		uv_check_start(&set->reap, on_reap);
 }

@@ -8,21 +8,39 @@
 #include <uv.h>
 
 struct session;
+struct daemon;
 
 /* nread < 0: a negative errno (e.g. -ECONNREFUSED after ICMP port unreachable). */
 typedef void (*session_sock_cb)(struct session *s, ssize_t nread, uint8_t *data, bool truncated);
 
 /*
- * Why not uv_udp_t: libuv reads a socket until EAGAIN, a second syscall for
- * the one datagram a session's socket usually holds. Here one recvmmsg takes
- * what is there; epoll (level-triggered) calls again if more arrives.
+ * Why not a uv_udp_t or uv_poll_t per socket: libuv reads a socket until
+ * EAGAIN (a second syscall for the one datagram a session's socket usually
+ * holds), and setting up a poll handle costs an ioctl and three epoll_ctl
+ * calls. A meter's handshake opens two such sockets, one in each daemon.
+ * Here the loop watches one epoll set; a socket joins it with one
+ * epoll_ctl, leaves it by close(), and one recvmmsg takes what is there
+ * (level-triggered: epoll reports it again if more arrives).
  */
 struct session_sock {
-	uv_poll_t poll;		/* first: the close callback frees the whole struct */
 	int fd;
 	bool closed;		/* no more deliveries, even from a batch already read */
 	struct session *s;
 	session_sock_cb on_recv;
+	struct session_sock *next_dead;	/* closed; freed after this loop iteration */
+	void (*done)(void *arg);
+	void *done_arg;
+};
+
+/* A daemon's (loop's) set of session sockets. */
+struct sockset {
+	int epfd;		/* valid while open */
+	uv_poll_t poll;		/* readable when a socket in the set is */
+	uv_check_t reap;	/* frees closed sockets once no event can name them */
+	struct session_sock *dead;
+	bool open;		/* opened with the first socket (zeroed: not yet) */
+	bool closing;		/* the daemon stops */
+	bool closed;		/* the last reap ran: closes free at once */
 };
 
 /* A socket connected to `to`, delivering into the daemon's receive buffer. */
@@ -30,6 +48,9 @@ int session_sock_open(struct session *s, const struct sockaddr *to, session_sock
 		      struct session_sock **out);
 /* One datagram: 0 or a negative errno. */
 int session_sock_send(struct session_sock *ss, const void *data, size_t len);
-/* Stops deliveries, closes the fd; close_cb gets (uv_handle_t *)ss to free it. */
-void session_sock_close(struct session_sock *ss, uv_close_cb close_cb);
+/* Stops deliveries and closes the fd now; done(arg) runs once ss is freed,
+ * after the current loop iteration. */
+void session_sock_close(struct session_sock *ss, void (*done)(void *arg), void *arg);
+/* The daemon stops: closes the set (every session is closed by now). */
+void sockset_close(struct sockset *set);
 #endif

@@ -79,9 +79,8 @@ struct cookie_dest {
 static ssize_t cookie_push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
 {
 	struct cookie_dest *c = ptr;
-	uv_buf_t b = uv_buf_init((char *)data, len);
 
-	if (uv_udp_try_send(&c->t->sock, &b, 1, c->to) < 0)
+	if (sendbatch_add(c->t->batch, c->to, data, len) < 0)
 		c->t->d->stats.dropped_send++;
 	else
 		c->t->d->stats.records_out++;

@@ -17,6 +17,8 @@ on it back to that client.  On the way it impairs the traffic:
              a new source port, and close the old one, so replies still on
              their way to it are lost (what a carrier NAT does): every
              rebind_every seconds and/or on demand with rebind()
+  drop_if    a callable (direction, payload) -> bool set by a test: the
+             datagrams it names are dropped (a given handshake flight, say)
   outage     drop everything (outage(seconds), set_down(True/False)),
              including datagrams already in the delay queue or held for
              reordering when their time comes
@@ -76,6 +78,7 @@ COUNTERS = (
     'dropped_overflow',  # delay queue full
     'dropped_noflow',    # up: max_flows reached; down: flow gone before send
     'dropped_error',     # the kernel refused the send (e.g. ECONNREFUSED)
+    'dropped_rule',      # drop_if said so (a test's deterministic loss)
     'duplicated',        # datagrams sent twice
     'reordered',         # held datagrams released after a later one
     'reorder_timeouts',  # held datagrams released alone after reorder_hold_ms
@@ -181,6 +184,9 @@ class BadLink:
         self.max_queue = int(max_queue)
         self.max_flows = int(max_flows)
         self.flow_idle_s = None if flow_idle_s is None else float(flow_idle_s)
+        # drop_if(direction, payload) -> bool: a test's exact, deterministic loss
+        # (e.g. one given handshake flight), counted as dropped_rule
+        self.drop_if = None
 
         # one generator per direction and impairment, so that e.g. the loss
         # decisions do not depend on the dup or reorder settings
@@ -514,6 +520,10 @@ class BadLink:
             return
         if lost:
             self._drop(d, 'dropped_loss')
+            return
+        rule = self.drop_if
+        if rule is not None and rule(d, data):
+            self._drop(d, 'dropped_rule')
             return
         copies = 1
         if self.dup[d] > 0.0 and rng['dup'].random() < self.dup[d]:

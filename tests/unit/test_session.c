@@ -387,9 +387,8 @@ static void test_after_a_nat_rebinding_the_next_retry_is_answered(void **state)
 	s = w.gw->tunnels->sessions;
 	old = s->sock;
 	s->sock = NULL;
-	old->poll.data = s;
 	s->open_handles++;
-	session_sock_close(old, handle_closed_free_session);
+	session_sock_close(old, session_sock_closed, s);
 	assert_int_equal(gateway_session_connect(s), 0);
 	meter_send(&w, "lost");		/* the terminator knows no session at the new address */
 	assert_true(run_until(&w, gw_rehandshook, 5000));
