@@ -12,6 +12,9 @@
 
 #define CONTROL_CLIENTS_MAX 16
 #define CONTROL_LINE_MAX 256
+/* A client that sends no command, or reads no answer, within this long is
+ * dropped: 16 silent connections would otherwise lock everyone out. */
+#define CONTROL_CLIENT_TIMEOUT_MS 5000
 
 struct text {
 	char *p;
@@ -20,6 +23,11 @@ struct text {
 
 struct ctl_client {
 	uv_pipe_t pipe;
+	uv_timer_t timer;	/* CONTROL_CLIENT_TIMEOUT_MS from the connection */
+	unsigned open_handles;
+	bool closing;
+	bool in_waiting;	/* on the `waiting` list: the workers will answer */
+	struct ctl_client *prev, *next;	/* `clients` */
 	struct daemon *d;
 	char line[CONTROL_LINE_MAX];
 	size_t len;
@@ -31,6 +39,7 @@ struct ctl_client {
 
 /* The leader's loop only: these are never touched by another thread. */
 static unsigned n_clients;
+static struct ctl_client *clients;	/* open ones, closed when the daemon stops */
 static struct ctl_client *waiting;	/* `sessions` clients waiting for the workers */
 static bool gather_running;
 
@@ -120,20 +129,43 @@ void control_sessions_text(struct daemon *d, char **out, size_t *len)
 	*len = txt.len;
 }
 
-static void on_client_closed(uv_handle_t *h)
+static void on_client_handle_closed(uv_handle_t *h)
 {
 	struct ctl_client *c = h->data;
 
+	if (--c->open_handles)
+		return;
 	free(c->out.p);
 	free(c);
 	n_clients--;
 }
 
+static void client_close(struct ctl_client *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	uv_close((uv_handle_t *)&c->timer, on_client_handle_closed);
+	uv_close((uv_handle_t *)&c->pipe, on_client_handle_closed);	/* cancels a pending write */
+}
+
+static void on_client_timeout(uv_timer_t *t)
+{
+	struct ctl_client *c = t->data;
+
+	if (!c->in_waiting)	/* the gathering answers those, and soon */
+		client_close(c);
+}
+
 static void on_written(uv_write_t *req, int status)
 {
-	struct ctl_client *c = req->data;
-
-	uv_close((uv_handle_t *)&c->pipe, on_client_closed);
+	client_close(req->data);
 }
 
 static void send_answer(struct ctl_client *c)
@@ -142,7 +174,7 @@ static void send_answer(struct ctl_client *c)
 
 	c->req.data = c;
 	if (uv_write(&c->req, (uv_stream_t *)&c->pipe, &b, 1, on_written) < 0)
-		uv_close((uv_handle_t *)&c->pipe, on_client_closed);
+		client_close(c);
 }
 
 /* Sessions live in each worker's own lists: ask the workers, answer when all
@@ -161,6 +193,7 @@ static void start_sessions(struct ctl_client *c)
 		return;
 	}
 	c->next_waiting = waiting;
+	c->in_waiting = true;
 	waiting = c;
 	if (gather_running)
 		return;
@@ -197,6 +230,7 @@ void control_gathered(struct daemon *d)
 		struct ctl_client *c = waiting;
 
 		waiting = c->next_waiting;
+		c->in_waiting = false;
 		if (all.len)
 			text_printf(&c->out, "%s", all.p);
 		send_answer(c);
@@ -246,13 +280,13 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 		if (strchr(c->line, '\n'))
 			answer(c);
 		else if (c->len >= sizeof(c->line) - 1)
-			uv_close((uv_handle_t *)&c->pipe, on_client_closed);
+			client_close(c);
 		return;
 	}
 	if (nread == UV_EOF && c->len)
 		answer(c);
 	else if (nread < 0)
-		uv_close((uv_handle_t *)&c->pipe, on_client_closed);
+		client_close(c);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -268,9 +302,24 @@ static void on_connection(uv_stream_t *server, int status)
 	c->d = d;
 	uv_pipe_init(d->loop, &c->pipe, 0);
 	c->pipe.data = c;
+	uv_timer_init(d->loop, &c->timer);
+	c->timer.data = c;
+	c->open_handles = 2;
+	c->next = clients;
+	if (clients)
+		clients->prev = c;
+	clients = c;
 	n_clients++;
-	if (uv_accept(server, (uv_stream_t *)&c->pipe) < 0 || n_clients > CONTROL_CLIENTS_MAX) {
-		uv_close((uv_handle_t *)&c->pipe, on_client_closed);
+	if (uv_accept(server, (uv_stream_t *)&c->pipe) < 0) {
+		client_close(c);
+		return;
+	}
+	uv_timer_start(&c->timer, on_client_timeout, CONTROL_CLIENT_TIMEOUT_MS, 0);
+	if (n_clients > CONTROL_CLIENTS_MAX) {
+		c->answered = true;
+		text_printf(&c->out, "error=busy: %u control clients are connected; try again\n",
+			    CONTROL_CLIENTS_MAX);
+		send_answer(c);
 		return;
 	}
 	uv_read_start((uv_stream_t *)&c->pipe, alloc_line, on_read);
@@ -304,9 +353,12 @@ void control_stop(struct daemon *d)
 		struct ctl_client *c = waiting;
 
 		waiting = c->next_waiting;
-		uv_close((uv_handle_t *)&c->pipe, on_client_closed);
+		c->in_waiting = false;
+		client_close(c);
 	}
 	gather_running = false;
+	while (clients)
+		client_close(clients);
 	if (!d->control_open)
 		return;
 	d->control_open = false;

@@ -26,7 +26,7 @@ static int ask(const char *path, const char *cmd, char **out)
 	size_t len = 0, cap = 8192;
 	char *buf;
 	ssize_t n;
-	int fd;
+	int fd, send_err = 0;
 
 	if (strlen(path) >= sizeof(sun.sun_path))
 		return -ENAMETOOLONG;
@@ -34,13 +34,17 @@ static int ask(const char *path, const char *cmd, char **out)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
-	    write(fd, cmd, strlen(cmd)) != (ssize_t)strlen(cmd) || write(fd, "\n", 1) != 1) {
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		int e = errno;
 
 		close(fd);
 		return -e;
 	}
+	/* No SIGPIPE: a daemon that refuses us (too many clients) answers and
+	 * hangs up, maybe before our command is written; the answer is read. */
+	if (send(fd, cmd, strlen(cmd), MSG_NOSIGNAL) != (ssize_t)strlen(cmd) ||
+	    send(fd, "\n", 1, MSG_NOSIGNAL) != 1)
+		send_err = errno ? errno : EIO;
 	buf = malloc(cap);
 	if (!buf) {
 		close(fd);
@@ -61,6 +65,10 @@ static int ask(const char *path, const char *cmd, char **out)
 		}
 	}
 	close(fd);
+	if (!len && send_err) {
+		free(buf);
+		return -send_err;
+	}
 	buf[len] = '\0';
 	*out = buf;
 	return 0;

@@ -10,6 +10,7 @@ Phases (each with its own deadline, each on fresh processes, 127.0.0.1 only):
   wire       a counting proxy between gateway and terminator: record overhead,
              handshake bytes (a full one with the cookie exchange, a resumed one
              without: RFC 6347 4.2.1); the full one without a cookie from hsmem
+  workers    the terminator with workers = 1 and 2: throughput and M handshakes
   scale      10,000 meters on one gateway: handshakes, RSS, round trips vs plain
 
 Binaries come from the environment (the Makefile sets them):
@@ -179,7 +180,8 @@ class Bins:
 class Daemon:
     """psktund with its own directory, config, keys and control socket."""
 
-    def __init__(self, world, bins, name, mode, accept, connect, n_meters, dtls, prefix=None):
+    def __init__(self, world, bins, name, mode, accept, connect, n_meters, dtls, prefix=None,
+                 workers=1):
         self.bins = bins
         self.name = name
         self.sock = world.path(name + '.sock')
@@ -190,6 +192,8 @@ class Daemon:
         lines = ['mode = "%s";' % mode, 'keys = "keys.psk";', 'control = "%s";' % self.sock,
                  'tunnels = ({ name = "bench"; accept = "%s:%d"; connect = "%s:%d"; });'
                  % (LO, accept, LO, connect)]
+        if workers > 1:
+            lines.append('workers = %d;' % workers)
         if mode == 'gateway':
             lines.append('meters = (')
             lines.append(',\n'.join('{ identity = "%s"; source = "%s:%d"; }'
@@ -245,11 +249,11 @@ def run_tool(argv, timeout, what):
 
 
 def loadgen(bins, target, n, k=4, warmup=1.0, duration=3.0, loss_ms=200, once=False,
-            deadline=60.0):
+            deadline=60.0, rounds=1):
     argv = [bins.loadgen, '-t', '%s:%d' % (LO, target), '-b', str(METER_BASE), '-n', str(n),
             '-k', str(k), '-l', str(loss_ms)]
     if once:
-        argv += ['-o', '-D', str(deadline)]
+        argv += ['-o', '-D', str(deadline), '-r', str(rounds)]
         timeout = deadline + 30
     else:
         argv += ['-w', str(warmup), '-d', str(duration)]
@@ -257,13 +261,14 @@ def loadgen(bins, target, n, k=4, warmup=1.0, duration=3.0, loss_ms=200, once=Fa
     return run_tool(argv, int(timeout), 'loadgen')
 
 
-def tunnel(world, bins, n, dtls):
+def tunnel(world, bins, n, dtls, workers=1, tag=''):
     """echo <- terminator <- gateway; returns (gateway, terminator, accept port)."""
     echo_p, term_p, gw_p = free_port(), free_port(), free_port()
-    echo = Proc(world, 'echo', [bins.udprelay, 'echo', '-l', '%s:%d' % (LO, echo_p)])
+    echo = Proc(world, 'echo' + tag, [bins.udprelay, 'echo', '-l', '%s:%d' % (LO, echo_p)])
     echo.wait_ready()
-    term = Daemon(world, bins, 'terminator', 'terminator', term_p, echo_p, n, dtls)
-    gw = Daemon(world, bins, 'gateway', 'gateway', gw_p, term_p, n, dtls)
+    term = Daemon(world, bins, 'terminator' + tag, 'terminator', term_p, echo_p, n, dtls,
+                  workers=workers)
+    gw = Daemon(world, bins, 'gateway' + tag, 'gateway', gw_p, term_p, n, dtls)
     return gw, term, gw_p
 
 
@@ -348,9 +353,42 @@ def phase_handshakes(ctx):
         lg2 = loadgen(ctx.bins, gw_port, m, once=True, loss_ms=250, deadline=ctx.once_deadline)
         out['again'] = lg2
         out['again_stats'] = {d.name: d.stats() for d in (gw, term)}
-        ctx.r['handshakes'] = out
     finally:
         w.stop()
+    # The yardstick without crypto: the same M new meters through the plain relays
+    # (each new flow gets its own sockets there too), each doing 2 round trips one
+    # after the other: 12 datagrams, as many as a handshake with the cookie exchange
+    # (6) and the first echo (6) through gateway and terminator.
+    w = World(ctx.top, 'handshakes-plain')
+    try:
+        r1, r2, r1_port = plain(w, ctx.bins)
+        out['plain2'] = loadgen(ctx.bins, r1_port, m, once=True, loss_ms=250,
+                                deadline=ctx.once_deadline, rounds=2)
+    finally:
+        w.stop()
+    ctx.r['handshakes'] = out
+
+
+def phase_workers(ctx):
+    """The terminator with workers = 1 and = 2, in the same run: the throughput load
+    (medians of alternated runs) and M new meters at once, each on fresh processes."""
+    n, k, m = ctx.tp_meters, ctx.tp_inflight, ctx.hs_meters
+    res = {1: {'tp': [], 'hs': []}, 2: {'tp': [], 'hs': []}}
+    for _ in range(ctx.runs):
+        for wk in (1, 2):
+            w = World(ctx.top, 'workers%d' % wk)
+            try:
+                gw, term, gw_port = tunnel(w, ctx.bins, max(n, m), ctx.dtls(idle_timeout_s=600),
+                                           workers=wk)
+                hs = loadgen(ctx.bins, gw_port, m, once=True, loss_ms=250,
+                             deadline=ctx.once_deadline)
+                res[wk]['hs'].append(hs)
+                lg = loadgen(ctx.bins, gw_port, n, k, ctx.warmup_s, ctx.duration_s)
+                res[wk]['tp'].append(lg)
+                log('workers=%d: handshakes %s, throughput %s' % (wk, hs, lg))
+            finally:
+                w.stop()
+    ctx.r['workers'] = res
 
 
 def proxy_log_segments(text):
@@ -683,6 +721,13 @@ def build_table(ctx):
         row('handshakes/s end to end (M=%d at once)' % hs['m'], fmt_rate(f['rate']),
             (fmt_rate(g['handshake_rate']) + ' GnuTLS mem') if g else '-',
             '%.3f' % (f['rate'] / g['handshake_rate']) if g else '', '>= 0.5')
+        p2 = hs['plain2']
+        row('  the same datagrams, no crypto: plain relays, 2 round trips a new meter',
+            fmt_rate(p2['rate']), '%d/%d through' % (p2['done'], hs['m']),
+            '%.3f' % (f['rate'] / p2['rate'] if p2['rate'] else 0))
+        if g:
+            row('  ... that plain rate against GnuTLS in memory', '', '', '%.3f' % (
+                p2['rate'] / g['handshake_rate']))
         gst = hs['est']['gateway'][1]
         row('  meters through / first-echo p50, p99 ms', '%d/%d  %.0f, %.0f' % (
             f['done'], hs['m'], f['p50_ms'], f['p99_ms']),
@@ -723,6 +768,15 @@ def build_table(ctx):
             row('after idle close (-> %s): %s' % (name, 'RESUMED' if h['resumed'] else 'full, not resumed'),
                 '%d B / %d dg' % (h['bytes'], h['datagrams']),
                 'with cookie' if h['cookie'] else 'no cookie')
+    wk = ctx.r.get('workers')
+    if not failed('workers'):
+        t1, t2 = median_of(wk[1]['tp'], 'rate'), median_of(wk[2]['tp'], 'rate')
+        h1, h2 = median_of(wk[1]['hs'], 'rate'), median_of(wk[2]['hs'], 'rate')
+        row('terminator workers 2 vs 1: round trips/s (N=%d x K=%d)' % (ctx.tp_meters, ctx.tp_inflight),
+            fmt_rate(t2), fmt_rate(t1) + ' workers=1', '%.2f' % (t2 / t1 if t1 else 0),
+            '%d CPUs in all' % os.cpu_count())
+        row('terminator workers 2 vs 1: handshakes/s (M=%d)' % ctx.hs_meters,
+            fmt_rate(h2), fmt_rate(h1) + ' workers=1', '%.2f' % (h2 / h1 if h1 else 0))
     sc = ctx.r.get('scale')
     if not failed('scale'):
         n = sc['n']
@@ -827,7 +881,8 @@ def main():
             if not args.keep:
                 shutil.rmtree(top, ignore_errors=True)
     phases = [('gnutls', phase_gnutls), ('throughput', phase_throughput),
-              ('handshakes', phase_handshakes), ('wire', phase_wire), ('scale', phase_scale)]
+              ('handshakes', phase_handshakes), ('wire', phase_wire), ('workers', phase_workers),
+              ('scale', phase_scale)]
     only = set(filter(None, args.only.split(',')))
     try:
         for name, fn in phases:

@@ -43,7 +43,8 @@ struct slot {
 
 struct meter {
 	int fd;
-	bool done;			/* once mode: an echo came back */
+	bool done;			/* once mode: the last of its rounds came back */
+	unsigned rounds;		/* once mode: echoes so far */
 	uint64_t first_ns;		/* once mode: first send */
 };
 
@@ -58,11 +59,12 @@ struct opts {
 	unsigned loss_ms;
 	bool once;
 	double deadline_s;		/* once mode */
+	unsigned rounds;		/* once mode: echoes a meter waits for, one after the other */
 };
 
 static struct opts o = {
 	.base_port = 20000, .n = 10, .k = 4, .size = 64,
-	.warmup_s = 1, .duration_s = 5, .loss_ms = 1000, .deadline_s = 60,
+	.warmup_s = 1, .duration_s = 5, .loss_ms = 1000, .deadline_s = 60, .rounds = 1,
 };
 static struct meter *meters;
 static struct slot *slots;
@@ -83,9 +85,11 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: loadgen -t IP:PORT [-b BASEPORT] [-n METERS] [-k INFLIGHT] [-s SIZE]\n"
-		"               [-w WARMUP_S] [-d DURATION_S] [-l LOSS_MS] [-o [-D DEADLINE_S]]\n"
+		"               [-w WARMUP_S] [-d DURATION_S] [-l LOSS_MS] [-o [-D DEADLINE_S] [-r ROUNDS]]\n"
 		"  -o  once: each meter sends one datagram (re-sent after LOSS_MS) until its\n"
-		"      first echo; reports the rate at which meters got through\n");
+		"      first echo; reports the rate at which meters got through\n"
+		"  -r  with -o: a meter is through after ROUNDS echoes, each datagram sent when\n"
+		"      the echo of the one before came back (the datagrams of a handshake)\n");
 	exit(2);
 }
 
@@ -117,7 +121,7 @@ static void parse_opts(int argc, char **argv)
 	bool have_target = false;
 	int c;
 
-	while ((c = getopt(argc, argv, "t:b:n:k:s:w:d:l:oD:")) != -1) {
+	while ((c = getopt(argc, argv, "t:b:n:k:s:w:d:l:oD:r:")) != -1) {
 		switch (c) {
 		case 't':
 			if (parse_addr(optarg, &o.target) < 0)
@@ -133,11 +137,13 @@ static void parse_opts(int argc, char **argv)
 		case 'l': o.loss_ms = (unsigned)atoi(optarg); break;
 		case 'o': o.once = true; break;
 		case 'D': o.deadline_s = atof(optarg); break;
+		case 'r': o.rounds = (unsigned)atoi(optarg); break;
 		default: usage();
 		}
 	}
 	if (!have_target || o.n == 0 || o.k == 0 || o.k > MAX_K || o.size < MIN_SIZE ||
-	    o.size > MAX_SIZE || o.base_port == 0 || o.base_port + o.n > 65536 || o.loss_ms == 0)
+	    o.size > MAX_SIZE || o.base_port == 0 || o.base_port + o.n > 65536 || o.loss_ms == 0 ||
+	    o.rounds == 0)
 		usage();
 	if (o.once)
 		o.k = 1;
@@ -275,6 +281,14 @@ static unsigned drain_meter(unsigned m, uint64_t w0, uint64_t w1)
 			if (o.once) {
 				if (meters[m].done)
 					continue;
+				if (o.rounds > 1 && p.seq != sl->seq) {
+					stale_total++;	/* an earlier round's late echo */
+					continue;
+				}
+				if (++meters[m].rounds < o.rounds) {
+					send_slot(m, p.slot, t);
+					continue;
+				}
 				meters[m].done = true;
 				sl->sent_ns = 0;
 				echoed_total++;

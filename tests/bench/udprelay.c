@@ -263,9 +263,11 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	listen_fd = bind_udp(&listen_addr);
-	if (echo) {
-		/* The echo server is shared by both paths: it must not be the one that drops. */
-		int sz = 4 << 20;
+	{
+		/* The echo server is shared by both paths: it must not be the one that
+		 * drops. A relay's listening socket gets what psktund's shared sockets
+		 * get (1 MiB), so that a burst of new meters meets the same buffer. */
+		int sz = echo ? 4 << 20 : 1 << 20;
 
 		if (setsockopt(listen_fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz)) < 0)
 			(void)setsockopt(listen_fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));

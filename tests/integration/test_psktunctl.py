@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """psktunctl: genkey makes key file lines psktund accepts, metrics is the stats in
-Prometheus text format, and misuse exits 2 with the usage.
+Prometheus text format, and misuse exits 2 with the usage. The control socket
+drops clients that stay silent, so they cannot lock psktunctl out.
 Exit 0: all passed, 1: a test failed, 77: psktund missing."""
 
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
@@ -62,6 +65,30 @@ def test_metrics_are_the_stats_in_prometheus_text_format(env):
         if k not in ('plain_in', 'plain_out', 'records_in', 'records_out'):   # may move on
             eq(lines[i + 1], want[1], name)
     eq(len(lines), 2 * len(st), 'two lines a counter')
+
+
+def test_silent_control_clients_are_dropped_and_psktunctl_gets_through(env):
+    h.psktund()
+    term = h.terminator(env, {'meter-0001': os.urandom(16)}, '127.0.0.1:%d' % h.free_udp_port())
+    silent = []
+    for _ in range(16):   # every slot the daemon allows, none sending a command
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(term.control)
+        env.defer(s.close)
+        silent.append(s)
+    rc, out, _ = ctl('-s', term.control, 'stats')
+    eq((rc, out), (1, 'error=busy: 16 control clients are connected; try again\n'),
+       'psktunctl exit code and answer while 16 silent clients hold the socket')
+    t0 = time.monotonic()
+    for s in silent:      # the daemon hangs up on each (EOF) after its timeout
+        s.settimeout(15)
+        eq(s.recv(1), b'', 'a silent client\'s connection is closed')
+    waited = time.monotonic() - t0
+    rc, out, _ = ctl('-s', term.control, 'stats')
+    eq(rc, 0, 'psktunctl exit code after the silent clients were dropped')
+    if 'sessions=0' not in out.splitlines():
+        raise h.Fail('stats printed %r' % out)
+    print('16 silent control clients dropped after %.1f s' % waited, flush=True)
 
 
 def test_misuse_prints_the_usage_and_exits_2(env):
