@@ -231,6 +231,9 @@ void control_gathered(struct daemon *d)
 
 		waiting = c->next_waiting;
 		c->in_waiting = false;
+		/* its timeout may have passed while it waited: a fresh one for
+		 * reading the answer, which may be larger than the socket buffer */
+		uv_timer_start(&c->timer, on_client_timeout, CONTROL_CLIENT_TIMEOUT_MS, 0);
 		if (all.len)
 			text_printf(&c->out, "%s", all.p);
 		send_answer(c);
@@ -349,6 +352,8 @@ int control_start(struct daemon *d, const char *path)
 
 void control_stop(struct daemon *d)
 {
+	if (d->leader)	/* a worker: the clients and the gathering are the leader's loop's */
+		return;
 	while (waiting) {	/* the workers are stopping: no answer is coming */
 		struct ctl_client *c = waiting;
 

@@ -19,6 +19,7 @@
 
 #define PSKTUN_DGRAM_MAX 65536	/* the largest UDP payload we read; libuv's recvmmsg chunk */
 #define DTLS_RECORD_HDR 13	/* type(1) version(2) epoch(2) sequence(6) length(2) */
+#define DTLS_RECORDS_MAX 16	/* records taken from one datagram; a flight has 3 to 5 */
 #define PSKTUN_RX_BATCH 8	/* datagrams one recvmmsg takes from a tunnel's shared socket */
 
 struct daemon;

@@ -35,6 +35,7 @@ void psktun_log_init(bool to_stderr, int verbosity)
 		t = LOG_EMERG;
 	log_threshold = t;
 	log_to_stderr = to_stderr;
+	log_pid = getpid();	/* before any worker thread starts */
 	if (!to_stderr && !log_syslog_open) {
 		openlog("psktund", LOG_PID, LOG_DAEMON);
 		log_syslog_open = true;

@@ -552,9 +552,20 @@ static void on_one_record(struct session *s, const uint8_t *data, size_t len)
  */
 void session_on_record(struct session *s, const uint8_t *data, size_t len)
 {
-	while (len && (s->state == SESSION_HANDSHAKING || s->state == SESSION_ESTABLISHED)) {
+	gnutls_session_t tls = s->tls;
+	unsigned records = 0;
+
+	/* A new handshake (a plugin's rehandshake) must not get the old one's
+	 * records; a datagram of thousands of empty records must not cost
+	 * thousands of handshake steps. */
+	while (len && s->tls == tls &&
+	       (s->state == SESSION_HANDSHAKING || s->state == SESSION_ESTABLISHED)) {
 		size_t n = len;
 
+		if (++records > DTLS_RECORDS_MAX) {
+			s->t->d->stats.dropped_malformed++;
+			return;
+		}
 		if (len >= DTLS_RECORD_HDR) {
 			size_t rec = DTLS_RECORD_HDR + ((size_t)data[11] << 8 | data[12]);
 

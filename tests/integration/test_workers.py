@@ -2,10 +2,11 @@
 """A terminator with `workers = 2`: threads with their own loops and SO_REUSEPORT
 sockets. Every meter is served, counters and session lists cover every worker,
 sessions resume whichever worker the resuming handshake lands on, reload keeps
-them, and SIGTERM stops every worker.
+them, and SIGTERM stops every worker (control clients connected).
 Exit 0: all passed, 1: a test failed, 77: psktund missing."""
 
 import os
+import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -45,7 +46,18 @@ def test_two_workers_serve_every_meter_and_report_as_one(env):
     for m in meters:
         eq(m.request(b'after-reload', gw.addr), b'E:after-reload', '%s after reload' % m.name)
     eq(term.stats()['handshakes_completed'], 2 * N, 'no new handshakes after reload')
-    eq(term.terminate(), 0, 'exit code after SIGTERM')
+    # The control clients are the leader's alone: a stopping worker leaves them be,
+    # the leader hangs up on them.
+    silent = []
+    for _ in range(3):
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.connect(term.control)
+        env.defer(c.close)
+        silent.append(c)
+    eq(term.terminate(), 0, 'exit code after SIGTERM with control clients connected')
+    for c in silent:
+        c.settimeout(5)
+        eq(c.recv(1), b'', 'a control client is hung up on at exit')
 
 
 if __name__ == '__main__':

@@ -548,6 +548,46 @@ static void test_forged_records_do_not_keep_a_session_alive(void **state)
 	world_teardown(&w);
 }
 
+/* A datagram of many records: the first DTLS_RECORDS_MAX reach GnuTLS, the rest is dropped and counted. */
+static void test_a_datagram_of_too_many_records_is_cut_and_counted(void **state)
+{
+	struct world w;
+	struct session *s;
+	uint8_t dgram[(DTLS_RECORDS_MAX + 4) * (DTLS_RECORD_HDR + 1)];
+	uint64_t in0, malformed0;
+
+	world_setup(&w, "", true);
+	meter_send(&w, "hello");
+	want_got = 1;
+	assert_true(run_until(&w, got_enough, 10000));
+	s = w.term->tunnels->sessions;
+	assert_int_equal(s->state, SESSION_ESTABLISHED);
+	/* epoch-1 application data records of one byte each: garbage to GnuTLS */
+	for (size_t i = 0; i < DTLS_RECORDS_MAX + 4; i++) {
+		uint8_t *r = dgram + i * (DTLS_RECORD_HDR + 1);
+
+		memset(r, 0, DTLS_RECORD_HDR + 1);
+		r[0] = 23;
+		r[1] = 0xfe;
+		r[2] = 0xfd;
+		r[4] = 1;
+		r[10] = (uint8_t)(i + 100);
+		r[12] = 1;
+	}
+	in0 = w.term->stats.records_in;
+	malformed0 = w.term->stats.dropped_malformed;
+	session_on_record(s, dgram, sizeof(dgram));
+	assert_int_equal(w.term->stats.records_in - in0, DTLS_RECORDS_MAX);
+	assert_int_equal(w.term->stats.dropped_malformed - malformed0, 1);
+	assert_int_equal(s->state, SESSION_ESTABLISHED);
+	/* the session still works */
+	meter_send(&w, "again");
+	want_got = 2;
+	assert_true(run_until(&w, got_enough, 5000));
+	assert_string_equal(w.got[1], "again");
+	world_teardown(&w);
+}
+
 static void test_a_new_handshake_from_the_same_address_replaces_the_session_once_complete(void **state)
 {
 	run_client_twice(true);
@@ -570,6 +610,7 @@ int main(void)
 		cmocka_unit_test(test_after_a_nat_rebinding_the_next_retry_is_answered),
 		cmocka_unit_test(test_tickets_resume_with_a_key_from_a_file),
 		cmocka_unit_test(test_forged_records_do_not_keep_a_session_alive),
+		cmocka_unit_test(test_a_datagram_of_too_many_records_is_cut_and_counted),
 		cmocka_unit_test(test_a_new_handshake_from_the_same_address_replaces_the_session_once_complete),
 		cmocka_unit_test(test_the_same_identity_from_a_new_address_replaces_its_old_session),
 	};
