@@ -1,5 +1,7 @@
 /* daemon: brings tunnels up and down, handles signals and reloads configuration and keys. */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <gnutls/crypto.h>
@@ -41,6 +43,8 @@ static void on_signal(uv_signal_t *h, int signum)
 {
 	struct daemon *d = h->data;
 
+	if (d->stopping)	/* a second signal while the sessions close: nothing more to do */
+		return;
 	if (signum == SIGHUP) {
 		log_notice("SIGHUP: reloading %s", d->cfg->path);
 		daemon_reload(d);
@@ -153,9 +157,30 @@ void daemon_stop(struct daemon *d, int exit_code)
 	control_stop(d);
 	if (d->leader || !d->sig_hup.loop)
 		return;
+	/* The handlers stay until the loop has ended (daemon_signals_close): a
+	 * closed uv_signal_t puts back the default action, and a second SIGTERM
+	 * during the last close_notify would kill the process. */
+	uv_unref((uv_handle_t *)&d->sig_hup);
+	uv_unref((uv_handle_t *)&d->sig_term);
+	uv_unref((uv_handle_t *)&d->sig_int);
+}
+
+void daemon_signals_close(struct daemon *d)
+{
+	sigset_t set;
+
+	if (d->leader || !d->sig_hup.loop || uv_is_closing((uv_handle_t *)&d->sig_hup))
+		return;
+	/* Blocked, a late signal stays pending until exit instead of killing us. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	uv_close((uv_handle_t *)&d->sig_hup, NULL);
 	uv_close((uv_handle_t *)&d->sig_term, NULL);
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
+	uv_run(d->loop, UV_RUN_DEFAULT);
 }
 
 static void log_diag(const struct psktun_diag *diag)

@@ -213,6 +213,7 @@ struct daemon {
 int daemon_start(struct daemon *d, struct psktun_config *cfg, struct psktun_keys *keys);
 void daemon_tell(struct daemon *d, unsigned cmd);
 void daemon_stop(struct daemon *d, int exit_code);
+void daemon_signals_close(struct daemon *d);	/* after the loop has ended */
 void daemon_reload(struct daemon *d);
 uint64_t daemon_now_ms(const struct daemon *d);
 void daemon_rand(void *buf, size_t len);

@@ -273,6 +273,7 @@ int main(int argc, char **argv)
 		uv_close((uv_handle_t *)&d.wake, NULL);
 		uv_run(d.loop, UV_RUN_DEFAULT);
 	}
+	daemon_signals_close(&d);
 	uv_loop_close(d.loop);
 	dtls_global_deinit(&d);
 	dtls_server_cache_deinit();

@@ -57,6 +57,28 @@ def test_sigint_exits_0_with_sessions_up(env):
     eq(term.terminate(), 0, 'terminator exit code after SIGTERM')
 
 
+def test_signals_during_the_stop_do_not_kill_it(env):
+    # A service manager may send SIGTERM again while the sessions close; the
+    # daemon still ends as it should (exit 0), each of several times.
+    h.psktund()
+    echo = env.echo(prefix=b'E:')
+    term = h.terminator(env, KEYS, echo.addr)
+    for i in range(5):
+        meters = [env.meter(name=k) for k in KEYS]
+        gw = h.gateway(env, KEYS, [(k, m.source) for k, m in zip(KEYS, meters)], term.addr,
+                       name='gateway%d' % i)
+        for m in meters:
+            eq(m.request(m.name.encode(), gw.addr), b'E:' + m.name.encode(), m.name)
+        gw.proc.send_signal(signal.SIGTERM)
+        gw.wait_log(rb'closing every session')
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+            if gw.proc.poll() is None:
+                gw.proc.send_signal(sig)
+        eq(gw.terminate(), 0, 'gateway %d exit code after more signals during its stop' % i)
+        for m in meters:
+            m.close()
+
+
 def test_sigterm_idle_daemon_exits_0(env):
     h.psktund()
     echo = env.echo()

@@ -161,6 +161,10 @@ static void world_teardown(struct world *w)
 	uv_close((uv_handle_t *)&w->meter, NULL);
 	uv_close((uv_handle_t *)&w->backend, NULL);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
+	if (w->gw)
+		daemon_signals_close(w->gw);
+	if (w->term)
+		daemon_signals_close(w->term);
 	assert_int_equal(uv_loop_close(&w->loop), 0);
 	for (struct daemon *d = w->gw; d; d = d == w->gw ? w->term : NULL) {
 		dtls_global_deinit(d);
