@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,7 +213,13 @@ int main(int argc, char **argv)
 	static struct daemon d;
 	uv_thread_t tid[64];
 	uv_sem_t started;
+	struct sigaction ignore = { .sa_handler = SIG_IGN };
 
+	/* A control client that hangs up before reading its answer turns the
+	 * answer's write into EPIPE, and the default SIGPIPE into our death.
+	 * libuv writes to unix sockets with write(2), which has no MSG_NOSIGNAL,
+	 * so the signal is ignored for the whole process, before any thread. */
+	sigaction(SIGPIPE, &ignore, NULL);
 	while ((opt = getopt(argc, argv, "c:fnvVh")) != -1) {
 		switch (opt) {
 		case 'c': path = optarg; break;
