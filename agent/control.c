@@ -1,10 +1,13 @@
 /* control: the unix socket psktunctl talks to: one command line in, key=value lines out. */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include "addr.h"
 #include "daemon.h"
@@ -328,26 +331,146 @@ static void on_connection(uv_stream_t *server, int status)
 	uv_read_start((uv_stream_t *)&c->pipe, alloc_line, on_read);
 }
 
+/* The socket this daemon bound, so that at exit it removes that one only. */
+static char *bound_path;
+static dev_t bound_dev;
+static ino_t bound_ino;
+
+/*
+ * Is another daemon listening on `path`? 1 yes, 0 no (nothing there, or a
+ * stale socket nobody listens on: safe to replace), or a negative errno when
+ * the path cannot be used. Non-blocking: a listener whose backlog is full
+ * (EAGAIN) is still a listener.
+ */
+static int control_in_use(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd, r;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -EEXIST;
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sun.sun_path, path, strlen(path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	r = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0 ? 1
+	  : errno == EAGAIN || errno == EINPROGRESS ? 1
+	  : errno == ECONNREFUSED ? 0 : -errno;
+	close(fd);
+	return r;
+}
+
+/* "the directory D does not exist" when it does not: libuv reports that as EACCES. */
+static bool control_dir_missing(const char *path, char *dir, size_t len)
+{
+	const char *slash = strrchr(path, '/');
+	struct stat st;
+
+	if (!slash)
+		snprintf(dir, len, ".");
+	else
+		snprintf(dir, len, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+	return stat(dir, &st) < 0 && (errno == ENOENT || errno == ENOTDIR);
+}
+
+/* A listening unix socket at `path`, srw-rw---- (root and the daemon's group): fd or -errno. */
+static int control_listen(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	mode_t old;
+	int fd, r;
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sun.sun_path, path, strlen(path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	old = umask(0117);
+	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	if (r < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
 int control_start(struct daemon *d, const char *path)
 {
-	mode_t old;
-	int r;
+	char dir[PATH_MAX];
+	struct stat st;
+	int fd, r;
 
-	uv_pipe_init(d->loop, &d->control, 0);
-	d->control.data = d;
-	d->control_open = true;
-	unlink(path);	/* a socket left by a crashed predecessor */
-	old = umask(0117);	/* srw-rw----: root and the daemon's group */
-	r = uv_pipe_bind(&d->control, path);
-	umask(old);
-	if (r == 0)
-		r = uv_listen((uv_stream_t *)&d->control, 8, on_connection);
+	if (control_dir_missing(path, dir, sizeof(dir))) {
+		log_err("control socket %s: the directory %s does not exist; create it or change 'control'",
+			path, dir);
+		return -ENOENT;
+	}
+	r = control_in_use(path);
+	if (r == 1) {
+		log_err("control socket %s: another psktund answers there; stop it first, or give this one "
+			"another 'control' path", path);
+		return -EADDRINUSE;
+	}
+	if (r == -EEXIST) {
+		log_err("control socket %s: the path exists and is not a socket; remove it or change 'control'",
+			path);
+		return r;
+	}
 	if (r < 0) {
-		log_err("control socket %s: %s; check that its directory exists and is writable",
-			path, uv_strerror(r));
-		return -EIO;
+		log_err("control socket %s: %s", path, strerror(-r));
+		return r;
+	}
+	unlink(path);	/* a stale socket, left by a crashed predecessor (nobody listens) */
+	/* Bound here, not by uv_pipe_bind: libuv unlinks the path it bound when
+	 * the handle closes, whoever's socket is there by then. */
+	r = control_listen(path);
+	if (r >= 0) {
+		fd = r;
+		uv_pipe_init(d->loop, &d->control, 0);
+		d->control.data = d;
+		d->control_open = true;
+		r = uv_pipe_open(&d->control, fd);
+		if (r == 0)
+			r = uv_listen((uv_stream_t *)&d->control, 8, on_connection);
+		else
+			close(fd);
+		if (r < 0)	/* libuv's errors are negative errno on unix */
+			unlink(path);
+	}
+	if (r < 0) {
+		log_err("control socket %s: %s; check that its directory is writable", path, strerror(-r));
+		return r;
+	}
+	free(bound_path);
+	bound_path = strdup(path);
+	if (bound_path && lstat(path, &st) == 0) {
+		bound_dev = st.st_dev;
+		bound_ino = st.st_ino;
 	}
 	return 0;
+}
+
+/* Removes the socket only if it is still the one this daemon bound: another
+ * daemon may have taken the path over since. */
+static void control_unlink(void)
+{
+	struct stat st;
+
+	if (!bound_path)
+		return;
+	if (lstat(bound_path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == bound_dev &&
+	    st.st_ino == bound_ino)
+		unlink(bound_path);
+	free(bound_path);
+	bound_path = NULL;
 }
 
 void control_stop(struct daemon *d)
@@ -368,6 +491,5 @@ void control_stop(struct daemon *d)
 		return;
 	d->control_open = false;
 	uv_close((uv_handle_t *)&d->control, NULL);
-	if (d->cfg && d->cfg->control)
-		unlink(d->cfg->control);
+	control_unlink();
 }
