@@ -519,7 +519,7 @@ class Daemon:
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         self.err = _Capture(self.name, self.proc.stdout, self.logfile)
-        self.wait_log(r'\bready\b', timeout)
+        self.wait_log(r'psktund \S+ ready', timeout)   # not 'worker 1 ready': the leader's
         self.started = True
         return self
 
