@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 
 #include "addr.h"
 #include "config.h"
+#include "file.h"
 
 #ifndef PSKTUN_PLUGINDIR
 #define PSKTUN_PLUGINDIR "/usr/local/lib/psktun"
@@ -733,21 +735,34 @@ int psktun_config_load(const char *path, struct psktun_config **out, struct pskt
 	struct loader l = { .path = path, .diag = diag };
 	struct psktun_config *c;
 	config_t cfg;
+	struct stat st;
 	FILE *f;
-	int r;
+	int fd, r;
 
 	*out = NULL;
-	/* libconfig says only "file I/O error"; open it first to learn why. */
-	f = fopen(path, "r");
+	/* Opened here, not by libconfig: it would block on a FIFO, and it says
+	 * only "file I/O error" where we can say why. */
+	fd = psktun_file_open(path, &st);
+	if (fd == -EINVAL) {
+		psktun_diag_add(diag, path, 0, "the configuration is not a regular file (it is %s)",
+				psktun_file_kind(st.st_mode));
+		return fd;
+	}
+	if (fd < 0) {
+		psktun_diag_add(diag, path, 0, "cannot open: %s", strerror(-fd));
+		return fd;
+	}
+	f = fdopen(fd, "r");
 	if (!f) {
 		r = -errno;
+		close(fd);
 		psktun_diag_add(diag, path, 0, "cannot open: %s", strerror(-r));
 		return r;
 	}
-	fclose(f);
 
 	c = calloc(1, sizeof(*c));
 	if (!c) {
+		fclose(f);
 		psktun_diag_add(diag, path, 0, "out of memory");
 		return -ENOMEM;
 	}
@@ -756,6 +771,7 @@ int psktun_config_load(const char *path, struct psktun_config **out, struct pskt
 	c->path = strdup(path);
 	c->dir = dir_of(path);
 	if (!c->path || !c->dir) {
+		fclose(f);
 		psktun_config_free(c);
 		psktun_diag_add(diag, path, 0, "out of memory");
 		return -ENOMEM;
@@ -763,7 +779,9 @@ int psktun_config_load(const char *path, struct psktun_config **out, struct pskt
 
 	config_init(&cfg);
 	config_set_include_dir(&cfg, c->dir);
-	if (!config_read_file(&cfg, path)) {
+	r = config_read(&cfg, f);
+	fclose(f);
+	if (!r) {
 		if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO)
 			psktun_diag_add(diag, path, 0, "cannot read: %s", config_error_text(&cfg));
 		else

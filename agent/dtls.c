@@ -5,8 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <gnutls/crypto.h>
 #include "daemon.h"
+#include "file.h"
 #include "log.h"
 
 /* One datagram toward the session's DTLS peer. */
@@ -329,26 +331,42 @@ fail:
 int dtls_ticket_key_load(const char *path, gnutls_datum_t *out, struct psktun_diag *diag)
 {
 	uint8_t key[64];
-	char text[256];
 	size_t n = 0, hex = 0;
+	char text[256], chunk[256];
 	struct stat st;
-	FILE *f = fopen(path, "r");
-	int c;
+	int fd = psktun_file_open(path, &st);
 
-	if (!f) {
-		psktun_diag_add(diag, path, 0, "cannot open the ticket key file: %s", strerror(errno));
-		return -ENOENT;
+	if (fd == -EINVAL) {
+		psktun_diag_add(diag, path, 0, "the ticket key file is not a regular file (it is %s)",
+				psktun_file_kind(st.st_mode));
+		return fd;
 	}
-	if (fstat(fileno(f), &st) == 0 && (st.st_mode & (S_IWGRP | S_IRWXO))) {
-		fclose(f);
+	if (fd < 0) {
+		psktun_diag_add(diag, path, 0, "cannot open the ticket key file: %s", strerror(-fd));
+		return fd;
+	}
+	if (st.st_mode & (S_IWGRP | S_IRWXO)) {
+		close(fd);
 		psktun_diag_add(diag, path, 0, "ticket key file is group-writable or open to others "
 				"(mode %04o); run chmod 600 %s", (unsigned)(st.st_mode & 07777), path);
 		return -EPERM;
 	}
-	while ((c = fgetc(f)) != EOF && n < sizeof(text))
-		if (!isspace(c))
-			text[n++] = (char)c;
-	fclose(f);
+	/* read(2) into our own buffers, zeroed after: stdio's would be freed with the key in it */
+	for (;;) {
+		ssize_t got = read(fd, chunk, sizeof(chunk));
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			break;
+		for (ssize_t i = 0; i < got && n < sizeof(text); i++)
+			if (!isspace((unsigned char)chunk[i]))
+				text[n++] = chunk[i];
+		if (n == sizeof(text))
+			break;
+	}
+	gnutls_memset(chunk, 0, sizeof(chunk));
+	close(fd);
 	for (hex = 0; hex + 1 < n && hex / 2 < sizeof(key) && isxdigit((unsigned char)text[hex]) &&
 		      isxdigit((unsigned char)text[hex + 1]); hex += 2) {
 		char byte[3] = { text[hex], text[hex + 1], 0 };

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "file.h"
 #include "keys.h"
 
 #define KEYS_FILE_MAX (64u << 20)	/* far beyond any real deployment */
@@ -256,22 +257,15 @@ int psktun_keys_load(const char *path, bool check_mode, struct psktun_keys **out
 	int fd, r;
 
 	*out = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	fd = psktun_file_open(path, &st);
+	if (fd == -EINVAL) {
+		psktun_diag_add(diag, path, 0, "key file is not a regular file (it is %s)",
+				psktun_file_kind(st.st_mode));
+		return fd;
+	}
 	if (fd < 0) {
-		r = -errno;
-		psktun_diag_add(diag, path, 0, "cannot open key file: %s", strerror(-r));
-		return r;
-	}
-	/* fstat on the open fd: the file checked is the file read. */
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		psktun_diag_add(diag, path, 0, "cannot stat key file: %s", strerror(-r));
-		goto out_close;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		r = -EINVAL;
-		psktun_diag_add(diag, path, 0, "key file is not a regular file");
-		goto out_close;
+		psktun_diag_add(diag, path, 0, "cannot open key file: %s", strerror(-fd));
+		return fd;
 	}
 	if (check_mode && (st.st_mode & (S_IWGRP | S_IRWXO))) {
 		r = -EPERM;
