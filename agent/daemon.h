@@ -162,9 +162,11 @@ struct daemon {
 
 	gnutls_priority_t priority;
 	gnutls_psk_server_credentials_t server_cred;
+	/* The three point into `secrets`: pages out of core dumps (secmem.h). */
+	struct dtls_secrets *secrets;
 	gnutls_datum_t cookie_key;
 	gnutls_datum_t ticket_key;	/* terminator with dtls.tickets: the master ticket key */
-	uint8_t fake_key_secret[32];	/* unknown identities get a key derived from this */
+	uint8_t *fake_key_secret;	/* 32 bytes; unknown identities get a key derived from this */
 
 	/* Workers (terminator, `workers` > 1): threads with a loop each. Worker 0
 	 * (the leader) owns signals and the control socket and tells the others,
@@ -222,6 +224,7 @@ void daemon_rand(void *buf, size_t len);
 int dtls_global_init(struct daemon *d, const struct psktun_config *cfg);
 void dtls_global_deinit(struct daemon *d);
 int dtls_set_priority(struct daemon *d, const struct psktun_conf_dtls *c);
+/* 64 bytes into out->data when it is set (out->size 64), else into a gnutls_malloc'd buffer. */
 int dtls_ticket_key_load(const char *path, gnutls_datum_t *out, struct psktun_diag *diag);
 int dtls_session_client(struct session *s, const struct psktun_key *key);
 int dtls_session_server(struct session *s, gnutls_dtls_prestate_st *prestate);

@@ -9,6 +9,7 @@
 #include <gnutls/crypto.h>
 #include "daemon.h"
 #include "file.h"
+#include "secmem.h"
 #include "log.h"
 
 /* One datagram toward the session's DTLS peer. */
@@ -111,11 +112,18 @@ static int pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
 	return s->in ? 1 : 0;
 }
 
+/* The daemon's own secrets, on pages of their own (secmem.h). */
+struct dtls_secrets {
+	uint8_t cookie[GNUTLS_COOKIE_KEY_SIZE];
+	uint8_t ticket[64];
+	uint8_t fake[32];
+};
+
 void dtls_fake_key(struct daemon *d, const char *identity, size_t len, uint8_t *out, size_t out_len)
 {
 	uint8_t mac[32];
 
-	gnutls_hmac_fast(GNUTLS_MAC_SHA256, d->fake_key_secret, sizeof(d->fake_key_secret),
+	gnutls_hmac_fast(GNUTLS_MAC_SHA256, d->fake_key_secret, sizeof(d->secrets->fake),
 			 identity, len, mac);
 	memcpy(out, mac, out_len < sizeof(mac) ? out_len : sizeof(mac));
 	gnutls_memset(mac, 0, sizeof(mac));
@@ -294,12 +302,20 @@ int dtls_global_init(struct daemon *d, const struct psktun_config *cfg)
 	r = dtls_set_priority(d, &cfg->dtls);
 	if (r < 0)
 		return r;
+	d->secrets = psktun_secmem_alloc(sizeof(*d->secrets));
+	if (!d->secrets) {
+		log_err("no memory for the DTLS secrets");
+		return -ENOMEM;
+	}
+	d->cookie_key = (gnutls_datum_t){ d->secrets->cookie, sizeof(d->secrets->cookie) };
+	d->fake_key_secret = d->secrets->fake;
 	if (cfg->dtls.tickets && cfg->mode == PSKTUN_MODE_TERMINATOR) {
 		struct psktun_diag diag;
 
+		d->ticket_key = (gnutls_datum_t){ d->secrets->ticket, sizeof(d->secrets->ticket) };
 		psktun_diag_init(&diag);
 		r = cfg->dtls.ticket_key_file ? dtls_ticket_key_load(cfg->dtls.ticket_key_file, &d->ticket_key, &diag)
-					      : gnutls_session_ticket_key_generate(&d->ticket_key);
+					      : gnutls_rnd(GNUTLS_RND_KEY, d->ticket_key.data, d->ticket_key.size);
 		for (size_t i = 0; i < diag.n && i < PSKTUN_DIAG_MAX; i++)
 			log_err("%s", diag.line[i]);
 		psktun_diag_deinit(&diag);
@@ -310,10 +326,10 @@ int dtls_global_init(struct daemon *d, const struct psktun_config *cfg)
 	if (r < 0)
 		goto fail;
 	gnutls_psk_set_server_credentials_function2(d->server_cred, psk_server_key);
-	r = gnutls_key_generate(&d->cookie_key, GNUTLS_COOKIE_KEY_SIZE);
+	r = gnutls_rnd(GNUTLS_RND_KEY, d->cookie_key.data, d->cookie_key.size);
 	if (r < 0)
 		goto fail;
-	r = gnutls_rnd(GNUTLS_RND_KEY, d->fake_key_secret, sizeof(d->fake_key_secret));
+	r = gnutls_rnd(GNUTLS_RND_KEY, d->fake_key_secret, sizeof(d->secrets->fake));
 	if (r < 0)
 		goto fail;
 	return 0;
@@ -380,9 +396,12 @@ int dtls_ticket_key_load(const char *path, gnutls_datum_t *out, struct psktun_di
 				sizeof(key), 2 * sizeof(key));
 		return -EINVAL;
 	}
-	out->data = gnutls_malloc(sizeof(key));
-	if (!out->data)
+	if (!out->data || out->size != sizeof(key))
+		out->data = gnutls_malloc(sizeof(key));
+	if (!out->data) {
+		gnutls_memset(key, 0, sizeof(key));
 		return -ENOMEM;
+	}
 	memcpy(out->data, key, sizeof(key));
 	out->size = sizeof(key);
 	gnutls_memset(key, 0, sizeof(key));
@@ -397,17 +416,11 @@ void dtls_global_deinit(struct daemon *d)
 	if (d->server_cred)
 		gnutls_psk_free_server_credentials(d->server_cred);
 	d->server_cred = NULL;
-	if (d->cookie_key.data) {
-		gnutls_memset(d->cookie_key.data, 0, d->cookie_key.size);
-		gnutls_free(d->cookie_key.data);
-	}
-	d->cookie_key.data = NULL;
-	if (d->ticket_key.data) {
-		gnutls_memset(d->ticket_key.data, 0, d->ticket_key.size);
-		gnutls_free(d->ticket_key.data);
-	}
-	d->ticket_key.data = NULL;
-	gnutls_memset(d->fake_key_secret, 0, sizeof(d->fake_key_secret));
+	psktun_secmem_free(d->secrets, sizeof(*d->secrets));	/* zeroes them */
+	d->secrets = NULL;
+	d->cookie_key = (gnutls_datum_t){ NULL, 0 };
+	d->ticket_key = (gnutls_datum_t){ NULL, 0 };
+	d->fake_key_secret = NULL;
 	gnutls_global_deinit();
 }
 
@@ -429,10 +442,40 @@ static int session_common(struct session *s)
 	return 0;
 }
 
+/*
+ * The gateway's PSK, handed to GnuTLS only while it computes the premaster
+ * secret (it zeroes and frees the copy then): credentials set with the key
+ * would keep a copy on GnuTLS's heap, in every core dump, for the session's
+ * life. The key is the one the session started with (its digest), or none.
+ */
+static int psk_client_key(gnutls_session_t tls, gnutls_datum_t *username, gnutls_datum_t *key)
+{
+	struct session *s = gnutls_session_get_ptr(tls);
+	const struct psktun_key *k = psktun_keys_find(s->t->d->keys, s->identity, s->identity_len);
+	uint8_t digest[32];
+
+	if (!k)
+		return -1;
+	dtls_key_digest(k, digest);
+	if (memcmp(digest, s->key_digest, sizeof(digest)))
+		return -1;
+	username->data = gnutls_malloc(k->identity_len + 1);
+	key->data = gnutls_malloc(k->key_len);
+	if (!username->data || !key->data) {
+		gnutls_free(username->data);
+		gnutls_free(key->data);
+		username->data = key->data = NULL;
+		return -1;
+	}
+	memcpy(username->data, k->identity, k->identity_len + 1);
+	username->size = k->identity_len;
+	memcpy(key->data, k->key, k->key_len);
+	key->size = k->key_len;
+	return 0;
+}
+
 int dtls_session_client(struct session *s, const struct psktun_key *key)
 {
-	gnutls_datum_t user = { (unsigned char *)key->identity, key->identity_len };
-	gnutls_datum_t k = { key->key, key->key_len };
 	const gnutls_datum_t *resumption;
 	int r;
 
@@ -443,9 +486,7 @@ int dtls_session_client(struct session *s, const struct psktun_key *key)
 	r = gnutls_psk_allocate_client_credentials(&s->client_cred);
 	if (r < 0)
 		goto fail;
-	r = gnutls_psk_set_client_credentials2(s->client_cred, &user, &k, GNUTLS_PSK_KEY_RAW);
-	if (r < 0)
-		goto fail;
+	gnutls_psk_set_client_credentials_function2(s->client_cred, psk_client_key);
 	r = gnutls_credentials_set(s->tls, GNUTLS_CRD_PSK, s->client_cred);
 	if (r < 0)
 		goto fail;

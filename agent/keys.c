@@ -9,6 +9,7 @@
 
 #include "file.h"
 #include "keys.h"
+#include "secmem.h"
 
 #define KEYS_FILE_MAX (64u << 20)	/* far beyond any real deployment */
 
@@ -16,7 +17,6 @@ static void key_clear(struct psktun_key *e)
 {
 	if (e->key)
 		explicit_bzero(e->key, e->key_len);
-	free(e->key);
 	free(e->identity);
 	memset(e, 0, sizeof(*e));
 }
@@ -28,7 +28,14 @@ void psktun_keys_free(struct psktun_keys *k)
 	for (size_t i = 0; i < k->n; i++)
 		key_clear(&k->v[i]);
 	free(k->v);
+	psktun_secmem_free(k->secret, k->secret_cap);
 	free(k);
+}
+
+void psktun_keys_relock(const struct psktun_keys *k)
+{
+	if (k)
+		psktun_secmem_relock(k->secret, k->secret_cap);
 }
 
 /* Reads the whole file; the buffer holds keys, so it is zeroed before every free. */
@@ -128,15 +135,13 @@ static int add_entry(struct psktun_keys *k, size_t *cap, const char *id, size_t 
 	}
 	e = &k->v[k->n];
 	memset(e, 0, sizeof(*e));
-	e->identity = strndup(id, idlen);
-	e->key = malloc(keylen);
-	if (!e->identity || !e->key) {
-		free(e->identity);
-		free(e->key);
-		e->identity = NULL;
-		e->key = NULL;
+	if (k->secret_cap - k->secret_len < keylen)	/* cannot happen: sized by the file */
 		return -ENOMEM;
-	}
+	e->identity = strndup(id, idlen);
+	if (!e->identity)
+		return -ENOMEM;
+	e->key = k->secret + k->secret_len;
+	k->secret_len += keylen;
 	e->identity_len = idlen;
 	e->key_len = keylen;
 	e->line = line;
@@ -281,9 +286,18 @@ int psktun_keys_load(const char *path, bool check_mode, struct psktun_keys **out
 		goto out_close;
 	}
 	k = calloc(1, sizeof(*k));
+	/* Two hex digits a key byte: half the file holds every key. */
+	if (k && len / 2) {
+		k->secret_cap = len / 2;
+		k->secret = psktun_secmem_alloc(k->secret_cap);
+		if (!k->secret) {
+			free(k);
+			k = NULL;
+		}
+	}
 	if (!k) {
 		r = -ENOMEM;
-		psktun_diag_add(diag, path, 0, "out of memory");
+		psktun_diag_add(diag, path, 0, "out of memory for the key store");
 		goto out_buf;
 	}
 	r = parse(k, path, buf, len, diag);

@@ -260,6 +260,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "psktund: cannot become a daemon: %s\n", strerror(errno));
 		return 1;
 	}
+	if (!foreground)
+		psktun_keys_relock(keys);	/* fork() kept the pages out of dumps, not locked */
 	d.loop = uv_default_loop();
 	d.loop->data = &d;
 	config_path = path;
