@@ -180,6 +180,7 @@ else
 procd_open_instance 
 procd_set_param command $psktund -f -c $conf
 procd_set_param stderr 1
+procd_set_param limits core=0 0
 procd_set_param respawn 3600 5 5
 procd_set_param file $conf $tmp/init/keys.psk
 procd_set_param reload_signal HUP
