@@ -248,15 +248,16 @@ static void on_meter(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
 		session_close(s, CLOSE_UNUSED);
 }
 
-int gateway_start(struct tunnel *t)
+int gateway_start(struct tunnel *t, const struct psktun_config *cfg)
 {
-	int r = gateway_bindings_load(t, t->d->cfg);
+	int r = gateway_bindings_load(t, cfg);
 
 	if (r < 0)
 		return r;
 	/* Plugins may answer or advertise to a LAN broadcast address. */
 	uv_udp_set_broadcast(&t->sock, 1);
-	return tunnel_recv_start(t, on_meter);
+	t->on_recv = on_meter;	/* from tunnel_start on */
+	return 0;
 }
 
 void gateway_stop(struct tunnel *t)
