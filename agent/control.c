@@ -113,14 +113,16 @@ void control_sessions_text(struct daemon *d, char **out, size_t *len)
 {
 	struct text txt = { NULL, 0, 0 };
 	uint64_t now = daemon_now_ms(d);
-	char addr[PSKTUN_ADDRSTRLEN];
+	char addr[PSKTUN_ADDRSTRLEN], id[PSKTUN_QUOTED_MAX(PSKTUN_IDENTITY_MAX)];
 
 	for (struct tunnel *t = d->tunnels; t; t = t->next) {
 		for (struct session *s = t->sessions; s; s = s->next) {
 			psktun_addr_format((struct sockaddr *)&s->peer, addr, sizeof(addr));
+			/* an identity is one field whatever it holds (log.h) */
+			psktun_quote(s->identity, s->identity_len, id, sizeof(id));
 			text_printf(&txt, "tunnel=%s identity=%s state=%s peer=%s last_activity_s=%llu "
 				    "plain_in=%llu plain_out=%llu records_in=%llu records_out=%llu\n",
-				    t->conf.name, s->identity_len ? s->identity : "-",
+				    t->conf.name, s->identity_len ? id : "-",
 				    session_state_name(s->state), s->peer.ss_family ? addr : "-",
 				    (unsigned long long)((now - s->last_rx_ms) / 1000),
 				    (unsigned long long)s->plain_in, (unsigned long long)s->plain_out,

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "htab.h"
 #include "keys.h"
+#include "log.h"
 #include "queue.h"
 #include "ratelimit.h"
 #include "sendbatch.h"
@@ -36,6 +37,11 @@ enum session_state {
 };
 
 const char *session_state_name(enum session_state st);
+
+/* A session's identity as one token for a log line (log.h: psktun_quote); the
+ * buffer lives until the end of the enclosing block. */
+#define SESSION_ID(s) psktun_quote((s)->identity, (s)->identity_len, \
+	(char[PSKTUN_QUOTED_MAX(PSKTUN_IDENTITY_MAX)]){ 0 }, PSKTUN_QUOTED_MAX(PSKTUN_IDENTITY_MAX))
 
 /* Why a session ends, for the log line and counters. */
 enum close_reason {

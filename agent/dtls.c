@@ -24,7 +24,7 @@ static int send_datagram(struct session *s, const void *data, size_t len)
 		 * meter's protocol its requests. Counted, not fatal. */
 		t->d->stats.dropped_send++;
 		log_debug("tunnel %s: send to %s failed: %s", t->conf.name,
-			  s->identity_len ? s->identity : "peer", strerror(-r));
+			  s->identity_len ? SESSION_ID(s) : "peer", strerror(-r));
 	}
 	return r;
 }
@@ -456,7 +456,7 @@ int dtls_session_client(struct session *s, const struct psktun_key *key)
 	return 0;
 fail:
 	log_err("tunnel %s: cannot set up a DTLS session for %s: %s", s->t->conf.name,
-		s->identity, gnutls_strerror_name(r));
+		SESSION_ID(s), gnutls_strerror_name(r));
 	dtls_session_deinit(s);
 	return -EIO;
 }

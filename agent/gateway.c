@@ -120,7 +120,7 @@ static void on_cloud(struct session *s, ssize_t nread, uint8_t *data, bool trunc
 		return;
 	if (nread < 0) {
 		/* ICMP port unreachable on the connected socket: nobody listens there now. */
-		log_info("tunnel %s: session %s: %s from the cloud", s->t->conf.name, s->identity,
+		log_info("tunnel %s: session %s: %s from the cloud", s->t->conf.name, SESSION_ID(s),
 			 strerror(-nread));
 		if (s->state == SESSION_ESTABLISHED)
 			session_rehandshake(s);
@@ -132,7 +132,7 @@ static void on_cloud(struct session *s, ssize_t nread, uint8_t *data, bool trunc
 	}
 	if (s->state == SESSION_ESTABLISHED && lost_by_cloud(data, nread)) {
 		log_info("tunnel %s: session %s: the cloud no longer knows this session", s->t->conf.name,
-			 s->identity);
+			 SESSION_ID(s));
 		session_rehandshake(s);
 		return;
 	}

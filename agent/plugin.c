@@ -252,7 +252,7 @@ void plugin_session_open(struct session *s)
 	s->plugin_open = true;
 	if (t->plugin->p->session_open && t->plugin->p->session_open(t->plugin_data, PS(s), &s->plugin_data) < 0)
 		log_warn("tunnel %s: plugin %s could not open session %s", t->conf.name, t->plugin->name,
-			 s->identity);
+			 SESSION_ID(s));
 }
 
 void plugin_session_close(struct session *s)

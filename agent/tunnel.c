@@ -187,7 +187,7 @@ int session_socket_open(struct session *s, session_sock_cb on_recv, const char *
 
 	if (r < 0) {
 		log_warn("tunnel %s: cannot open a socket to %s %s for %s: %s", t->conf.name, what,
-			 t->conf.connect, s->identity, strerror(-r));
+			 t->conf.connect, SESSION_ID(s), strerror(-r));
 		return -EIO;
 	}
 	return 0;

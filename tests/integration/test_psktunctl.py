@@ -76,7 +76,7 @@ def test_silent_control_clients_are_dropped_and_psktunctl_gets_through(env):
         s.connect(term.control)
         env.defer(s.close)
         silent.append(s)
-    for cmd in ('stats', 'sessions', 'metrics'):
+    for cmd in ('metrics', 'stats', 'sessions'):
         rc, out, err = ctl('-s', term.control, cmd)
         eq((rc, out, err), (1, '', 'psktunctl: busy: 16 control clients are connected; try again\n'),
            'psktunctl %s exit code, stdout, stderr while 16 silent clients hold the socket' % cmd)
