@@ -29,7 +29,8 @@ struct ctl_client {
 	uv_timer_t timer;	/* CONTROL_CLIENT_TIMEOUT_MS from the connection */
 	unsigned open_handles;
 	bool closing;
-	bool in_waiting;	/* on the `waiting` list: the workers will answer */
+	bool in_waiting;	/* on the `waiting` or `reloading` list: the workers will answer */
+	unsigned reload_seq;	/* on `reloading`: the reload whose outcome it waits for */
 	struct ctl_client *prev, *next;	/* `clients` */
 	struct daemon *d;
 	char line[CONTROL_LINE_MAX];
@@ -44,6 +45,7 @@ struct ctl_client {
 static unsigned n_clients;
 static struct ctl_client *clients;	/* open ones, closed when the daemon stops */
 static struct ctl_client *waiting;	/* `sessions` clients waiting for the workers */
+static struct ctl_client *reloading;	/* `reload` clients waiting for its outcome */
 static bool gather_running;
 
 static void text_printf(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -114,14 +116,16 @@ void control_sessions_text(struct daemon *d, char **out, size_t *len)
 {
 	struct text txt = { NULL, 0, 0 };
 	uint64_t now = daemon_now_ms(d);
-	char addr[PSKTUN_ADDRSTRLEN];
+	char addr[PSKTUN_ADDRSTRLEN], id[PSKTUN_QUOTED_MAX(PSKTUN_IDENTITY_MAX)];
 
 	for (struct tunnel *t = d->tunnels; t; t = t->next) {
 		for (struct session *s = t->sessions; s; s = s->next) {
 			psktun_addr_format((struct sockaddr *)&s->peer, addr, sizeof(addr));
+			/* an identity is one field whatever it holds (log.h) */
+			psktun_quote(s->identity, s->identity_len, id, sizeof(id));
 			text_printf(&txt, "tunnel=%s identity=%s state=%s peer=%s last_activity_s=%llu "
 				    "plain_in=%llu plain_out=%llu records_in=%llu records_out=%llu\n",
-				    t->conf.name, s->identity_len ? s->identity : "-",
+				    t->conf.name, s->identity_len ? id : "-",
 				    session_state_name(s->state), s->peer.ss_family ? addr : "-",
 				    (unsigned long long)((now - s->last_rx_ms) / 1000),
 				    (unsigned long long)s->plain_in, (unsigned long long)s->plain_out,
@@ -258,12 +262,38 @@ static void answer(struct ctl_client *c)
 		start_sessions(c);
 		return;
 	} else if (!strcmp(cmd, "reload")) {
+		/* the next reload to start answers it (one running now read the
+		 * file before the client asked); daemon_reload may answer at once */
+		c->reload_seq = d->reload_seq + 1;
+		c->in_waiting = true;
+		c->next_waiting = reloading;
+		reloading = c;
 		daemon_reload(d);
-		text_printf(&c->out, "reload=done\n");
+		return;
 	} else {
 		text_printf(&c->out, "error=unknown command '%.64s' (try stats, sessions, reload)\n", cmd);
 	}
 	send_answer(c);
+}
+
+void control_reloaded(struct daemon *d, unsigned seq, int r, const char *why)
+{
+	struct ctl_client **pp = &reloading, *c;
+
+	while ((c = *pp)) {
+		if (c->reload_seq > seq) {
+			pp = &c->next_waiting;
+			continue;
+		}
+		*pp = c->next_waiting;
+		c->in_waiting = false;
+		uv_timer_start(&c->timer, on_client_timeout, CONTROL_CLIENT_TIMEOUT_MS, 0);
+		if (r < 0)
+			text_printf(&c->out, "error=reload failed: %s\n", why);
+		else
+			text_printf(&c->out, "reload=done\n");
+		send_answer(c);
+	}
 }
 
 static void alloc_line(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -481,6 +511,13 @@ void control_stop(struct daemon *d)
 		struct ctl_client *c = waiting;
 
 		waiting = c->next_waiting;
+		c->in_waiting = false;
+		client_close(c);
+	}
+	while (reloading) {
+		struct ctl_client *c = reloading;
+
+		reloading = c->next_waiting;
 		c->in_waiting = false;
 		client_close(c);
 	}

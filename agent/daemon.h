@@ -9,6 +9,7 @@
 #include "config.h"
 #include "htab.h"
 #include "keys.h"
+#include "log.h"
 #include "queue.h"
 #include "ratelimit.h"
 #include "sendbatch.h"
@@ -36,6 +37,11 @@ enum session_state {
 };
 
 const char *session_state_name(enum session_state st);
+
+/* A session's identity as one token for a log line (log.h: psktun_quote); the
+ * buffer lives until the end of the enclosing block. */
+#define SESSION_ID(s) psktun_quote((s)->identity, (s)->identity_len, \
+	(char[PSKTUN_QUOTED_MAX(PSKTUN_IDENTITY_MAX)]){ 0 }, PSKTUN_QUOTED_MAX(PSKTUN_IDENTITY_MAX))
 
 /* Why a session ends, for the log line and counters. */
 enum close_reason {
@@ -145,11 +151,20 @@ struct tunnel {
 	const struct plugin *plugin;
 	void *plugin_data;
 	uv_timer_t *plugin_timer;
+	uint32_t plugin_timer_ms;	/* armed before tunnel_start: started then */
 	uv_udp_t *shared_plain;		/* terminator: use_shared_plain() */
+	struct sockaddr_storage shared_addr;
+
+	uv_udp_recv_cb on_recv;		/* the role's, for `sock` from tunnel_start on */
+	bool started;			/* receiving: a reload's new tunnel is not until it commits */
+	bool retiring;			/* a reload being prepared will close it */
+	bool sock_handed, shared_handed;	/* ... and its replacement shares these sockets */
 
 	unsigned open_handles;
 	bool closing;
 };
+
+struct reload;
 
 struct daemon {
 	uv_loop_t *loop;
@@ -185,6 +200,18 @@ struct daemon {
 	uv_sem_t *started;		/* a worker posts it once its sockets are bound */
 	int start_result;
 
+	/* A reload is prepared (everything that can fail: configuration, keys,
+	 * plugin options, new sockets, new plugin tunnels), then committed or
+	 * rolled back. With workers the leader prepares first, then each worker;
+	 * only when all have prepared does any commit (daemon.c). */
+	struct reload *reload;		/* prepared, not yet committed */
+	int reload_phase;		/* leader: RELOAD_* (daemon.c) */
+	bool reload_again;		/* leader: asked again while one ran */
+	unsigned reload_seq;		/* leader: reloads started so far */
+	int reload_state;		/* worker -> leader, atomic: WSTATE_* (daemon.c) */
+	unsigned reload_kept, reload_closed;	/* sessions, by the last commit */
+	char reload_why[512];		/* the last prepare's failure, one line */
+
 	uv_signal_t sig_hup, sig_term, sig_int;
 	uv_pipe_t control;
 	bool control_open;
@@ -206,17 +233,20 @@ struct daemon {
 	uint8_t txbuf[PSKTUN_DGRAM_MAX + 512];	/* decrypted plaintext, plugin rewrites */
 };
 
-#define WORKER_RELOAD 1u
+#define WORKER_PREPARE 1u	/* leader -> worker: prepare a reload */
 #define WORKER_STOP 2u
 #define WORKER_DUMP 4u		/* leader -> worker: list your sessions */
 #define WORKER_DUMPED 8u	/* worker -> leader: done */
+#define WORKER_COMMIT 16u	/* leader -> worker: apply the prepared reload */
+#define WORKER_ABORT 32u	/* leader -> worker: drop it */
+#define WORKER_ACK 64u		/* worker -> leader: reload_state has changed */
 
 /* daemon.c */
 int daemon_start(struct daemon *d, struct psktun_config *cfg, struct psktun_keys *keys);
 void daemon_tell(struct daemon *d, unsigned cmd);
 void daemon_stop(struct daemon *d, int exit_code);
 void daemon_signals_close(struct daemon *d);	/* after the loop has ended */
-void daemon_reload(struct daemon *d);
+void daemon_reload(struct daemon *d);	/* leader: asynchronous with workers; control_reloaded() tells */
 uint64_t daemon_now_ms(const struct daemon *d);
 void daemon_rand(void *buf, size_t len);
 
@@ -224,6 +254,7 @@ void daemon_rand(void *buf, size_t len);
 int dtls_global_init(struct daemon *d, const struct psktun_config *cfg);
 void dtls_global_deinit(struct daemon *d);
 int dtls_set_priority(struct daemon *d, const struct psktun_conf_dtls *c);
+int dtls_priority_new(const struct psktun_conf_dtls *c, gnutls_priority_t *out, struct psktun_diag *diag);
 /* 64 bytes into out->data when it is set (out->size 64), else into a gnutls_malloc'd buffer. */
 int dtls_ticket_key_load(const char *path, gnutls_datum_t *out, struct psktun_diag *diag);
 int dtls_session_client(struct session *s, const struct psktun_key *key);
@@ -255,13 +286,16 @@ struct session *session_find_identity(struct tunnel *t, const char *identity, si
 uint64_t identity_hash(const char *identity, size_t len);
 
 /* tunnel.c */
-int tunnel_open(struct daemon *d, const struct psktun_conf_tunnel *conf, enum psktun_mode mode,
-		struct tunnel **out);
+/* Opens everything that can fail (problems go to diag) but reads nothing
+ * until tunnel_start. During a reload it shares the sockets of a `retiring`
+ * tunnel on the same address. */
+int tunnel_open(struct daemon *d, const struct psktun_config *cfg, const struct psktun_conf_tunnel *conf,
+		struct psktun_diag *diag, struct tunnel **out);
+void tunnel_start(struct tunnel *t);
 void tunnel_close(struct tunnel *t);
 bool tunnel_conf_equal(const struct psktun_conf_tunnel *a, const struct psktun_conf_tunnel *b);
 int tunnel_resolve(struct tunnel *t);
 void tunnel_alloc_rx(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-int tunnel_recv_start(struct tunnel *t, uv_udp_recv_cb on_recv);
 int session_socket_open(struct session *s, session_sock_cb on_recv, const char *what);
 int session_send_plain(struct session *s, const uint8_t *buf, size_t len);
 void session_deliver(struct session *s, uint8_t *buf, size_t len);
@@ -271,20 +305,26 @@ void handle_closed_free_session(uv_handle_t *h);
 void session_sock_closed(void *session);	/* a done callback for session_sock_close */
 
 /* gateway.c */
-int gateway_start(struct tunnel *t);
+int gateway_start(struct tunnel *t, const struct psktun_config *cfg);
 void gateway_stop(struct tunnel *t);
 int gateway_bindings_load(struct tunnel *t, const struct psktun_config *cfg);
 int gateway_session_connect(struct session *s);
 
 /* terminator.c */
-int terminator_start(struct tunnel *t);
+int terminator_start(struct tunnel *t, const struct psktun_config *cfg);
 int terminator_use_shared_plain(struct tunnel *t, const struct sockaddr *local);
+void terminator_shared_plain_start(struct tunnel *t);
 void terminator_established(struct session *s);
 
 /* plugin.c */
 int plugin_load(const char *dir, const char *name, const struct plugin **out);
+const struct plugin *plugin_find(const char *name);	/* loaded already, or NULL */
+/* Every tunnel's plugin loaded (load) or found, and its options checked;
+ * problems go to diag as FILE:LINE. */
+int plugin_check_config(const struct psktun_config *cfg, bool load, struct psktun_diag *diag);
 void plugin_unload_all(void);
-int plugin_tunnel_init(struct tunnel *t);
+int plugin_tunnel_init(struct tunnel *t, const struct psktun_config *cfg, struct psktun_diag *diag);
+void plugin_tunnel_timer_start(struct tunnel *t);
 void plugin_tunnel_fini(struct tunnel *t);
 int plugin_identify(struct tunnel *t, const struct sockaddr *from, const uint8_t *buf,
 		    size_t len, char *id, size_t *id_len);
@@ -302,6 +342,8 @@ int control_start(struct daemon *d, const char *path);
 void control_stop(struct daemon *d);
 void control_sessions_text(struct daemon *d, char **out, size_t *len);
 void control_gathered(struct daemon *d);
+/* The leader's reload number `seq` has ended: r == 0 applied, else `why`. */
+void control_reloaded(struct daemon *d, unsigned seq, int r, const char *why);
 
 /* notify.c: systemd's sd_notify protocol, written directly. */
 void notify_systemd(const char *state);

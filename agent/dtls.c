@@ -27,7 +27,7 @@ static int send_datagram(struct session *s, const void *data, size_t len)
 		 * meter's protocol its requests. Counted, not fatal. */
 		t->d->stats.dropped_send++;
 		log_debug("tunnel %s: send to %s failed: %s", t->conf.name,
-			  s->identity_len ? s->identity : "peer", strerror(-r));
+			  s->identity_len ? SESSION_ID(s) : "peer", strerror(-r));
 	}
 	return r;
 }
@@ -273,19 +273,34 @@ void dtls_save_resumption(struct session *s)
 	gnutls_free(data.data);
 }
 
-int dtls_set_priority(struct daemon *d, const struct psktun_conf_dtls *c)
+int dtls_priority_new(const struct psktun_conf_dtls *c, gnutls_priority_t *out, struct psktun_diag *diag)
 {
 	const char *priority = c->priority ? c->priority
 			     : c->tickets ? PSKTUN_TICKETS_PRIORITY : PSKTUN_DEFAULT_PRIORITY;
-	gnutls_priority_t p;
 	const char *err = NULL;
-	int r = gnutls_priority_init(&p, priority, &err);
+	int r = gnutls_priority_init(out, priority, &err);
 
 	if (r < 0) {
-		log_err("dtls.priority is not a valid GnuTLS priority string (%s at \"%s\")",
-			gnutls_strerror(r), err ? err : "");
+		psktun_diag_add(diag, NULL, 0, "dtls.priority is not a valid GnuTLS priority string (%s at \"%s\")",
+				gnutls_strerror(r), err ? err : "");
 		return -EINVAL;
 	}
+	return 0;
+}
+
+int dtls_set_priority(struct daemon *d, const struct psktun_conf_dtls *c)
+{
+	struct psktun_diag diag;
+	gnutls_priority_t p;
+	int r;
+
+	psktun_diag_init(&diag);
+	r = dtls_priority_new(c, &p, &diag);
+	for (size_t i = 0; i < diag.n && i < PSKTUN_DIAG_MAX; i++)
+		log_err("%s", diag.line[i]);
+	psktun_diag_deinit(&diag);
+	if (r < 0)
+		return r;
 	if (d->priority)
 		gnutls_priority_deinit(d->priority);
 	d->priority = p;
@@ -500,7 +515,7 @@ int dtls_session_client(struct session *s, const struct psktun_key *key)
 	return 0;
 fail:
 	log_err("tunnel %s: cannot set up a DTLS session for %s: %s", s->t->conf.name,
-		s->identity, gnutls_strerror_name(r));
+		SESSION_ID(s), gnutls_strerror_name(r));
 	dtls_session_deinit(s);
 	return -EIO;
 }

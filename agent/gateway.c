@@ -120,7 +120,7 @@ static void on_cloud(struct session *s, ssize_t nread, uint8_t *data, bool trunc
 		return;
 	if (nread < 0) {
 		/* ICMP port unreachable on the connected socket: nobody listens there now. */
-		log_info("tunnel %s: session %s: %s from the cloud", s->t->conf.name, s->identity,
+		log_info("tunnel %s: session %s: %s from the cloud", s->t->conf.name, SESSION_ID(s),
 			 strerror(-nread));
 		if (s->state == SESSION_ESTABLISHED)
 			session_rehandshake(s);
@@ -132,7 +132,7 @@ static void on_cloud(struct session *s, ssize_t nread, uint8_t *data, bool trunc
 	}
 	if (s->state == SESSION_ESTABLISHED && lost_by_cloud(data, nread)) {
 		log_info("tunnel %s: session %s: the cloud no longer knows this session", s->t->conf.name,
-			 s->identity);
+			 SESSION_ID(s));
 		session_rehandshake(s);
 		return;
 	}
@@ -248,15 +248,16 @@ static void on_meter(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
 		session_close(s, CLOSE_UNUSED);
 }
 
-int gateway_start(struct tunnel *t)
+int gateway_start(struct tunnel *t, const struct psktun_config *cfg)
 {
-	int r = gateway_bindings_load(t, t->d->cfg);
+	int r = gateway_bindings_load(t, cfg);
 
 	if (r < 0)
 		return r;
 	/* Plugins may answer or advertise to a LAN broadcast address. */
 	uv_udp_set_broadcast(&t->sock, 1);
-	return tunnel_recv_start(t, on_meter);
+	t->on_recv = on_meter;	/* from tunnel_start on */
+	return 0;
 }
 
 void gateway_stop(struct tunnel *t)

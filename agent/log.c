@@ -80,6 +80,55 @@ void psktun_vlog(int level, const char *fmt, va_list ap)
 	errno = saved_errno;
 }
 
+static bool bare_ok(const char *s, size_t len)
+{
+	if (!len || (len == 1 && s[0] == '-'))
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '=')
+			return false;
+	}
+	return true;
+}
+
+const char *psktun_quote(const char *s, size_t len, char *buf, size_t cap)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	if (cap < 3)
+		return "";
+	if (bare_ok(s, len) && len < cap) {
+		memcpy(buf, s, len);
+		buf[len] = '\0';
+		return buf;
+	}
+	buf[o++] = '"';
+	for (size_t i = 0; i < len && o + 4 + 2 <= cap; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '"' || c == '\\') {
+			buf[o++] = '\\';
+			buf[o++] = (char)c;
+		} else if (c == '\n' || c == '\r' || c == '\t') {
+			buf[o++] = '\\';
+			buf[o++] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+		} else if (c < 0x20 || c >= 0x7f) {
+			buf[o++] = '\\';
+			buf[o++] = 'x';
+			buf[o++] = hex[c >> 4];
+			buf[o++] = hex[c & 15];
+		} else {
+			buf[o++] = (char)c;
+		}
+	}
+	buf[o++] = '"';
+	buf[o] = '\0';
+	return buf;
+}
+
 void psktun_log(int level, const char *fmt, ...)
 {
 	va_list ap;

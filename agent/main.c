@@ -44,16 +44,7 @@ static int load(const char *path, struct psktun_config **cfg, struct psktun_keys
 	r = psktun_config_check_keys(*cfg, *keys, diag);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < (*cfg)->n_tunnels; i++) {
-		const struct psktun_conf_tunnel *t = &(*cfg)->tunnels[i];
-		const struct plugin *p;
-
-		if (t->plugin && plugin_load((*cfg)->plugin_dir, t->plugin, &p) < 0) {
-			psktun_diag_add(diag, path, t->line, "plugin '%s' cannot be loaded from %s",
-					t->plugin, (*cfg)->plugin_dir);
-			r = -EINVAL;
-		}
-	}
+	r = plugin_check_config(*cfg, true, diag);	/* loads them before any worker starts */
 	if ((*cfg)->dtls.ticket_key_file && (*cfg)->mode == PSKTUN_MODE_TERMINATOR) {
 		gnutls_datum_t key = { NULL, 0 };
 

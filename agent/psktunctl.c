@@ -74,21 +74,76 @@ static int ask(const char *path, const char *cmd, char **out)
 	return 0;
 }
 
-/* key=value lines as Prometheus text: counters get _total, the rest are gauges. */
-static void print_metrics(char *stats)
+/* A stats line: NAME=DIGITS, NAME from [a-z0-9_] (a valid metric name once prefixed). */
+static bool stat_line(const char *line, size_t len)
 {
-	for (char *line = strtok(stats, "\n"); line; line = strtok(NULL, "\n")) {
-		char *eq = strchr(line, '=');
+	size_t i = 0, eq;
+
+	while (i < len && ((line[i] >= 'a' && line[i] <= 'z') || (line[i] >= '0' && line[i] <= '9') ||
+			   line[i] == '_'))
+		i++;
+	if (i == 0 || i == len || line[i] != '=')
+		return false;
+	eq = i++;
+	if (i == len || eq > 64)
+		return false;
+	for (; i < len; i++)
+		if (line[i] < '0' || line[i] > '9')
+			return false;
+	return true;
+}
+
+/*
+ * The stats answer as Prometheus text: counters get _total, the rest are
+ * gauges. All or nothing: a line that is not NAME=DIGITS makes it an error
+ * (stderr, exit 1) and nothing reaches stdout, so a scraper never reads a
+ * broken exposition.
+ */
+static int print_metrics(const char *stats)
+{
+	size_t n = 0;
+	char *text = NULL;
+	FILE *f;
+
+	for (const char *p = stats, *nl; *p; p = nl + 1) {
+		size_t len = strcspn(p, "\n");
+
+		nl = p + len;
+		if (!*nl || !stat_line(p, len)) {
+			fprintf(stderr, "psktunctl: psktund's stats answer has a line that is not NAME=NUMBER: \"%.*s\"\n",
+				(int)(len > 80 ? 80 : len), p);
+			return 1;
+		}
+	}
+	if (!*stats) {
+		fprintf(stderr, "psktunctl: psktund sent no stats\n");
+		return 1;
+	}
+	f = open_memstream(&text, &n);
+	if (!f) {
+		fprintf(stderr, "psktunctl: out of memory\n");
+		return 1;
+	}
+	for (const char *p = stats, *eq, *nl; *p; p = nl + 1) {
+		int len;
 		bool gauge;
 
-		if (!eq)
-			continue;
-		*eq = '\0';
-		gauge = !strcmp(line, "sessions") || !strcmp(line, "handshaking") ||
-			!strcmp(line, "resumable") || !strcmp(line, "resumable_bytes");
-		printf("# TYPE psktun_%s%s %s\npsktun_%s%s %s\n", line, gauge ? "" : "_total",
-		       gauge ? "gauge" : "counter", line, gauge ? "" : "_total", eq + 1);
+		eq = strchr(p, '=');
+		nl = strchr(p, '\n');
+		len = (int)(eq - p);
+		gauge = (len == 8 && !strncmp(p, "sessions", 8)) || (len == 11 && !strncmp(p, "handshaking", 11)) ||
+			(len == 9 && !strncmp(p, "resumable", 9)) || (len == 15 && !strncmp(p, "resumable_bytes", 15));
+		fprintf(f, "# TYPE psktun_%.*s%s %s\npsktun_%.*s%s %.*s\n", len, p, gauge ? "" : "_total",
+			gauge ? "gauge" : "counter", len, p, gauge ? "" : "_total", (int)(nl - eq - 1), eq + 1);
 	}
+	if (fclose(f) != 0) {
+		free(text);
+		fprintf(stderr, "psktunctl: out of memory\n");
+		return 1;
+	}
+	fwrite(text, 1, n, stdout);
+	free(text);
+	return 0;
 }
 
 static int genkey(const char *identity)
@@ -147,11 +202,30 @@ int main(int argc, char **argv)
 			path, strerror(-r), path);
 		return 1;
 	}
-	if (!strcmp(cmd, "metrics"))
-		print_metrics(out);
-	else
+	/* An error is the daemon's whole answer: it goes to stderr, never into
+	 * the stream a script or a scraper reads. */
+	if (!strncmp(out, "error=", 6)) {
+		size_t len = strcspn(out + 6, "\n");
+
+		fprintf(stderr, "psktunctl: %.*s\n", (int)len, out + 6);
+		free(out);
+		return 1;
+	}
+	if (!*out && strcmp(cmd, "sessions")) {	/* no sessions is an empty answer; nothing else is */
+		fprintf(stderr, "psktunctl: psktund closed the connection without an answer\n");
+		free(out);
+		return 1;
+	}
+	if (!strcmp(cmd, "metrics")) {
+		r = print_metrics(out);
+	} else {
 		fputs(out, stdout);
-	r = strncmp(out, "error=", 6) ? 0 : 1;
+		r = 0;
+	}
 	free(out);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "psktunctl: cannot write the answer: %s\n", strerror(errno));
+		return 1;
+	}
 	return r;
 }

@@ -184,7 +184,7 @@ void session_close(struct session *s, enum close_reason why)
 		gnutls_bye(s->tls, GNUTLS_SHUT_WR);	/* close_notify; non-blocking, one datagram */
 	if (s->state == SESSION_ESTABLISHED || (why != CLOSE_HANDSHAKE && why != CLOSE_UNUSED))
 		log_notice("tunnel %s: session %s down (%s; was %s)", t->conf.name,
-			   s->identity_len ? s->identity : "(no identity yet)", close_reason_name(why),
+			   s->identity_len ? SESSION_ID(s) : "(no identity yet)", close_reason_name(why),
 			   session_state_name(s->state));
 	if (s->state == SESSION_ESTABLISHED)
 		d->stats.sessions_closed++;
@@ -259,7 +259,7 @@ static void session_established(struct session *s)
 		if (s->state != SESSION_ESTABLISHED)
 			return;
 	}
-	log_notice("tunnel %s: session %s up (%s%s, %llu ms)", t->conf.name, s->identity,
+	log_notice("tunnel %s: session %s up (%s%s, %llu ms)", t->conf.name, SESSION_ID(s),
 		   t->mode == PSKTUN_MODE_GATEWAY ? "to cloud" : "from peer",
 		   gnutls_session_is_resumed(s->tls) ? ", resumed" : "",
 		   (unsigned long long)(daemon_now_ms(d) - s->started_ms));
@@ -302,7 +302,7 @@ static void session_failed(struct session *s, const char *why)
 	daemon_rand(&rnd, sizeof(rnd));
 	wait = psktun_backoff_ms(s->failures, rnd);
 	log_warn("tunnel %s: handshake for %s failed (%s); retry %u in %u ms", t->conf.name,
-		 s->identity, why, s->failures, wait);
+		 SESSION_ID(s), why, s->failures, wait);
 	session_reset_transport(s);
 	/* A DNS answer may be stale after a failure: resolve again next time. */
 	t->connect_resolved = false;
@@ -369,7 +369,7 @@ void session_handshake_start(struct session *s)
 	}
 	key = psktun_keys_find(d->keys, s->identity, s->identity_len);
 	if (!key) {
-		log_warn("tunnel %s: %s is no longer in the key file", t->conf.name, s->identity);
+		log_warn("tunnel %s: %s is no longer in the key file", t->conf.name, SESSION_ID(s));
 		session_close(s, CLOSE_RELOAD);
 		return;
 	}
@@ -379,7 +379,7 @@ void session_handshake_start(struct session *s)
 		session_failed(s, "no socket");
 		return;
 	}
-	log_info("tunnel %s: handshake for %s to %s:%s", t->conf.name, s->identity,
+	log_info("tunnel %s: handshake for %s to %s:%s", t->conf.name, SESSION_ID(s),
 		 t->connect_host, t->connect_port);
 	session_handshake_step(s);
 }
@@ -464,7 +464,7 @@ int session_send_tunnel(struct session *s, const uint8_t *data, size_t len)
 		if (r < 0) {
 			d->stats.dropped_send++;
 			log_debug("tunnel %s: record to %s not sent: %s", s->t->conf.name,
-				  s->identity, gnutls_strerror_name(r));
+				  SESSION_ID(s), gnutls_strerror_name(r));
 			return -EIO;
 		}
 		s->last_uplink_ms = daemon_now_ms(d);
@@ -525,13 +525,13 @@ static void on_one_record(struct session *s, const uint8_t *data, size_t len)
 			if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
 				break;
 			if (!gnutls_error_is_fatal(n)) {
-				log_debug("tunnel %s: %s: %s", t->conf.name, s->identity,
+				log_debug("tunnel %s: %s: %s", t->conf.name, SESSION_ID(s),
 					  gnutls_strerror_name(n));
 				if (!s->in)
 					break;
 				continue;
 			}
-			log_info("tunnel %s: session %s: %s", t->conf.name, s->identity,
+			log_info("tunnel %s: session %s: %s", t->conf.name, SESSION_ID(s),
 				 gnutls_strerror_name(n));
 			session_close(s, CLOSE_ERROR);
 			return;
@@ -583,7 +583,7 @@ void session_report_silent(struct session *s)
 	struct daemon *d = s->t->d;
 
 	d->stats.silent_reports++;
-	log_info("tunnel %s: session %s reported silent", s->t->conf.name, s->identity);
+	log_info("tunnel %s: session %s reported silent", s->t->conf.name, SESSION_ID(s));
 	if (s->t->mode == PSKTUN_MODE_GATEWAY)
 		session_rehandshake(s);
 }
@@ -601,7 +601,7 @@ void session_rehandshake(struct session *s)
 	s->rehandshake_ms = daemon_now_ms(d);
 	d->stats.rehandshakes++;
 	log_notice("tunnel %s: session %s: new handshake on a fresh socket", s->t->conf.name,
-		   s->identity);
+		   SESSION_ID(s));
 	session_reset_transport(s);
 	s->unanswered_since_ms = 0;
 	s->state = SESSION_NEW;

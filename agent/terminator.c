@@ -1,7 +1,9 @@
 /* terminator: the cloud end: DTLS-PSK sessions from many peers, each relayed to a plain UDP backend. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "addr.h"
 #include "daemon.h"
 #include "log.h"
@@ -272,10 +274,22 @@ static void on_shared_backend(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 		from_backend(h->data, NULL, (uint8_t *)buf->base, nread, from, flags & UV_UDP_PARTIAL);
 }
 
+/* A reload: the tunnel this one replaces may hold the socket already; share it. */
+static struct tunnel *retiring_shared_on(struct daemon *d, const struct sockaddr *local)
+{
+	for (struct tunnel *o = d->tunnels; o; o = o->next)
+		if (o->retiring && o->shared_plain && !o->shared_handed &&
+		    psktun_addr_equal((const struct sockaddr *)&o->shared_addr, local, true))
+			return o;
+	return NULL;
+}
+
 int terminator_use_shared_plain(struct tunnel *t, const struct sockaddr *local)
 {
+	struct tunnel *old = retiring_shared_on(t->d, local);
+	uv_os_fd_t fd;
 	uv_udp_t *u;
-	int r;
+	int r, nfd;
 
 	if (t->shared_plain)
 		return -EALREADY;
@@ -285,14 +299,33 @@ int terminator_use_shared_plain(struct tunnel *t, const struct sockaddr *local)
 	uv_udp_init(t->d->loop, u);
 	u->data = t;
 	t->shared_plain = u;
-	r = uv_udp_bind(u, local, 0);
-	if (r == 0)
-		r = uv_udp_recv_start(u, tunnel_alloc_rx, on_shared_backend);
+	memcpy(&t->shared_addr, local, psktun_addr_len(local));
+	if (old) {
+		r = uv_fileno((uv_handle_t *)old->shared_plain, &fd);
+		nfd = r < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		r = nfd < 0 ? UV_EBADF : uv_udp_open(u, nfd);
+		if (r < 0 && nfd >= 0)
+			close(nfd);
+	} else {
+		r = uv_udp_bind(u, local, 0);
+	}
 	if (r < 0) {
 		log_err("tunnel %s: cannot use a shared backend socket: %s", t->conf.name, uv_strerror(r));
 		return -EIO;
 	}
+	if (old)
+		old->shared_handed = true;
+	if (t->started)
+		terminator_shared_plain_start(t);
 	return 0;
+}
+
+void terminator_shared_plain_start(struct tunnel *t)
+{
+	int r = uv_udp_recv_start(t->shared_plain, tunnel_alloc_rx, on_shared_backend);
+
+	if (r < 0)
+		log_err("tunnel %s: cannot receive from the backend: %s", t->conf.name, uv_strerror(r));
 }
 
 static int backend_open(struct session *s)
@@ -345,16 +378,17 @@ void terminator_established(struct session *s)
 	plugin_session_open(s);
 }
 
-int terminator_start(struct tunnel *t)
+int terminator_start(struct tunnel *t, const struct psktun_config *cfg)
 {
 	t->hs_rate = malloc(sizeof(*t->hs_rate));
 	if (!t->hs_rate)
 		return -ENOMEM;
-	ratelimit_init(t->hs_rate, t->d->cfg->dtls.handshake_rate, t->d->cfg->dtls.handshake_burst);
+	ratelimit_init(t->hs_rate, cfg->dtls.handshake_rate, cfg->dtls.handshake_burst);
 	t->alert_rate = malloc(sizeof(*t->alert_rate));
 	if (!t->alert_rate)
 		return -ENOMEM;
 	/* An alert is smaller than the record that provokes it: generous. */
 	ratelimit_init(t->alert_rate, 100, 200);
-	return tunnel_recv_start(t, on_peer);
+	t->on_recv = on_peer;	/* from tunnel_start on */
+	return 0;
 }

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -128,12 +129,60 @@ static int parse_identity_spec(struct coap_tunnel *ct, const char *spec)
 	return -EINVAL;
 }
 
+/* The one parser for options: coap_check_options and coap_init both use it. */
+static int parse_tunnel_options(struct coap_tunnel *ct, const struct psktun_option *opts,
+				size_t n_opts, char *err, size_t err_len)
+{
+	unsigned long n;
+
+	ct->answer_timeout_ms = ANSWER_TIMEOUT_DEFAULT_MS;
+	for (size_t i = 0; i < n_opts; i++) {
+		const char *key = opts[i].key, *value = opts[i].value;
+
+		if (key == NULL || value == NULL) {
+			snprintf(err, err_len, "coap: option without a key or value");
+			return -EINVAL;
+		}
+		if (strcmp(key, "identity") == 0) {
+			if (parse_identity_spec(ct, value) < 0) {
+				snprintf(err, err_len,
+					 "coap: identity = \"%.64s\": expected \"query:NAME\" (NAME up to %d characters, no '=' or '&') or \"path:N\" (N from 1 to %d)",
+					 value, QUERY_NAME_MAX, PATH_INDEX_MAX);
+				return -EINVAL;
+			}
+		} else if (strcmp(key, "answer_timeout_ms") == 0) {
+			if (parse_uint(value, 0, ANSWER_TIMEOUT_MAX_MS, &n) < 0) {
+				snprintf(err, err_len,
+					 "coap: answer_timeout_ms = \"%.64s\": expected milliseconds from 0 (off) to %u",
+					 value, ANSWER_TIMEOUT_MAX_MS);
+				return -EINVAL;
+			}
+			ct->answer_timeout_ms = (uint32_t)n;
+		} else {
+			snprintf(err, err_len,
+				 "coap: unknown option \"%.64s\" (known: identity, answer_timeout_ms)", key);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int coap_check_options(enum psktun_role role, const struct psktun_option *opts,
+			      size_t n_opts, char *err, size_t err_len)
+{
+	struct coap_tunnel scratch;
+
+	(void)role;
+	memset(&scratch, 0, sizeof(scratch));
+	return parse_tunnel_options(&scratch, opts, n_opts, err, err_len);
+}
+
 static int coap_init(const struct psktun_host *host, struct psktun_tunnel *t,
 		     const struct psktun_option *opts, size_t n_opts,
 		     void **tunnel_data)
 {
 	struct coap_tunnel *ct;
-	unsigned long n;
+	char err[256];
 
 	if (host == NULL || host->abi != PSKTUN_PLUGIN_ABI ||
 	    host->size < sizeof(struct psktun_host))
@@ -144,42 +193,13 @@ static int coap_init(const struct psktun_host *host, struct psktun_tunnel *t,
 	ct->host = host;
 	ct->tunnel = t;
 	ct->role = host->role(t);
-	ct->answer_timeout_ms = ANSWER_TIMEOUT_DEFAULT_MS;
-
-	for (size_t i = 0; i < n_opts; i++) {
-		const char *key = opts[i].key, *value = opts[i].value;
-
-		if (key == NULL || value == NULL) {
-			host->log(t, PSKTUN_LOG_ERR, "coap: option without a key or value");
-			goto invalid;
-		}
-		if (strcmp(key, "identity") == 0) {
-			if (parse_identity_spec(ct, value) < 0) {
-				host->log(t, PSKTUN_LOG_ERR,
-					  "coap: identity = \"%s\": expected \"query:NAME\" (NAME up to %d characters, no '=' or '&') or \"path:N\" (N from 1 to %d)",
-					  value, QUERY_NAME_MAX, PATH_INDEX_MAX);
-				goto invalid;
-			}
-		} else if (strcmp(key, "answer_timeout_ms") == 0) {
-			if (parse_uint(value, 0, ANSWER_TIMEOUT_MAX_MS, &n) < 0) {
-				host->log(t, PSKTUN_LOG_ERR,
-					  "coap: answer_timeout_ms = \"%s\": expected milliseconds from 0 (off) to %u",
-					  value, ANSWER_TIMEOUT_MAX_MS);
-				goto invalid;
-			}
-			ct->answer_timeout_ms = (uint32_t)n;
-		} else {
-			host->log(t, PSKTUN_LOG_ERR,
-				  "coap: unknown option \"%s\" (known: identity, answer_timeout_ms)",
-				  key);
-			goto invalid;
-		}
+	if (parse_tunnel_options(ct, opts, n_opts, err, sizeof(err)) < 0) {
+		host->log(t, PSKTUN_LOG_ERR, "%s", err);
+		free(ct);
+		return -EINVAL;
 	}
 	*tunnel_data = ct;
 	return 0;
-invalid:
-	free(ct);
-	return -EINVAL;
 }
 
 static void coap_fini(void *tunnel_data)
@@ -460,6 +480,7 @@ const struct psktun_plugin psktun_plugin = {
 	.size = sizeof(struct psktun_plugin),
 	.name = "coap",
 	.version = PACKAGE_VERSION,
+	.check_options = coap_check_options,
 	.init = coap_init,
 	.fini = coap_fini,
 	.identify = coap_identify,

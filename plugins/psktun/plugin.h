@@ -16,6 +16,24 @@
  * equals NAME. The plugin never calls the daemon's own symbols: everything it
  * may do is in the `struct psktun_host` table handed to init().
  *
+ * Versioning
+ *   PSKTUN_PLUGIN_ABI is one integer, and the daemon loads only plugins built
+ *   for exactly its own. It goes up by one with every change that a plugin
+ *   or a daemon built against the previous header would get wrong:
+ *   - a member removed, moved, renamed or retyped, or a callback's
+ *     arguments, result or meaning changed;
+ *   - a new callback the daemon relies on (one whose absence changes what
+ *     the daemon does, like check_options: without it a tunnel takes no
+ *     options), or a new host function a plugin must check for;
+ *   - a `reserved` slot taken for anything else than an optional callback
+ *     or host function that a NULL (all reserved slots are zero) leaves
+ *     harmless.
+ *   Only that last kind of growth keeps the number: a new optional member
+ *   takes the first `reserved` slot, so `size` and every offset stay the
+ *   same. Growing a struct past its reserved slots is a new ABI too.
+ *   ABI 2 added check_options (ABI 1 plugins had no way to check options
+ *   without opening a tunnel).
+ *
  * Words used below
  *   tunnel side: the DTLS session (gateway: toward the cloud; terminator:
  *                toward the gateway or device). Datagrams seen here are
@@ -41,8 +59,8 @@
 extern "C" {
 #endif
 
-/* Bump on any incompatible change to the structs below. */
-#define PSKTUN_PLUGIN_ABI 1
+/* See "Versioning" above. */
+#define PSKTUN_PLUGIN_ABI 2
 
 /* Opaque handles owned by the daemon. */
 struct psktun_session;	/* one DTLS session: one meter on one tunnel */
@@ -175,10 +193,29 @@ struct psktun_plugin {
 	const char *name;		/* must equal the file name without .so */
 	const char *version;		/* free text, logged at load */
 
-	/* Once per tunnel that names this plugin. Unknown or invalid options
-	 * must fail with -EINVAL after logging what is wrong. `opts` is valid
-	 * only during the call: copy what you keep. Store per-tunnel state
-	 * in *tunnel_data. */
+	/*
+	 * Checks a tunnel's options without opening anything: `psktund -n`,
+	 * the start and every reload call it before any tunnel is touched, so
+	 * a reload with options the plugin refuses leaves the running tunnels
+	 * as they are. `role` is the daemon's mode. Returns 0, or -EINVAL after
+	 * writing one sentence that names the option and says what is wrong
+	 * into err[0..err_len) (NUL-terminated, cut to fit; the daemon adds
+	 * the file, line and tunnel). It keeps no state, calls no host
+	 * function and may run on any thread, any number of times. NULL: the
+	 * plugin takes no options, and the daemon refuses any.
+	 * init() must accept whatever this accepts: let both use one parser.
+	 */
+	int (*check_options)(enum psktun_role role, const struct psktun_option *opts,
+			     size_t n_opts, char *err, size_t err_len);
+
+	/* Once per tunnel that names this plugin, with options check_options
+	 * accepted. It may still fail (-EINVAL, -ENOMEM, or what a host
+	 * function returned) after logging why. `opts` is valid only during
+	 * the call: copy what you keep. Store per-tunnel state in
+	 * *tunnel_data. During a reload a tunnel is initialised before the one
+	 * it replaces is closed: the host shares that one's sockets with it
+	 * (use_shared_plain on the same address), and the new tunnel sees no
+	 * datagram before the reload commits. */
 	int (*init)(const struct psktun_host *host, struct psktun_tunnel *t,
 		    const struct psktun_option *opts, size_t n_opts,
 		    void **tunnel_data);

@@ -76,9 +76,10 @@ def test_silent_control_clients_are_dropped_and_psktunctl_gets_through(env):
         s.connect(term.control)
         env.defer(s.close)
         silent.append(s)
-    rc, out, _ = ctl('-s', term.control, 'stats')
-    eq((rc, out), (1, 'error=busy: 16 control clients are connected; try again\n'),
-       'psktunctl exit code and answer while 16 silent clients hold the socket')
+    for cmd in ('metrics', 'stats', 'sessions'):
+        rc, out, err = ctl('-s', term.control, cmd)
+        eq((rc, out, err), (1, '', 'psktunctl: busy: 16 control clients are connected; try again\n'),
+           'psktunctl %s exit code, stdout, stderr while 16 silent clients hold the socket' % cmd)
     t0 = time.monotonic()
     for s in silent:      # the daemon hangs up on each (EOF) after its timeout
         s.settimeout(15)

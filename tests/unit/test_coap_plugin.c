@@ -704,12 +704,30 @@ static void test_session_close_cancels_an_armed_timer(void **state)
 	fx.tunnel_data = NULL;
 }
 
+/* -n, start and reload ask check_options; init uses the same parser. */
+static void test_check_options_refuses_what_init_refuses_with_one_sentence(void **state)
+{
+	const struct psktun_option good[] = { { "identity", "query:ep" }, { "answer_timeout_ms", "0" } };
+	const struct psktun_option bad[] = { { "answer_timeout_ms", "banana" } };
+	const struct psktun_option unknown[] = { { "colour", "red" } };
+	char err[256] = "";
+
+	(void)state;
+	assert_int_equal(psktun_plugin.check_options(PSKTUN_ROLE_GATEWAY, good, 2, err, sizeof(err)), 0);
+	assert_int_equal(psktun_plugin.check_options(PSKTUN_ROLE_TERMINATOR, NULL, 0, err, sizeof(err)), 0);
+	assert_int_equal(psktun_plugin.check_options(PSKTUN_ROLE_GATEWAY, bad, 1, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "coap: answer_timeout_ms = \"banana\": expected milliseconds from 0 (off) to 3600000");
+	assert_int_equal(psktun_plugin.check_options(PSKTUN_ROLE_TERMINATOR, unknown, 1, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "coap: unknown option \"colour\" (known: identity, answer_timeout_ms)");
+}
+
 #define T(f) cmocka_unit_test_teardown(f, teardown)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_exports_abi_struct_named_coap),
+		T(test_check_options_refuses_what_init_refuses_with_one_sentence),
 		T(test_init_accepts_the_documented_options),
 		T(test_init_rejects_unknown_option_with_a_log_line),
 		T(test_init_rejects_bad_identity_specs),

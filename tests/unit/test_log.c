@@ -83,12 +83,45 @@ static void stderr_lines_are_one_per_event_with_pid_and_level(void **state)
 	assert_string_equal(capture_stderr(log_some), want);
 }
 
+static const char *quote(const char *s, size_t len)
+{
+	static char buf[PSKTUN_QUOTED_MAX(128)];
+
+	return psktun_quote(s, len, buf, sizeof(buf));
+}
+
+#define Q(lit) quote(lit, sizeof(lit) - 1)
+
+static void a_name_is_one_token_whatever_it_holds(void **state)
+{
+	char cut[8];
+
+	assert_string_equal(Q("meter-0001"), "meter-0001");
+	assert_string_equal(Q("a.b_c:d/e@f+g"), "a.b_c:d/e@f+g");
+	/* each would forge a field or a line if printed bare */
+	assert_string_equal(Q("meter-A state=established peer=6.6.6.6 x"),
+			    "\"meter-A state=established peer=6.6.6.6 x\"");
+	assert_string_equal(Q("a=b"), "\"a=b\"");
+	assert_string_equal(Q("say \"hi\""), "\"say \\\"hi\\\"\"");
+	assert_string_equal(Q("back\\slash"), "\"back\\\\slash\"");
+	assert_string_equal(Q("two\nlines\r\tx"), "\"two\\nlines\\r\\tx\"");
+	assert_string_equal(Q("nul\0bel\a\x7f"), "\"nul\\x00bel\\x07\\x7f\"");
+	assert_string_equal(Q("z\xc3\xa4hler"), "\"z\\xc3\\xa4hler\"");	/* UTF-8 */
+	/* not to be read as "no identity" or as an empty field */
+	assert_string_equal(Q("-"), "\"-\"");
+	assert_string_equal(Q(""), "\"\"");
+	/* too long for the buffer: cut, the quote still closed */
+	assert_string_equal(psktun_quote("a b c d e", 9, cut, sizeof(cut)), "\"a \"");
+	assert_string_equal(psktun_quote("abcdefgh", 8, cut, sizeof(cut)), "\"ab\"");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(default_threshold_is_notice),
 		cmocka_unit_test(each_v_lowers_the_threshold_down_to_debug),
 		cmocka_unit_test(stderr_lines_are_one_per_event_with_pid_and_level),
+		cmocka_unit_test(a_name_is_one_token_whatever_it_holds),
 	};
 
 	return cmocka_run_group_tests_name("log", tests, NULL, NULL);

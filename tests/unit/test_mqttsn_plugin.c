@@ -952,9 +952,31 @@ static void good_options_are_accepted(void **state)
 	rig_fini(&r);
 }
 
+/* -n, start and reload ask check_options; init uses the same parser. */
+static void check_options_refuses_what_init_refuses_with_one_sentence(void **state)
+{
+	const struct psktun_option good[] = { OPT("gateway_id", "7"), OPT("advertise_s", "0") };
+	const struct psktun_option bad[] = { OPT("answer_timeout_ms", "banana") };
+	const struct psktun_option gw_only[] = { OPT("gateway_id", "7") };
+	const struct psktun_option lonely[] = { OPT("advertise_s", "60") };
+	char err[256] = "";
+
+	assert_int_equal(P->check_options(PSKTUN_ROLE_GATEWAY, good, 2, err, sizeof(err)), 0);
+	assert_int_equal(P->check_options(PSKTUN_ROLE_GATEWAY, NULL, 0, err, sizeof(err)), 0);
+	assert_int_equal(P->check_options(PSKTUN_ROLE_GATEWAY, bad, 1, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "mqttsn option answer_timeout_ms = \"banana\": want milliseconds, 0..86400000 (0: off)");
+	assert_int_equal(P->check_options(PSKTUN_ROLE_TERMINATOR, gw_only, 1, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "mqttsn option gateway_id = \"7\": only for mode = \"gateway\"");
+	assert_int_equal(P->check_options(PSKTUN_ROLE_GATEWAY, lonely, 1, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "mqttsn option advertise_s needs advertise_to (\"ip:port\")");
+	assert_int_equal(P->check_options(PSKTUN_ROLE_GATEWAY, bad, 1, err, 8), -EINVAL);
+	assert_string_equal(err, "mqttsn ");	/* cut to fit, terminated */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(check_options_refuses_what_init_refuses_with_one_sentence),
 		cmocka_unit_test(exports_abi_size_name_and_callbacks),
 		cmocka_unit_test(searchgw_is_answered_locally_with_gwinfo),
 		cmocka_unit_test(gwinfo_carries_option_gateway_id),
