@@ -267,6 +267,39 @@ def test_forwarder_encapsulation_toward_the_backend(env):
        'terminator plain_out, plain_in, dropped_unknown, dropped_policy')
 
 
+def test_forwarder_socket_answers_only_the_backend(env):
+    """The forwarder socket takes replies from the configured backend address
+    only: an encapsulated CONNACK for meter-0001 from another port of the
+    backend's host, and from the backend's port on another loopback address,
+    is dropped (dropped_policy) and never reaches the meter; the backend's
+    own reply still does."""
+    pdir = _setup(env)
+    fport = h.free_udp_port()
+    backend, term, gw = _chain(env, pdir, term_options=dict(forwarder='%s:%d' % (h.LO, fport)))
+    c = _client(env, gw)
+    conn = sn.connect('meter-0001', duration=30)
+    c.send(conn)
+    src = _backend_got(backend, sn.encapsulate('meter-0001', conn), 'encapsulated CONNECT')
+    forged = sn.encapsulate('meter-0001', sn.connack(0))
+    other_port = sn.Client(bind=(h.LO, 0))
+    env.defer(other_port.close)
+    other_host = sn.Client(bind=('127.0.0.2', backend.address[1]))
+    env.defer(other_host.close)
+    before = term.stats()
+    other_port.send(forged, src)
+    other_host.send(forged, src)
+    _client_quiet(c, 'after replies from elsewhere than the backend')
+    term.wait_stat('dropped_policy', 2)
+    after = term.stats()
+    eq({k: after[k] - before[k] for k in ('plain_in', 'plain_out', 'records_out', 'dropped_policy',
+                                          'dropped_unknown')},
+       dict(plain_in=2, plain_out=0, records_out=0, dropped_policy=2, dropped_unknown=0),
+       'terminator counters for the two forged replies')
+    backend.reply(sn.encapsulate('meter-0001', sn.connack(0)), src)
+    _expect_raw(c, sn.connack(0), "the backend's CONNACK at the client")
+    eq(term.stats()['dropped_policy'], 2, 'terminator dropped_policy at the end')
+
+
 def test_keep_alive_raises_the_idle_timeout(env):
     """dtls.idle_timeout_s = 1, CONNECT keep-alive 2 s: the session lives
     1.5 x 2 = 3 s from its last activity, then closes by itself."""
