@@ -380,6 +380,9 @@ static enum psktun_verdict coap_on_plain(struct psktun_dgram *ctx, uint8_t *buf,
 	 * meter not answering them is no sign of a dead tunnel. */
 	if (ct->role != PSKTUN_ROLE_GATEWAY)
 		return PSKTUN_FORWARD;
+	/* The daemon refuses the identity this request claims from its source. */
+	if (ctx->flags & PSKTUN_DGRAM_IDENTITY_REFUSED)
+		return refuse(ctx, &m, buf, len, cap);
 	if (names_other_identity(ct, ctx->session, &m))
 		return refuse(ctx, &m, buf, len, cap);
 	if (m.type == COAP_CON)

@@ -182,6 +182,49 @@ def test_gateway_refuses_connect_with_another_client_id(env):
        'gateway sessions')
 
 
+def test_pinned_identity_belongs_to_its_source(env):
+    """meter-0001 is pinned (meters entry) to the real meter's source. Another
+    LAN source (127.0.0.2) that sends CONNECT meter-0001 gets CONNACK 0x03
+    from the gateway and nothing else: it does not enter meter-0001's
+    session, replies still go to the real meter, `sessions` keeps the real
+    meter's address; a PINGREQ naming meter-0001 from there is dropped. Each
+    refusal is one dropped_policy."""
+    pdir = _setup(env)
+    meter = sn.Client((h.LO, 0))
+    env.defer(meter.close)
+    attacker = sn.Client(bind=('127.0.0.2', 0))
+    env.defer(attacker.close)
+    msource = '%s:%d' % meter.address
+    backend, term, gw = _chain(env, pdir, meters=[('meter-0001', msource)])
+    meter.server = attacker.server = (h.LO, gw.port)
+    conn = sn.connect('meter-0001', duration=60)
+    meter.send(conn)
+    src = _backend_got(backend, conn, "the real meter's CONNECT at the backend")
+    backend.reply(sn.connack(0), src)
+    _expect_raw(meter, sn.connack(0), 'CONNACK at the real meter')
+    before = gw.stats()
+
+    attacker.send(conn)
+    _backend_quiet(backend, "after the other source's CONNECT")
+    _expect_raw(attacker, sn.connack(sn.RC_NOT_SUPPORTED), 'CONNACK to the other source')
+    attacker.send(sn.pingreq('meter-0001'))
+    gw.wait_stat('dropped_policy', 2)
+    _backend_quiet(backend, "after the other source's PINGREQ")
+    # the cloud's next datagram for meter-0001 goes to the real meter only
+    pub = sn.publish(5, b'reading', msg_id=7, qos=1)
+    backend.reply(pub, src)
+    _expect_raw(meter, pub, 'PUBLISH from the cloud at the real meter')
+    _client_quiet(attacker, 'the other source after the refusals')
+    after = gw.stats()
+    eq({k: after[k] - before[k] for k in ('plain_in', 'plain_out', 'records_out', 'replies_local',
+                                          'dropped_policy', 'dropped_unknown', 'sessions')},
+       dict(plain_in=2, plain_out=2, records_out=0, replies_local=1, dropped_policy=2,
+            dropped_unknown=0, sessions=0), 'gateway counters for the other source')
+    eq([(s['identity'], s['state'], s['peer']) for s in gw.sessions()],
+       [('meter-0001', 'established', msource)], 'gateway sessions (identity, state, peer)')
+    eq(term.stats()['plain_out'], 1, 'datagrams at the backend (the real CONNECT only)')
+
+
 def test_terminator_refuses_connect_with_another_client_id(env):
     """An opaque gateway carries meter-0001's datagrams in meter-0001's
     session; a CONNECT meter-0002 in it is answered with CONNACK 0x03 by the

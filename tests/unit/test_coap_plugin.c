@@ -501,6 +501,37 @@ static void test_gateway_answers_meter_naming_another_identity_with_403(void **s
 	assert_int_equal(fx.ctx.reason, PSKTUN_REASON_POLICY);
 }
 
+/* The daemon refuses the identity this request claims (a `meters` entry
+ * pins it to another source): 4.03 for a CON, a NON dropped. */
+static void test_gateway_refused_identity_gets_403(void **state)
+{
+	static const uint8_t forbidden_2002[] = { 0x60, 0x83, 0x20, 0x02 };
+	static const uint8_t register_0001_non[] = {
+		0x50, 0x02, 0x20, 0x03,
+		0xb2, 'r', 'd',
+		0x0d, 0x00, 'e', 'p', '=', 'm', 'e', 't', 'e', 'r', '-', '0', '0', '0', '1',
+	};
+
+	open_with_ep(PSKTUN_ROLE_GATEWAY);
+	load(register_0001, sizeof(register_0001));
+	fx.ctx.session = NULL;
+	fx.ctx.session_data = NULL;
+	fx.ctx.flags = PSKTUN_DGRAM_IDENTITY_REFUSED;
+	assert_int_equal(psktun_plugin.on_plain(&fx.ctx, fx.buf, &fx.len, sizeof(fx.buf)),
+			 PSKTUN_REPLY);
+	assert_int_equal(fx.ctx.reason, PSKTUN_REASON_POLICY);
+	assert_int_equal(fx.len, sizeof(forbidden_2002));
+	assert_memory_equal(fx.buf, forbidden_2002, sizeof(forbidden_2002));
+	load(register_0001_non, sizeof(register_0001_non));
+	fx.ctx.session = NULL;
+	fx.ctx.session_data = NULL;
+	fx.ctx.flags = PSKTUN_DGRAM_IDENTITY_REFUSED;
+	assert_int_equal(psktun_plugin.on_plain(&fx.ctx, fx.buf, &fx.len, sizeof(fx.buf)),
+			 PSKTUN_DROP);
+	assert_int_equal(fx.ctx.reason, PSKTUN_REASON_POLICY);
+	assert_int_equal(session.timer_calls, 0);
+}
+
 static void test_gateway_forwards_own_identity_and_cloud_requests(void **state)
 {
 	open_with_ep(PSKTUN_ROLE_GATEWAY);
@@ -727,6 +758,7 @@ int main(void)
 		T(test_terminator_forwards_own_identity_and_requests_without_ep),
 		T(test_terminator_without_identity_option_forwards_any_ep),
 		T(test_gateway_answers_meter_naming_another_identity_with_403),
+		T(test_gateway_refused_identity_gets_403),
 		T(test_gateway_forwards_own_identity_and_cloud_requests),
 		T(test_ping_is_forwarded_both_ways),
 		T(test_malformed_is_dropped_both_ways),
