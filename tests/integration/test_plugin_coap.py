@@ -265,6 +265,34 @@ def test_terminator_refuses_request_naming_another_identity(env):
     eq(term.stats()['dropped_policy'], 2, 'terminator dropped_policy at the end')
 
 
+def test_terminator_refuses_an_identity_a_backend_could_read_twice(env):
+    """coap-client-gnutls authenticated as meter-0001, with its own ep= and a
+    second identity a lenient backend could read: '&' inside one Uri-Query
+    (%26), the name in capitals, a Proxy-Uri. Each gets 4.03 from the
+    terminator (dropped_policy) and nothing reaches the backend."""
+    pdir = _setup(env)
+    h.need('coap-client-gnutls')
+    backend = CoapBackend(env)
+    term = _daemon(env, pdir, 'terminator', 'terminator', backend.addr)
+    base = 'coaps://%s' % term.addr
+    shapes = [
+        ('amp', base + '/rd?ep=meter-0001&lt=300%26ep=meter-0002', []),
+        ('caps', base + '/rd?ep=meter-0001&EP=meter-0002', []),
+        ('proxy', base + '/rd?ep=meter-0001', ['-O', '35,coap://cloud/rd?ep=meter-0002']),
+    ]
+    for n, (name, uri, extra) in enumerate(shapes, 1):
+        rc, out, logtext = h.coap_client(env, 'gnutls', uri, 'meter-0001', KEYS['meter-0001'],
+                                         timeout_s=5, extra=extra, name=name)
+        if '4.03' not in out + logtext:
+            raise Fail('%s: coap-client did not report 4.03: rc %r, out %r, log %r'
+                       % (name, rc, out, logtext))
+        term.wait_stat('dropped_policy', n)
+    eq(backend.received(), [], 'backend after the refused requests')
+    st = term.stats()
+    eq((st['dropped_policy'], st['replies_local'], st['plain_out']), (3, 3, 0),
+       'terminator dropped_policy, replies_local, plain_out')
+
+
 def test_gateway_refuses_bound_meter_naming_another_identity(env):
     """A source bound to meter-0001 by a meters entry registers as
     ep=meter-0002: 4.03 on the LAN, nothing goes out, no handshake."""
