@@ -225,6 +225,37 @@ def test_pinned_identity_belongs_to_its_source(env):
     eq(term.stats()['plain_out'], 1, 'datagrams at the backend (the real CONNECT only)')
 
 
+def test_reload_that_pins_an_identity_forgets_other_sources(env):
+    """Another source (127.0.0.2) was learned for meter-0001 from its CONNECT;
+    a reload pins meter-0001 to the real meter's source: that source speaks
+    for meter-0001 no more (its PUBLISH is dropped_unknown), the real meter
+    does."""
+    pdir = _setup(env)
+    meter = sn.Client((h.LO, 0))
+    env.defer(meter.close)
+    other = sn.Client(bind=('127.0.0.2', 0))
+    env.defer(other.close)
+    backend, term, gw = _chain(env, pdir)
+    meter.server = other.server = (h.LO, gw.port)
+    conn = sn.connect('meter-0001', duration=60)
+    other.send(conn)
+    src = _backend_got(backend, conn, "the other source's CONNECT (no pin yet)")
+    gw.meters = [('meter-0001', '%s:%d' % meter.address)]
+    gw.write()
+    eq(gw.reload(), 'configuration reloaded', 'reload outcome')
+    before = gw.stats()
+    pub = sn.publish(5, b'forged', msg_id=1, qos=1)
+    other.send(pub)
+    _backend_quiet(backend, "after the other source's PUBLISH")
+    gw.wait_stat('dropped_unknown', before['dropped_unknown'] + 1)
+    own = sn.publish(5, b'21.5', msg_id=2, qos=1)
+    meter.send(own)
+    eq(_backend_got(backend, own, "the real meter's PUBLISH"), src, 'backend socket (same session)')
+    after = gw.stats()
+    eq({k: after[k] - before[k] for k in ('plain_in', 'dropped_unknown', 'dropped_policy')},
+       dict(plain_in=2, dropped_unknown=1, dropped_policy=0), 'gateway counters after the reload')
+
+
 def test_terminator_refuses_connect_with_another_client_id(env):
     """An opaque gateway carries meter-0001's datagrams in meter-0001's
     session; a CONNECT meter-0002 in it is answered with CONNACK 0x03 by the
