@@ -111,6 +111,7 @@ struct session {
 /* A LAN source bound to an identity (gateway): configured or learned via a plugin. */
 struct binding {
 	struct htab_node node;
+	struct htab_node pin_node;	/* a `meters` entry: in tunnel.pinned, by identity */
 	struct sockaddr_storage addr;
 	bool with_port;
 	bool learned;
@@ -142,6 +143,7 @@ struct tunnel {
 	struct htab by_identity;
 	struct htab by_peer;		/* terminator */
 	struct htab bindings;		/* gateway: source -> identity */
+	struct htab pinned;		/* gateway: identity -> its `meters` bindings */
 	struct binding *learned;	/* gateway: learned bindings, newest first */
 	struct resume_store resume;	/* gateway: by identity; terminator: by session ID */
 	struct ratelimit *hs_rate;	/* terminator: handshakes per source IP */
@@ -331,6 +333,10 @@ int plugin_identify(struct tunnel *t, const struct sockaddr *from, const uint8_t
 enum psktun_verdict plugin_on_plain(struct tunnel *t, struct session *s, const struct sockaddr *from,
 				    uint8_t *buf, size_t *len, size_t cap, enum psktun_reason *reason,
 				    struct session **target);
+/* Gateway: the protocol's refusal of a datagram whose claimed identity its
+ * source may not speak for; true with buf[0..*len) to send back, or false. */
+bool plugin_refusal(struct tunnel *t, const struct sockaddr *from, uint8_t *buf, size_t *len,
+		    size_t cap);
 enum psktun_verdict plugin_on_tunnel(struct session *s, uint8_t *buf, size_t *len, size_t cap,
 				     enum psktun_reason *reason);
 void plugin_session_open(struct session *s);

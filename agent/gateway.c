@@ -37,6 +37,20 @@ static struct binding *binding_add(struct tunnel *t, const struct sockaddr *addr
 	return b;
 }
 
+/* Is this identity pinned by a `meters` entry (to some source)? */
+static bool identity_pinned(struct tunnel *t, const char *id, size_t len)
+{
+	uint64_t h = identity_hash(id, len);
+
+	for (struct htab_node *n = htab_first(&t->pinned, h); n; n = htab_next(n, h)) {
+		struct binding *b = container_of(n, struct binding, pin_node);
+
+		if (b->identity_len == len && !memcmp(b->identity, id, len))
+			return true;
+	}
+	return false;
+}
+
 static void binding_remove_learned(struct tunnel *t, struct binding *b)
 {
 	for (struct binding **pp = &t->learned; *pp; pp = &(*pp)->next_learned) {
@@ -89,6 +103,7 @@ static void bindings_clear(struct tunnel *t, bool keep_learned)
 				binding_remove_learned(t, b);
 			} else {
 				htab_remove(&t->bindings, &b->node);
+				htab_remove(&t->pinned, &b->pin_node);
 				free(b);
 			}
 		}
@@ -97,13 +112,23 @@ static void bindings_clear(struct tunnel *t, bool keep_learned)
 
 int gateway_bindings_load(struct tunnel *t, const struct psktun_config *cfg)
 {
+	struct binding *b, *next;
+
 	bindings_clear(t, true);
 	for (size_t i = 0; i < cfg->n_meters; i++) {
 		const struct psktun_conf_meter *m = &cfg->meters[i];
+		size_t len = strlen(m->identity);
 
-		if (!binding_add(t, (const struct sockaddr *)&m->addr, m->has_port, m->identity,
-				 strlen(m->identity)))
+		b = binding_add(t, (const struct sockaddr *)&m->addr, m->has_port, m->identity, len);
+		if (!b)
 			return -ENOMEM;
+		htab_insert(&t->pinned, &b->pin_node, identity_hash(m->identity, len));
+	}
+	/* A source learned for an identity that is pinned now speaks for it no more. */
+	for (b = t->learned; b; b = next) {
+		next = b->next_learned;
+		if (identity_pinned(t, b->identity, b->identity_len))
+			binding_remove_learned(t, b);
 	}
 	return 0;
 }
@@ -144,7 +169,12 @@ int gateway_session_connect(struct session *s)
 	return session_socket_open(s, on_cloud, "the DTLS server");
 }
 
-/* Which meter sent this? A `meters` source, else a source a plugin bound earlier, else the plugin. */
+/*
+ * Which meter sent this? A `meters` source, else a source a plugin bound
+ * earlier, else the plugin. An identity pinned by a `meters` entry is spoken
+ * for by its own source only: when the plugin finds it claimed from another,
+ * -EACCES, and nothing is bound.
+ */
 static int meter_identify(struct tunnel *t, const struct sockaddr *from, const uint8_t *buf,
 			  size_t len, char *id, size_t *id_len)
 {
@@ -163,6 +193,8 @@ static int meter_identify(struct tunnel *t, const struct sockaddr *from, const u
 		return r;
 	if (!psktun_keys_find(t->d->keys, id, *id_len))
 		return -ENOENT;
+	if (identity_pinned(t, id, *id_len))
+		return -EACCES;
 	binding_learn(t, from, id, *id_len);
 	return 0;
 }
@@ -189,6 +221,18 @@ static void on_meter(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
 		return;
 	}
 	r = meter_identify(t, from, data, len, id, &id_len);
+	if (r == -EACCES) {
+		char where[PSKTUN_ADDRSTRLEN];
+
+		log_info("tunnel %s: %s claims identity %.*s, which meters pins to another source: refused",
+			 t->conf.name, psktun_addr_format(from, where, sizeof(where)), (int)id_len, id);
+		d->stats.dropped_policy++;
+		if (plugin_refusal(t, from, data, &len, PSKTUN_DGRAM_MAX)) {
+			d->stats.replies_local++;
+			tunnel_send_plain(t, from, data, len);
+		}
+		return;
+	}
 	if (r < 0) {
 		/* Nobody we know; the plugin may still answer on the LAN (SEARCHGW). */
 		if (r == -ENOENT && t->plugin &&

@@ -224,6 +224,23 @@ enum psktun_verdict plugin_on_plain(struct tunnel *t, struct session *s, const s
 	return v;
 }
 
+bool plugin_refusal(struct tunnel *t, const struct sockaddr *from, uint8_t *buf, size_t *len,
+		    size_t cap)
+{
+	struct psktun_dgram ctx = {
+		.tunnel = PT(t), .tunnel_data = t->plugin_data, .from = from,
+		.flags = PSKTUN_DGRAM_IDENTITY_REFUSED,
+	};
+	size_t n = *len;
+
+	if (!t->plugin || !t->plugin->p->on_plain || n + 256 > cap)
+		return false;
+	if (t->plugin->p->on_plain(&ctx, buf, &n, cap) != PSKTUN_REPLY || n == 0 || n > cap)
+		return false;
+	*len = n;
+	return true;
+}
+
 enum psktun_verdict plugin_on_tunnel(struct session *s, uint8_t *buf, size_t *len, size_t cap,
 				     enum psktun_reason *reason)
 {

@@ -267,11 +267,27 @@ static void on_backend(struct session *s, ssize_t nread, uint8_t *data, bool tru
 	from_backend(s->t, s, data, nread, (struct sockaddr *)&s->t->connect_addr, truncated);
 }
 
+/*
+ * The shared socket is bound, not connected, so anyone who can reach its
+ * port may write to it, and what arrives there names the session it goes
+ * into (MQTT-SN: the Wireless Node Id). Only the configured backend speaks
+ * there; anything else is refused before a plugin reads it, as a session's
+ * own (connected) socket would never have received it.
+ */
 static void on_shared_backend(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 			      const struct sockaddr *from, unsigned flags)
 {
-	if (from)
-		from_backend(h->data, NULL, (uint8_t *)buf->base, nread, from, flags & UV_UDP_PARTIAL);
+	struct tunnel *t = h->data;
+
+	if (!from || nread < 0)
+		return;
+	if (!t->connect_resolved ||
+	    !psktun_addr_equal(from, (struct sockaddr *)&t->connect_addr, true)) {
+		t->d->stats.plain_in++;
+		t->d->stats.dropped_policy++;
+		return;
+	}
+	from_backend(t, NULL, (uint8_t *)buf->base, nread, from, flags & UV_UDP_PARTIAL);
 }
 
 /* A reload: the tunnel this one replaces may hold the socket already; share it. */

@@ -335,7 +335,8 @@ int tunnel_open(struct daemon *d, const struct psktun_config *cfg, const struct 
 	if (r < 0)
 		goto fail;
 	if (htab_init(&t->by_identity, 64) < 0 || htab_init(&t->by_peer, 64) < 0 ||
-	    htab_init(&t->bindings, 64) < 0 || resume_store_init(&t->resume, cfg->dtls.max_sessions) < 0) {
+	    htab_init(&t->bindings, 64) < 0 || htab_init(&t->pinned, 64) < 0 ||
+	    resume_store_init(&t->resume, cfg->dtls.max_sessions) < 0) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -425,6 +426,7 @@ fail:
 	htab_deinit(&t->by_identity);
 	htab_deinit(&t->by_peer);
 	htab_deinit(&t->bindings);
+	htab_deinit(&t->pinned);
 	conf_tunnel_free(&t->conf);
 	free(t);
 	return r;
@@ -449,6 +451,7 @@ void tunnel_close(struct tunnel *t)
 		}
 	}
 	htab_deinit(&t->bindings);
+	htab_deinit(&t->pinned);
 	htab_deinit(&t->by_identity);
 	htab_deinit(&t->by_peer);
 	resume_store_deinit(&t->resume);

@@ -92,21 +92,26 @@ static bool is_identity(const struct tunnel *tun, struct psktun_session *s,
 
 /* Answer the datagram in buf with a CONNACK "rejected: not supported",
  * the only refusal CONNECT has (section 5.3.10). */
-static enum psktun_verdict refuse_connect(const struct tunnel *tun, struct psktun_dgram *ctx,
-					  const struct mqttsn_msg *m, uint8_t *buf,
-					  size_t *len, size_t cap)
+static enum psktun_verdict connack_refusal(struct psktun_dgram *ctx, uint8_t *buf,
+					   size_t *len, size_t cap)
 {
-	int n;
+	int n = mqttsn_write_connack(buf, cap, MQTTSN_RC_NOT_SUPPORTED);
 
-	tun->host->log(tun->t, PSKTUN_LOG_NOTICE,
-		       "CONNECT with ClientId '%.*s' refused: not the session's identity",
-		       (int)m->client_id_len, (const char *)m->client_id);
-	n = mqttsn_write_connack(buf, cap, MQTTSN_RC_NOT_SUPPORTED);
 	if (n < 0)
 		return drop(ctx, PSKTUN_REASON_POLICY);
 	*len = (size_t)n;
 	ctx->reason = PSKTUN_REASON_POLICY;
 	return PSKTUN_REPLY;
+}
+
+static enum psktun_verdict refuse_connect(const struct tunnel *tun, struct psktun_dgram *ctx,
+					  const struct mqttsn_msg *m, uint8_t *buf,
+					  size_t *len, size_t cap)
+{
+	tun->host->log(tun->t, PSKTUN_LOG_NOTICE,
+		       "CONNECT with ClientId '%.*s' refused: not the session's identity",
+		       (int)m->client_id_len, (const char *)m->client_id);
+	return connack_refusal(ctx, buf, len, cap);
 }
 
 /* CONNECT keep-alive and a sleeping DISCONNECT's duration. */
@@ -296,6 +301,13 @@ static enum psktun_verdict gateway_plain(struct tunnel *tun, struct psktun_dgram
 
 	if (mqttsn_parse(buf, *len, &m) < 0)
 		return drop(ctx, PSKTUN_REASON_MALFORMED);
+	/* The daemon refuses the ClientId of a CONNECT (or PINGREQ) from
+	 * this source: a CONNECT has its refusal, a PINGREQ none. */
+	if (ctx->flags & PSKTUN_DGRAM_IDENTITY_REFUSED) {
+		if (m.type == MQTTSN_CONNECT)
+			return connack_refusal(ctx, buf, len, cap);
+		return drop(ctx, PSKTUN_REASON_POLICY);
+	}
 	if (m.type == MQTTSN_SEARCHGW)
 		return reply_gwinfo(tun, ctx, buf, len, cap);
 	/* No session: the host asks before it knows the meter (only a

@@ -106,6 +106,14 @@ struct psktun_option {
 	const char *value;
 };
 
+/* psktun_dgram.flags, set by the daemon. */
+/* Gateway on_plain, session NULL: the identity the datagram claims (what
+ * identify() returned) may not be spoken for from its source: a `meters`
+ * entry pins it to another. The plugin may put the protocol's refusal in
+ * buf and return PSKTUN_REPLY (it goes back to the source); any other
+ * verdict drops the datagram. The daemon counts dropped_policy either way. */
+#define PSKTUN_DGRAM_IDENTITY_REFUSED	0x1u
+
 /* Per-datagram context, filled by the daemon; `reason` and `target` are
  * written by the plugin. */
 struct psktun_dgram {
@@ -117,7 +125,9 @@ struct psktun_dgram {
 	enum psktun_reason reason;	/* out: counter for DROP/REPLY */
 	struct psktun_session *target;	/* out: on_plain with session NULL,
 					 * the session to forward into */
-	uint64_t reserved[4];
+	uint32_t flags;			/* PSKTUN_DGRAM_* */
+	uint32_t reserved32;
+	uint64_t reserved[3];
 };
 
 /*
@@ -228,15 +238,21 @@ struct psktun_plugin {
 	 * entry) and return 0; return -ENOENT if the datagram names nobody
 	 * (the daemon drops it, dropped_unknown) or -EBADMSG if it is
 	 * malformed (dropped_malformed). The daemon then checks the identity
-	 * against the key file and, if it is there, binds the source to it.
+	 * against the key file and, if it is there, binds the source to it,
+	 * unless a `meters` entry pins that identity to another source: then
+	 * it binds nothing and calls on_plain() with session NULL and
+	 * PSKTUN_DGRAM_IDENTITY_REFUSED for the protocol's refusal.
 	 */
 	int (*identify)(void *tunnel_data, const struct sockaddr *from,
 			const uint8_t *buf, size_t len, char *id, size_t *id_len);
 
 	/* Datagram from the plain side. Gateway: from a meter, before it
 	 * enters the meter's session (ctx->session is set; it may still be
-	 * handshaking). Terminator: from the backend, before it enters the
-	 * session (ctx->session is NULL for the shared socket). */
+	 * handshaking), or from a source that names no meter (session NULL:
+	 * only a REPLY is honoured, e.g. to discovery; see also
+	 * PSKTUN_DGRAM_IDENTITY_REFUSED). Terminator: from the backend,
+	 * before it enters the session (ctx->session is NULL for the shared
+	 * socket, which takes datagrams from the `connect` address only). */
 	enum psktun_verdict (*on_plain)(struct psktun_dgram *ctx, uint8_t *buf,
 					size_t *len, size_t cap);
 	/* Datagram decrypted from the session, before it goes to the plain

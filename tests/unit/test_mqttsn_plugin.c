@@ -431,6 +431,30 @@ static void gateway_connect_of_another_clientid_is_refused_with_connack_3(void *
 	rig_fini(&r);
 }
 
+/* The daemon refuses the identity (pinned to another source): a CONNECT
+ * gets CONNACK 0x03 even though it names "the session's" identity, a
+ * PINGREQ is dropped, a SEARCHGW is not answered. */
+static void gateway_refused_identity_gets_the_protocols_refusal(void **state)
+{
+	struct rig r;
+
+	assert_int_equal(rig_init(&r, PSKTUN_ROLE_GATEWAY, NULL, 0), 0);
+	rig_load(&r, NULL, VEC(0x10, 0x04, 0x04, 0x01, 0x00, 0x3c, METER1),
+		 VLEN(0x10, 0x04, 0x04, 0x01, 0x00, 0x3c, METER1));
+	r.ctx.flags = PSKTUN_DGRAM_IDENTITY_REFUSED;
+	assert_int_equal(P->on_plain(&r.ctx, r.buf, &r.len, sizeof(r.buf)), PSKTUN_REPLY);
+	ASSERT_BUF(&r, 0x03, 0x05, 0x03);
+	assert_int_equal(r.ctx.reason, PSKTUN_REASON_POLICY);
+	rig_load(&r, NULL, VEC(0x0c, 0x16, METER1), VLEN(0x0c, 0x16, METER1));
+	r.ctx.flags = PSKTUN_DGRAM_IDENTITY_REFUSED;
+	assert_int_equal(P->on_plain(&r.ctx, r.buf, &r.len, sizeof(r.buf)), PSKTUN_DROP);
+	assert_int_equal(r.ctx.reason, PSKTUN_REASON_POLICY);
+	assert_int_equal(F.n_idle, 0);
+	assert_int_equal(F.n_session_timer, 0);
+	assert_int_equal(F.plain.n, 0);
+	rig_fini(&r);
+}
+
 static void gateway_connect_of_own_clientid_is_forwarded(void **state)
 {
 	struct rig r;
@@ -988,6 +1012,7 @@ int main(void)
 		cmocka_unit_test(identify_names_the_connect_clientid),
 		cmocka_unit_test(identify_others_name_nobody),
 		cmocka_unit_test(gateway_connect_of_another_clientid_is_refused_with_connack_3),
+		cmocka_unit_test(gateway_refused_identity_gets_the_protocols_refusal),
 		cmocka_unit_test(gateway_connect_of_own_clientid_is_forwarded),
 		cmocka_unit_test(terminator_connect_of_another_clientid_is_refused_with_connack_3),
 		cmocka_unit_test(terminator_connect_of_own_clientid_is_forwarded),
