@@ -73,6 +73,7 @@ static void on_signal(uv_signal_t *h, int signum)
 		daemon_reload(d);
 	} else {
 		log_notice("%s: closing every session and exiting", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+		state_save(d);	/* before the tunnels, which hold a gateway's resumption data, go */
 		daemon_stop(d, 0);
 	}
 }
@@ -136,6 +137,7 @@ int daemon_start(struct daemon *d, struct psktun_config *cfg, struct psktun_keys
 		log_info("worker %u ready", d->worker);
 		return 0;
 	}
+	state_load(d);	/* the terminator's cache is the process's: the leader fills it */
 	if (cfg->control) {
 		r = control_start(d, cfg->control);
 		if (r < 0) {

@@ -15,6 +15,7 @@
 #include "sendbatch.h"
 #include "sessionsock.h"
 #include "resume.h"
+#include "seal.h"
 #include "stats.h"
 #include "psktun/plugin.h"
 
@@ -184,6 +185,7 @@ struct daemon {
 	gnutls_datum_t cookie_key;
 	gnutls_datum_t ticket_key;	/* terminator with dtls.tickets: the master ticket key */
 	uint8_t *fake_key_secret;	/* 32 bytes; unknown identities get a key derived from this */
+	const struct psktun_seal_keys *cache_keys;	/* session_cache.key_file's, or NULL */
 
 	/* Workers (terminator, `workers` > 1): threads with a loop each. Worker 0
 	 * (the leader) owns signals and the control socket and tells the others,
@@ -268,6 +270,8 @@ void dtls_key_digest(const struct psktun_key *key, uint8_t out[32]);
 void dtls_save_resumption(struct session *s);
 void dtls_server_cache_stats(uint64_t *n, uint64_t *bytes);
 void dtls_server_cache_deinit(void);
+void dtls_server_cache_foreach(struct daemon *d, void (*fn)(void *arg, const struct resume_view *v), void *arg);
+int dtls_server_cache_put(struct daemon *d, const struct resume_view *v);
 bool dtls_server_cache_has(struct daemon *d, const uint8_t *id, size_t len);
 void dtls_fake_key(struct daemon *d, const char *identity, size_t len, uint8_t *out, size_t out_len);
 
@@ -350,6 +354,10 @@ void control_sessions_text(struct daemon *d, char **out, size_t *len);
 void control_gathered(struct daemon *d);
 /* The leader's reload number `seq` has ended: r == 0 applied, else `why`. */
 void control_reloaded(struct daemon *d, unsigned seq, int r, const char *why);
+
+/* state.c: `state_file`, resumption state kept across a restart. */
+void state_save(struct daemon *d);	/* at SIGTERM/SIGINT, before the sessions close */
+void state_load(struct daemon *d);	/* at start, once the tunnels are open */
 
 /* notify.c: systemd's sd_notify protocol, written directly. */
 void notify_systemd(const char *state);
