@@ -126,6 +126,9 @@ int daemon_start(struct daemon *d, struct psktun_config *cfg, struct psktun_keys
 		return r;
 	gnutls_rnd(GNUTLS_RND_NONCE, &seed, sizeof(seed));
 	psktun_hash_seed(seed);
+	r = shared_cache_start(d);	/* connects in the background; serves without it meanwhile */
+	if (r < 0)
+		return r;
 	uv_async_init(d->loop, &d->wake, on_wake);
 	d->wake.data = d;
 	d->wake_open = true;
@@ -182,6 +185,7 @@ void daemon_stop(struct daemon *d, int exit_code)
 	}
 	d->tunnels = NULL;
 	sockset_close(&d->sockset);	/* after the sessions: they close their sockets */
+	shared_cache_stop(d);
 	control_stop(d);
 	if (d->leader || !d->sig_hup.loop)
 		return;

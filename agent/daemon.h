@@ -186,6 +186,8 @@ struct daemon {
 	gnutls_datum_t ticket_key;	/* terminator with dtls.tickets: the master ticket key */
 	uint8_t *fake_key_secret;	/* 32 bytes; unknown identities get a key derived from this */
 	const struct psktun_seal_keys *cache_keys;	/* session_cache.key_file's, or NULL */
+	struct shared_cache *cache;	/* session_cache.redis (cache.c), or NULL */
+	bool cache_up;			/* ... connected (read by the leader's stats) */
 
 	/* Workers (terminator, `workers` > 1): threads with a loop each. Worker 0
 	 * (the leader) owns signals and the control socket and tells the others,
@@ -321,6 +323,7 @@ int terminator_start(struct tunnel *t, const struct psktun_config *cfg);
 int terminator_use_shared_plain(struct tunnel *t, const struct sockaddr *local);
 void terminator_shared_plain_start(struct tunnel *t);
 void terminator_established(struct session *s);
+void terminator_client_hello(struct tunnel *t, const struct sockaddr *from, const uint8_t *data, size_t len);
 
 /* plugin.c */
 int plugin_load(const char *dir, const char *name, const struct plugin **out);
@@ -354,6 +357,16 @@ void control_sessions_text(struct daemon *d, char **out, size_t *len);
 void control_gathered(struct daemon *d);
 /* The leader's reload number `seq` has ended: r == 0 applied, else `why`. */
 void control_reloaded(struct daemon *d, unsigned seq, int r, const char *why);
+
+/* cache.c: the shared session cache in Redis (terminator, session_cache.redis). */
+int shared_cache_start(struct daemon *d);
+void shared_cache_stop(struct daemon *d);
+void shared_cache_store(struct daemon *d, const gnutls_datum_t *sid, const gnutls_datum_t *data,
+			const char *identity, size_t id_len, const uint8_t digest[32]);
+void shared_cache_remove(struct daemon *d, const gnutls_datum_t *sid);
+/* True: the ClientHello, which names a session the local cache lacks, is held
+ * while Redis is asked; it comes back through terminator_client_hello. */
+bool shared_cache_hold(struct tunnel *t, const struct sockaddr *from, const uint8_t *data, size_t len);
 
 /* state.c: `state_file`, resumption state kept across a restart. */
 void state_save(struct daemon *d);	/* at SIGTERM/SIGINT, before the sessions close */

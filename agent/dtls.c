@@ -248,6 +248,7 @@ static int db_store(void *ptr, gnutls_datum_t key, gnutls_datum_t data)
 		r = resume_put(rs, key.data, key.size, &data, (const char *)user.data, user.size, digest,
 			       daemon_now_ms(d) / 1000) < 0 ? -1 : 0;
 	uv_mutex_unlock(&server_cache_lock);
+	shared_cache_store(d, &key, &data, (const char *)user.data, user.size, digest);
 	return r;
 }
 
@@ -278,6 +279,7 @@ static int db_remove(void *ptr, gnutls_datum_t key)
 	if (rs)
 		resume_del(rs, key.data, key.size);
 	uv_mutex_unlock(&server_cache_lock);
+	shared_cache_remove(s->t->d, &key);
 	return 0;
 }
 

@@ -27,7 +27,13 @@
 	X(dropped_overflow) \
 	X(dropped_limit) \
 	X(dropped_send) \
-	X(dropped_closed)
+	X(dropped_closed) \
+	X(cache_hits) \
+	X(cache_misses) \
+	X(cache_errors) \
+	X(cache_timeouts) \
+	X(cache_overflow) \
+	X(cache_stores)
 
 struct psktun_stats {
 #define X(n) uint64_t n;

@@ -129,6 +129,8 @@ static void on_client_hello(struct tunnel *t, const struct sockaddr *from, const
 	bool resuming;
 	int r;
 
+	if (shared_cache_hold(t, from, data, len))	/* its session may be in Redis: asked first */
+		return;
 	memset(&prestate, 0, sizeof(prestate));
 	/* Not for an address that has a session (a forged hello would hijack
 	 * its next handshake), nor when slots run short (spoofed hellos naming a
@@ -169,6 +171,21 @@ static void on_client_hello(struct tunnel *t, const struct sockaddr *from, const
 	session_handshake_begin(s);
 	/* The verified ClientHello is the first datagram GnuTLS reads. */
 	session_on_record(s, data, len);
+}
+
+/* A ClientHello the shared cache held (cache.c) while it looked its session up: as on_peer would. */
+void terminator_client_hello(struct tunnel *t, const struct sockaddr *from, const uint8_t *data, size_t len)
+{
+	struct session *s = peer_find(t, from);
+
+	if (!s)
+		on_client_hello(t, from, data, len, NULL);
+	else if (s->replaced_by)
+		session_on_record(s->replaced_by, data, len);
+	else if (s->state == SESSION_ESTABLISHED)
+		on_client_hello(t, from, data, len, s);
+	else
+		session_on_record(s, data, len);
 }
 
 static void on_peer(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
