@@ -90,6 +90,8 @@ struct session {
 	size_t in_len;
 
 	struct dgram_queue queue;	/* plaintext waiting for the handshake */
+	struct dgram_queue sent;	/* gateway: uplink sent since the last authenticated downlink */
+	size_t sent_bytes;
 	unsigned failures;		/* consecutive failed handshakes */
 	uint64_t started_ms;		/* handshake start */
 	uint64_t last_rx_ms;		/* last datagram in either direction */
@@ -289,6 +291,7 @@ void session_touch(struct session *s);
 void session_set_idle(struct session *s, uint32_t seconds);
 void session_report_silent(struct session *s);
 void session_rehandshake(struct session *s);
+void session_replay_sent(struct session *s);
 void session_wait_next_start(struct daemon *d);
 struct session *session_find_identity(struct tunnel *t, const char *identity, size_t len);
 uint64_t identity_hash(const char *identity, size_t len);

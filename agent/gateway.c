@@ -147,8 +147,10 @@ static void on_cloud(struct session *s, ssize_t nread, uint8_t *data, bool trunc
 		/* ICMP port unreachable on the connected socket: nobody listens there now. */
 		log_info("tunnel %s: session %s: %s from the cloud", s->t->conf.name, SESSION_ID(s),
 			 strerror(-nread));
-		if (s->state == SESSION_ESTABLISHED)
+		if (s->state == SESSION_ESTABLISHED) {
 			session_rehandshake(s);
+			session_replay_sent(s);
+		}
 		return;
 	}
 	if (truncated) {
@@ -159,6 +161,7 @@ static void on_cloud(struct session *s, ssize_t nread, uint8_t *data, bool trunc
 		log_info("tunnel %s: session %s: the cloud no longer knows this session", s->t->conf.name,
 			 SESSION_ID(s));
 		session_rehandshake(s);
+		session_replay_sent(s);	/* what went on the dead path goes again */
 		return;
 	}
 	session_on_record(s, data, nread);

@@ -33,7 +33,8 @@
 	X(cache_errors) \
 	X(cache_timeouts) \
 	X(cache_overflow) \
-	X(cache_stores)
+	X(cache_stores) \
+	X(replayed)
 
 struct psktun_stats {
 #define X(n) uint64_t n;
