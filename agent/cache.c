@@ -46,6 +46,8 @@
 #define CACHE_KEY_PREFIX "psktun:"
 #define CACHE_KEY_LEN (sizeof(CACHE_KEY_PREFIX) - 1 + 16)
 #define CACHE_VALUE_VERSION 1
+#define CACHE_UNSYNCED_MAX 16384	/* sessions made while Redis was away, stored once it is back */
+#define CACHE_SYNC_STEP 256
 #define CACHE_VALUE_HDR (1 + 1 + PSKTUN_RESUME_DIGEST_LEN + 8)
 
 enum cache_state { CACHE_DOWN, CACHE_RESOLVING, CACHE_CONNECTING, CACHE_UP };
@@ -71,8 +73,16 @@ struct lookup {			/* a GET's privdata */
 	size_t sid_len;
 };
 
+struct unsynced {
+	uint8_t len;
+	uint8_t sid[32];
+};
+
 struct shared_cache {
 	struct daemon *d;
+	uv_timer_t sync_timer;
+	struct unsynced *unsynced;	/* a ring: CACHE_UNSYNCED_MAX */
+	unsigned first_unsynced, n_unsynced;
 	char host[256], where[300];
 	unsigned port, db;
 	enum cache_state state;
@@ -90,13 +100,20 @@ struct shared_cache {
 };
 
 static void connect_start(struct shared_cache *c);
+static void on_sync(uv_timer_t *h);
+
+static void cache_free(struct shared_cache *c)
+{
+	free(c->unsynced);
+	free(c);
+}
 
 static void handle_closed(uv_handle_t *h)
 {
 	struct shared_cache *c = h->data;
 
 	if (--c->open_handles == 0)
-		free(c);
+		cache_free(c);
 }
 
 static void arm(struct shared_cache *c, uint64_t ms, uv_timer_cb cb)
@@ -218,6 +235,8 @@ static void on_connect(const redisAsyncContext *cac, int status)
 	c->down_logged = false;
 	c->ever_up = true;
 	arm(c, CACHE_PING_MS, on_ping_timer);
+	if (c->n_unsynced)
+		uv_timer_start(&c->sync_timer, on_sync, 0, 0);
 }
 
 static void on_connect_timeout(uv_timer_t *h)
@@ -240,7 +259,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 		if (!c->closing)
 			go_down(c, uv_strerror(status));
 		if (--c->open_handles == 0)
-			free(c);
+			cache_free(c);
 		return;
 	}
 	c->open_handles--;	/* the request is done; the timer keeps us */
@@ -305,9 +324,12 @@ int shared_cache_start(struct daemon *d)
 	snprintf(c->where, sizeof(c->where), "%s%s%s:%u", strchr(c->host, ':') ? "[" : "", c->host,
 		 strchr(c->host, ':') ? "]" : "", c->port);
 	c->retry_ms = CACHE_RETRY_MIN_MS;
+	c->unsynced = malloc(CACHE_UNSYNCED_MAX * sizeof(*c->unsynced));	/* NULL: none kept */
 	uv_timer_init(d->loop, &c->timer);
 	c->timer.data = c;
-	c->open_handles = 1;
+	uv_timer_init(d->loop, &c->sync_timer);
+	c->sync_timer.data = c;
+	c->open_handles = 2;
 	for (unsigned i = 0; i < CACHE_PENDING; i++) {
 		c->slot[i].c = c;
 		uv_timer_init(d->loop, &c->slot[i].timer);
@@ -336,6 +358,7 @@ void shared_cache_stop(struct daemon *d)
 		uv_close((uv_handle_t *)&c->slot[i].timer, handle_closed);
 	}
 	uv_close((uv_handle_t *)&c->timer, handle_closed);
+	uv_close((uv_handle_t *)&c->sync_timer, handle_closed);
 }
 
 static void redis_key(const struct daemon *d, const uint8_t *sid, size_t len, uint8_t out[CACHE_KEY_LEN])
@@ -371,52 +394,108 @@ static bool usable(struct shared_cache *c)
 	return true;
 }
 
-void shared_cache_store(struct daemon *d, const gnutls_datum_t *sid, const gnutls_datum_t *data,
-			const char *identity, size_t id_len, const uint8_t digest[32])
+/* SET one entry, sealed, with the lifetime it has left (expires: wall clock s). */
+static int set_entry(struct shared_cache *c, const uint8_t *sid, size_t sid_len, const char *identity,
+		     size_t id_len, const uint8_t *digest, const uint8_t *data, size_t data_len, uint64_t expires)
 {
-	struct shared_cache *c = d->cache;
+	struct daemon *d = c->d;
 	uint8_t rkey[CACHE_KEY_LEN], *plain, *sealed;
-	size_t len = CACHE_VALUE_HDR + id_len + data->size;
-	uint64_t expires = (uint64_t)time(NULL) + PSKTUN_RESUME_LIFETIME_S;
+	size_t len = CACHE_VALUE_HDR + id_len + data_len;
+	uint64_t wall = (uint64_t)time(NULL);
 	int r;
 
-	if (!c)
-		return;
-	if (!usable(c) || id_len > 255) {
-		d->stats.cache_errors++;
-		return;
-	}
+	if (id_len > 255 || expires <= wall)
+		return -EINVAL;
 	plain = malloc(len);
 	sealed = malloc(len + PSKTUN_SEAL_OVERHEAD);
 	if (!plain || !sealed) {
 		free(plain);
 		free(sealed);
-		d->stats.cache_errors++;
-		return;
+		return -ENOMEM;
 	}
-	redis_key(d, sid->data, sid->size, rkey);
+	redis_key(d, sid, sid_len, rkey);
 	plain[0] = CACHE_VALUE_VERSION;
 	plain[1] = (uint8_t)id_len;
 	memcpy(plain + 2, digest, PSKTUN_RESUME_DIGEST_LEN);
 	for (int i = 0; i < 8; i++)
 		plain[2 + PSKTUN_RESUME_DIGEST_LEN + i] = (uint8_t)(expires >> (56 - 8 * i));
 	memcpy(plain + CACHE_VALUE_HDR, identity, id_len);
-	memcpy(plain + CACHE_VALUE_HDR + id_len, data->data, data->size);
+	memcpy(plain + CACHE_VALUE_HDR + id_len, data, data_len);
 	r = psktun_seal(d->cache_keys->seal, rkey, sizeof(rkey), plain, len, sealed);
 	gnutls_memset(plain, 0, len);
 	free(plain);
 	if (r == 0) {
 		c->inflight++;
 		if (redisAsyncCommand(c->ac, on_stored, NULL, "SET %b %b PX %llu", rkey, sizeof(rkey), sealed,
-				      len + PSKTUN_SEAL_OVERHEAD,
-				      (unsigned long long)PSKTUN_RESUME_LIFETIME_S * 1000) == REDIS_OK)
+				      len + PSKTUN_SEAL_OVERHEAD, (unsigned long long)(expires - wall) * 1000) == REDIS_OK) {
 			d->stats.cache_stores++;
-		else
-			r = -EIO, c->inflight--;
+		} else {
+			c->inflight--;
+			r = -EIO;
+		}
 	}
-	if (r < 0)
-		d->stats.cache_errors++;
 	free(sealed);
+	return r;
+}
+
+/* A session made while Redis was away, stored once it is back (sync_start). */
+static void unsynced_add(struct shared_cache *c, const uint8_t *sid, size_t len)
+{
+	struct unsynced *u;
+
+	if (c->n_unsynced == CACHE_UNSYNCED_MAX)	/* the oldest is forgotten: a full handshake elsewhere */
+		c->first_unsynced = (c->first_unsynced + 1) % CACHE_UNSYNCED_MAX;
+	else
+		c->n_unsynced++;
+	u = &c->unsynced[(c->first_unsynced + c->n_unsynced - 1) % CACHE_UNSYNCED_MAX];
+	u->len = (uint8_t)len;
+	memcpy(u->sid, sid, len);
+}
+
+void shared_cache_store(struct daemon *d, const gnutls_datum_t *sid, const gnutls_datum_t *data,
+			const char *identity, size_t id_len, const uint8_t digest[32])
+{
+	struct shared_cache *c = d->cache;
+
+	if (!c || sid->size > 32)
+		return;
+	if (!usable(c)) {
+		d->stats.cache_errors++;
+		if (c->unsynced)
+			unsynced_add(c, sid->data, sid->size);
+		return;
+	}
+	if (set_entry(c, sid->data, sid->size, identity, id_len, digest, data->data, data->size,
+		      (uint64_t)time(NULL) + PSKTUN_RESUME_LIFETIME_S) < 0)
+		d->stats.cache_errors++;
+}
+
+static void sync_one(void *arg, const struct resume_view *v)
+{
+	struct shared_cache *c = arg;
+	uint64_t now_s = daemon_now_ms(c->d) / 1000;
+
+	set_entry(c, v->key, v->key_len, v->identity, v->identity_len, v->digest, v->data, v->data_len,
+		  (uint64_t)time(NULL) + (v->expires_s - now_s));
+}
+
+/* Redis is back: what was made meanwhile goes in, CACHE_SYNC_STEP a loop turn, so that
+ * the loop serves meanwhile. */
+static void on_sync(uv_timer_t *h)
+{
+	struct shared_cache *c = h->data;
+	unsigned n = 0;
+
+	while (c->n_unsynced && n < CACHE_SYNC_STEP && usable(c)) {
+		struct unsynced *u = &c->unsynced[c->first_unsynced];
+
+		dtls_server_cache_with(c->d, u->sid, u->len, sync_one, c);
+		c->first_unsynced = (c->first_unsynced + 1) % CACHE_UNSYNCED_MAX;
+		c->n_unsynced--;
+		n++;
+	}
+	if (c->n_unsynced && c->state == CACHE_UP)
+		uv_timer_start(&c->sync_timer, on_sync, 0, 0);
 }
 
 void shared_cache_remove(struct daemon *d, const gnutls_datum_t *sid)

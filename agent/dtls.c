@@ -208,6 +208,20 @@ void dtls_server_cache_foreach(struct daemon *d, void (*fn)(void *arg, const str
 	uv_mutex_unlock(&server_cache_lock);
 }
 
+/* fn(arg, entry) under the cache's lock if the cache holds a live entry for id. */
+bool dtls_server_cache_with(struct daemon *d, const uint8_t *id, size_t len,
+			    void (*fn)(void *arg, const struct resume_view *v), void *arg)
+{
+	struct resume_store *rs = server_cache_lock_get(d);
+	struct resume_view v;
+	bool found = rs && resume_peek(rs, id, len, daemon_now_ms(d) / 1000, &v);
+
+	if (found)
+		fn(arg, &v);
+	uv_mutex_unlock(&server_cache_lock);
+	return found;
+}
+
 int dtls_server_cache_put(struct daemon *d, const struct resume_view *v)
 {
 	struct resume_store *rs = server_cache_lock_get(d);

@@ -146,6 +146,21 @@ int resume_put_view(struct resume_store *rs, const struct resume_view *v)
 	return put(rs, v);
 }
 
+bool resume_peek(struct resume_store *rs, const void *key, size_t key_len, uint64_t now_s, struct resume_view *v)
+{
+	struct resume_entry *e = find(rs, key, key_len);
+
+	if (!e || now_s >= e->expires_s)
+		return false;
+	*v = (struct resume_view){
+		.key = entry_key(e), .key_len = e->key_len,
+		.identity = entry_identity(e), .identity_len = entry_identity_len(e),
+		.digest = e->digest, .data = entry_data(e), .data_len = e->data_len,
+		.expires_s = e->expires_s,
+	};
+	return true;
+}
+
 void resume_foreach(struct resume_store *rs, void (*fn)(void *arg, const struct resume_view *v), void *arg)
 {
 	for (struct resume_entry *e = rs->lru_tail; e; e = e->prev) {

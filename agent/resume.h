@@ -51,6 +51,9 @@ struct resume_view {
 	uint64_t expires_s;		/* loop clock seconds, like now_s */
 };
 
+/* The entry for key if it has not expired, without touching the LRU order;
+ * v points into the store until it changes. */
+bool resume_peek(struct resume_store *rs, const void *key, size_t key_len, uint64_t now_s, struct resume_view *v);
 /* Copies v in, as resume_put does, with its own digest and expiry. */
 int resume_put_view(struct resume_store *rs, const struct resume_view *v);
 /* Each entry, least recently used first (put back in this order, the LRU order

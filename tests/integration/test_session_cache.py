@@ -12,7 +12,9 @@ the meter's next handshake lands on B, which has never seen its session.
     identity, no PSK, no session ID in clear.
   * Redis killed: both serve on, with full handshakes, and say so
     (cache_up=0, cache_errors, one log line); Redis back: one log line,
-    cache_up=1, and resumption across nodes works again.
+    cache_up=1, the sessions made meanwhile are stored, and the meters
+    resume across nodes again: no full handshake but while it was down.
+  * Redis stopped (SIGSTOP): no handshake waits more than 100 ms for it.
   * Redis memory per resumable meter, measured over N meters.
 
 Exit 0: all passed, 1: a test failed, 77: psktund or redis-server missing."""
@@ -246,22 +248,16 @@ def test_redis_down_serves_with_full_handshakes_and_back_resumes_again(env):
            '%s: "down" log lines' % d.name)
         eq(text.count('session cache: Redis at %s:%d is back' % (h.LO, f.redis.port)), 1,
            '%s: "back" log lines' % d.name)
-    # Back on A: the sessions B made while Redis was down are not in Redis:
-    # full handshakes, stored this time; then B resumes them.
+    # The sessions B made while Redis was down go in now that it is back;
+    # on A the meters resume from Redis: full handshakes only while it was down.
+    h.wait_until(lambda: f.redis.cmd('DBSIZE') == n, h.T, 'Redis holds the %d sessions B made meanwhile' % n)
     a0 = f.a.stats()
     f.to(f.a)
     f.round(b'on-a-again')
     a1 = f.a.stats()
     eq((a1['handshakes_completed'] - a0['handshakes_completed'],
-        a1['handshakes_resumed'] - a0['handshakes_resumed'], a1['cache_stores'] - a0['cache_stores']),
-       (n, 0, n), 'A new handshakes (completed, resumed), cache_stores')
-    b0 = f.b.stats()
-    f.to(f.b)
-    f.round(b'on-b-again')
-    b1 = f.b.stats()
-    eq((b1['handshakes_completed'] - b0['handshakes_completed'],
-        b1['handshakes_resumed'] - b0['handshakes_resumed'], b1['cache_hits'] - b0['cache_hits']),
-       (n, n, n), 'B new handshakes (completed, resumed), cache_hits once Redis is back')
+        a1['handshakes_resumed'] - a0['handshakes_resumed'], a1['cache_hits'] - a0['cache_hits']),
+       (n, n, n), 'A new handshakes (completed, resumed), cache_hits once Redis is back')
 
 
 def test_redis_stuck_never_stalls_a_handshake(env):
