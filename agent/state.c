@@ -42,7 +42,7 @@ struct buf {
 
 static void buf_put(struct buf *b, const void *data, size_t len)
 {
-	if (b->oom)
+	if (b->oom || !len)
 		return;
 	if (b->len + len > b->cap) {
 		size_t cap = b->cap ? b->cap : 4096;
