@@ -46,8 +46,7 @@
 #define CACHE_KEY_PREFIX "psktun:"
 #define CACHE_KEY_LEN (sizeof(CACHE_KEY_PREFIX) - 1 + 16)
 #define CACHE_VALUE_VERSION 1
-#define CACHE_UNSYNCED_MAX 16384	/* sessions made while Redis was away, stored once it is back */
-#define CACHE_SYNC_STEP 256
+#define CACHE_SYNC_STEP 256		/* entries stored a loop turn after a (re)connection */
 #define CACHE_VALUE_HDR (1 + 1 + PSKTUN_RESUME_DIGEST_LEN + 8)
 
 enum cache_state { CACHE_DOWN, CACHE_RESOLVING, CACHE_CONNECTING, CACHE_UP };
@@ -73,7 +72,7 @@ struct lookup {			/* a GET's privdata */
 	size_t sid_len;
 };
 
-struct unsynced {
+struct sid {
 	uint8_t len;
 	uint8_t sid[32];
 };
@@ -81,8 +80,8 @@ struct unsynced {
 struct shared_cache {
 	struct daemon *d;
 	uv_timer_t sync_timer;
-	struct unsynced *unsynced;	/* a ring: CACHE_UNSYNCED_MAX */
-	unsigned first_unsynced, n_unsynced;
+	struct sid *sync;		/* the local cache's session IDs, to store (on_sync) */
+	size_t n_sync, sync_cap, sync_pos;
 	char host[256], where[300];
 	unsigned port, db;
 	enum cache_state state;
@@ -100,11 +99,11 @@ struct shared_cache {
 };
 
 static void connect_start(struct shared_cache *c);
-static void on_sync(uv_timer_t *h);
+static void sync_start(struct shared_cache *c);
 
 static void cache_free(struct shared_cache *c)
 {
-	free(c->unsynced);
+	free(c->sync);
 	free(c);
 }
 
@@ -235,8 +234,7 @@ static void on_connect(const redisAsyncContext *cac, int status)
 	c->down_logged = false;
 	c->ever_up = true;
 	arm(c, CACHE_PING_MS, on_ping_timer);
-	if (c->n_unsynced)
-		uv_timer_start(&c->sync_timer, on_sync, 0, 0);
+	sync_start(c);
 }
 
 static void on_connect_timeout(uv_timer_t *h)
@@ -324,7 +322,6 @@ int shared_cache_start(struct daemon *d)
 	snprintf(c->where, sizeof(c->where), "%s%s%s:%u", strchr(c->host, ':') ? "[" : "", c->host,
 		 strchr(c->host, ':') ? "]" : "", c->port);
 	c->retry_ms = CACHE_RETRY_MIN_MS;
-	c->unsynced = malloc(CACHE_UNSYNCED_MAX * sizeof(*c->unsynced));	/* NULL: none kept */
 	uv_timer_init(d->loop, &c->timer);
 	c->timer.data = c;
 	uv_timer_init(d->loop, &c->sync_timer);
@@ -438,20 +435,6 @@ static int set_entry(struct shared_cache *c, const uint8_t *sid, size_t sid_len,
 	return r;
 }
 
-/* A session made while Redis was away, stored once it is back (sync_start). */
-static void unsynced_add(struct shared_cache *c, const uint8_t *sid, size_t len)
-{
-	struct unsynced *u;
-
-	if (c->n_unsynced == CACHE_UNSYNCED_MAX)	/* the oldest is forgotten: a full handshake elsewhere */
-		c->first_unsynced = (c->first_unsynced + 1) % CACHE_UNSYNCED_MAX;
-	else
-		c->n_unsynced++;
-	u = &c->unsynced[(c->first_unsynced + c->n_unsynced - 1) % CACHE_UNSYNCED_MAX];
-	u->len = (uint8_t)len;
-	memcpy(u->sid, sid, len);
-}
-
 void shared_cache_store(struct daemon *d, const gnutls_datum_t *sid, const gnutls_datum_t *data,
 			const char *identity, size_t id_len, const uint8_t digest[32])
 {
@@ -460,9 +443,7 @@ void shared_cache_store(struct daemon *d, const gnutls_datum_t *sid, const gnutl
 	if (!c || sid->size > 32)
 		return;
 	if (!usable(c)) {
-		d->stats.cache_errors++;
-		if (c->unsynced)
-			unsynced_add(c, sid->data, sid->size);
+		d->stats.cache_errors++;	/* stored when Redis is back (sync_start) */
 		return;
 	}
 	if (set_entry(c, sid->data, sid->size, identity, id_len, digest, data->data, data->size,
@@ -479,23 +460,52 @@ static void sync_one(void *arg, const struct resume_view *v)
 		  (uint64_t)time(NULL) + (v->expires_s - now_s));
 }
 
-/* Redis is back: what was made meanwhile goes in, CACHE_SYNC_STEP a loop turn, so that
- * the loop serves meanwhile. */
 static void on_sync(uv_timer_t *h)
 {
 	struct shared_cache *c = h->data;
 	unsigned n = 0;
 
-	while (c->n_unsynced && n < CACHE_SYNC_STEP && usable(c)) {
-		struct unsynced *u = &c->unsynced[c->first_unsynced];
+	while (c->sync_pos < c->n_sync && n++ < CACHE_SYNC_STEP && usable(c)) {
+		struct sid *x = &c->sync[c->sync_pos++];
 
-		dtls_server_cache_with(c->d, u->sid, u->len, sync_one, c);
-		c->first_unsynced = (c->first_unsynced + 1) % CACHE_UNSYNCED_MAX;
-		c->n_unsynced--;
-		n++;
+		dtls_server_cache_with(c->d, x->sid, x->len, sync_one, c);
 	}
-	if (c->n_unsynced && c->state == CACHE_UP)
+	if (c->sync_pos < c->n_sync && c->state == CACHE_UP)
 		uv_timer_start(&c->sync_timer, on_sync, 0, 0);
+}
+
+static void sync_collect(void *arg, const struct resume_view *v)
+{
+	struct shared_cache *c = arg;
+
+	if (c->n_sync < c->sync_cap && v->key_len <= sizeof(c->sync[0].sid)) {
+		c->sync[c->n_sync].len = (uint8_t)v->key_len;
+		memcpy(c->sync[c->n_sync].sid, v->key, v->key_len);
+		c->n_sync++;
+	}
+}
+
+/*
+ * Connected (again): Redis may have lost what it held (a restart without
+ * persistence) and missed what was made meanwhile, so every live entry of
+ * the local cache goes in again, CACHE_SYNC_STEP a loop turn so that the
+ * loop serves meanwhile. The cache is the process's: the leader does it.
+ */
+static void sync_start(struct shared_cache *c)
+{
+	uint64_t n, bytes;
+
+	if (c->d->leader)
+		return;
+	dtls_server_cache_stats(&n, &bytes);
+	free(c->sync);
+	c->sync = n ? malloc(n * sizeof(*c->sync)) : NULL;
+	c->sync_cap = c->sync ? n : 0;
+	c->n_sync = c->sync_pos = 0;
+	if (!c->sync)
+		return;
+	dtls_server_cache_foreach(c->d, sync_collect, c);
+	uv_timer_start(&c->sync_timer, on_sync, 0, 0);
 }
 
 void shared_cache_remove(struct daemon *d, const gnutls_datum_t *sid)

@@ -119,11 +119,11 @@ def _cache_conf(redis):
     return 'session_cache = { redis = "%s"; key_file = "cache.key"; };' % redis.url
 
 
-def _terminator(env, name, keys, echo, redis, cache_key):
+def _terminator(env, name, keys, echo, redis, cache_key, dtls=None, state=False):
     port = h.free_udp_port()
     d = h.Daemon(env, name, 'terminator',
                  [dict(name='t1', accept='%s:%d' % (h.LO, port), connect=echo.addr)], keys,
-                 extra=_cache_conf(redis))
+                 dtls=dtls, extra=_cache_conf(redis) + ('\nstate_file = "state";' if state else ''))
     p = os.path.join(d.dir, 'cache.key')
     with open(p, 'w') as f:
         f.write(cache_key.hex() + '\n')
@@ -248,9 +248,10 @@ def test_redis_down_serves_with_full_handshakes_and_back_resumes_again(env):
            '%s: "down" log lines' % d.name)
         eq(text.count('session cache: Redis at %s:%d is back' % (h.LO, f.redis.port)), 1,
            '%s: "back" log lines' % d.name)
-    # The sessions B made while Redis was down go in now that it is back;
-    # on A the meters resume from Redis: full handshakes only while it was down.
-    h.wait_until(lambda: f.redis.cmd('DBSIZE') == n, h.T, 'Redis holds the %d sessions B made meanwhile' % n)
+    # Back, Redis (empty: it kept nothing) gets each node's cache again: A's n
+    # sessions and the n B made meanwhile; on A the meters resume from Redis:
+    # full handshakes only while it was down.
+    h.wait_until(lambda: f.redis.cmd('DBSIZE') == 2 * n, h.T, 'Redis holds the %d sessions of A and B' % (2 * n))
     a0 = f.a.stats()
     f.to(f.a)
     f.round(b'on-a-again')
