@@ -188,7 +188,10 @@ def test_forged_resumption_hellos_reflect_at_most_3x_and_never_block_the_owner(e
                     dtls={'retransmit_ms': 1000})
     t0 = time.monotonic()
     m2.send(b'owner', gw2.addr)
-    got = m2.recv(timeout=BOUND_S)[0]
+    try:
+        got = m2.recv(timeout=BOUND_S)[0]
+    except socket.timeout:
+        got = None
     t_owner = time.monotonic() - t0
 
     # the forged handshakes end; then nothing more goes to the victims
