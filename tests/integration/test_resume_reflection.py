@@ -190,7 +190,7 @@ def test_forged_resumption_hellos_reflect_at_most_3x_and_never_block_the_owner(e
     m2.send(b'owner', gw2.addr)
     try:
         got = m2.recv(timeout=BOUND_S)[0]
-    except socket.timeout:
+    except Fail:
         got = None
     t_owner = time.monotonic() - t0
 
@@ -217,7 +217,7 @@ def test_forged_resumption_hellos_reflect_at_most_3x_and_never_block_the_owner(e
              N_SINGLE, resumable[0]['tx'], sorted(set(rx_resumable)),
              max(rx_resumable) / resumable[0]['tx'], N_MANY,
              many['tx'], vs.rx_bytes(many), vs.rx_bytes(many) / many['tx'], BOUND_S, ended,
-             d['dropped_amplification'], d['handshakes_evicted'], got == b'E:owner', t_owner,
+             d.get('dropped_amplification', 0), d.get('handshakes_evicted', 0), got == b'E:owner', t_owner,
              hvr_owner), flush=True)
     eq(got, b'E:owner', 'the owner\'s meter answered')
     for v in single + resumable + [many]:
