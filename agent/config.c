@@ -722,11 +722,17 @@ static void set_defaults(struct psktun_conf_dtls *d)
 	d->max_handshakes = 0;	/* by mode, once it is known: see below */
 	d->queue_len = 8;
 	/* A router's meters, and a carrier NAT's routers, share one source IP,
-	 * and all shake hands again after a terminator restart: this is only a
-	 * ceiling for one host's flood; cookies and max_handshakes do the rest.
-	 * (1000/s held a 2000-meter burst through one gateway to 1.7k/s.) */
-	d->handshake_rate = 10000;
-	d->handshake_burst = 10000;
+	 * and all shake hands again after a terminator restart. Fair shares of
+	 * the handshake slots keep one source from locking others out (hsslots.c);
+	 * the rate bounds how fast one source churns through its own share, and
+	 * so how long a meter behind the same address keeps its slot when the
+	 * address floods: 1000 slots / 100 a second = 10 s, several NB-IoT round
+	 * trips. 100 full handshakes a second is about 55 kB/s, more than ten
+	 * NB-IoT routers send; a burst of 1000 lets ten gateways (100 handshakes
+	 * at a time each) start at once after a restart. Beyond it, hellos are
+	 * dropped and the clients' retransmissions ask again. */
+	d->handshake_rate = 100;
+	d->handshake_burst = 1000;
 	d->path_timeout_s = 0;
 }
 

@@ -7,6 +7,7 @@
 #include <gnutls/dtls.h>
 #include <uv.h>
 #include "config.h"
+#include "hsslots.h"
 #include "htab.h"
 #include "keys.h"
 #include "log.h"
@@ -99,6 +100,7 @@ struct session {
 	bool closing_after_send;	/* plugin asked to close after forwarding */
 	bool counted_handshaking;
 
+	struct hs_slot slot;		/* terminator: its handshake slot, whether its address is proven */
 	struct session *replaces;	/* terminator: the established session this one will replace */
 	struct session *replaced_by;
 
@@ -221,6 +223,7 @@ struct daemon {
 	int exit_code;
 
 	struct session *wait_head, *wait_tail;	/* waiting for a handshake slot (max_handshakes) */
+	struct hs_sources hs_sources;	/* terminator: who holds the handshake slots */
 	struct sockset sockset;		/* every session's own socket */
 	struct {			/* the handshake flight being gathered (dtls.c) */
 		struct session *s;

@@ -146,6 +146,7 @@ static void handshaking_end(struct session *s)
 {
 	struct daemon *d = s->t->d;
 
+	hs_slot_release(d, s);
 	if (s->counted_handshaking) {
 		s->counted_handshaking = false;
 		d->n_handshaking--;
@@ -317,6 +318,7 @@ void session_handshake_step(struct session *s)
 	dtls_flight_begin(s);
 	r = gnutls_handshake(s->tls);
 	dtls_flight_end(s);
+	hs_slot_step(s);
 
 	if (r == GNUTLS_E_SUCCESS) {
 		session_established(s);
@@ -332,6 +334,8 @@ void session_handshake_step(struct session *s)
 			if (ms < 10)
 				ms = 10;
 		}
+		if (ms > hs_slot_hello_left_ms(s))
+			ms = hs_slot_hello_left_ms(s);
 		arm(s, ms);
 		return;
 	}
@@ -392,7 +396,10 @@ static void on_timer(uv_timer_t *timer)
 
 	switch (s->state) {
 	case SESSION_HANDSHAKING:
-		session_handshake_step(s);
+		if (!hs_slot_hello_left_ms(s))
+			session_failed(s, "no second flight from the peer in time");
+		else
+			session_handshake_step(s);
 		break;
 	case SESSION_ESTABLISHED:
 		now = daemon_now_ms(d);

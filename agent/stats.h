@@ -9,6 +9,7 @@
 	X(handshakes_completed) \
 	X(handshakes_failed) \
 	X(handshakes_resumed) \
+	X(handshakes_evicted) \
 	X(plain_in) \
 	X(plain_out) \
 	X(records_in) \
@@ -27,6 +28,7 @@
 	X(dropped_overflow) \
 	X(dropped_limit) \
 	X(dropped_send) \
+	X(dropped_amplification) \
 	X(dropped_closed)
 
 struct psktun_stats {

@@ -221,8 +221,8 @@ static void minimal_terminator_gets_the_defaults(void **state)
 	assert_int_equal(conf->dtls.max_sessions, 10000);
 	assert_int_equal(conf->dtls.max_handshakes, 1000);
 	assert_int_equal(conf->dtls.queue_len, 8);
-	assert_int_equal(conf->dtls.handshake_rate, 10000);
-	assert_int_equal(conf->dtls.handshake_burst, 10000);
+	assert_int_equal(conf->dtls.handshake_rate, 100);
+	assert_int_equal(conf->dtls.handshake_burst, 1000);
 	assert_int_equal(conf->dtls.path_timeout_s, 0);
 }
 
