@@ -11,6 +11,7 @@
 #include "keys.h"
 #include "queue.h"
 #include "ratelimit.h"
+#include "record.h"
 #include "sendbatch.h"
 #include "sessionsock.h"
 #include "resume.h"
@@ -18,8 +19,6 @@
 #include "psktun/plugin.h"
 
 #define PSKTUN_DGRAM_MAX 65536	/* the largest UDP payload we read; libuv's recvmmsg chunk */
-#define DTLS_RECORD_HDR 13	/* type(1) version(2) epoch(2) sequence(6) length(2) */
-#define DTLS_RECORDS_MAX 16	/* records taken from one datagram; a flight has 3 to 5 */
 #define PSKTUN_RX_BATCH 8	/* datagrams one recvmmsg takes from a tunnel's shared socket */
 
 struct daemon;
@@ -88,6 +87,7 @@ struct session {
 	uint64_t last_rx_ms;		/* last datagram in either direction */
 	uint64_t last_uplink_ms, last_downlink_ms;
 	uint64_t unanswered_since_ms;	/* first uplink record since the last downlink one */
+	bool awaiting_downlink;		/* an uplink record since the last authenticated downlink one */
 	uint64_t rehandshake_ms;	/* last rehandshake, to ignore a burst of hints */
 	uint32_t idle_timeout_s;
 	bool closing_after_send;	/* plugin asked to close after forwarding */
