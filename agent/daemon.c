@@ -95,6 +95,7 @@ int daemon_start(struct daemon *d, struct psktun_config *cfg, struct psktun_keys
 
 	d->cfg = cfg;
 	d->keys = keys;
+	d->queue_budget.max = cfg->dtls.queue_bytes;
 	r = dtls_global_init(d, cfg);
 	if (r < 0)
 		return r;
@@ -252,6 +253,7 @@ void daemon_reload(struct daemon *d)
 	psktun_diag_deinit(&diag);
 	d->cfg = cfg;
 	d->keys = keys;
+	d->queue_budget.max = cfg->dtls.queue_bytes;	/* what is queued stays */
 
 	/* Unchanged tunnels stay, with the sessions that are still valid. */
 	for (size_t i = 0; i < cfg->n_tunnels; i++) {

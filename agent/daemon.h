@@ -190,6 +190,7 @@ struct daemon {
 	int exit_code;
 
 	struct session *wait_head, *wait_tail;	/* waiting for a handshake slot (max_handshakes) */
+	struct dgram_budget queue_budget;	/* every session's handshake queue: dtls.queue_bytes */
 	struct sockset sockset;		/* every session's own socket */
 	struct {			/* the handshake flight being gathered (dtls.c) */
 		struct session *s;
@@ -230,6 +231,7 @@ void dtls_flight_begin(struct session *s);
 void dtls_flight_end(struct session *s);
 void dtls_key_digest(const struct psktun_key *key, uint8_t out[32]);
 void dtls_save_resumption(struct session *s);
+size_t dtls_plain_max(const struct session *s);
 void dtls_server_cache_stats(uint64_t *n, uint64_t *bytes);
 void dtls_server_cache_deinit(void);
 bool dtls_server_cache_has(struct daemon *d, const uint8_t *id, size_t len);

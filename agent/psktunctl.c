@@ -85,7 +85,8 @@ static void print_metrics(char *stats)
 			continue;
 		*eq = '\0';
 		gauge = !strcmp(line, "sessions") || !strcmp(line, "handshaking") ||
-			!strcmp(line, "resumable") || !strcmp(line, "resumable_bytes");
+			!strcmp(line, "resumable") || !strcmp(line, "resumable_bytes") ||
+			!strcmp(line, "queued_bytes");
 		printf("# TYPE psktun_%s%s %s\npsktun_%s%s %s\n", line, gauge ? "" : "_total",
 		       gauge ? "gauge" : "counter", line, gauge ? "" : "_total", eq + 1);
 	}

@@ -96,7 +96,7 @@ struct session *session_new(struct tunnel *t, const char *identity, size_t len)
 	s->identity_len = len;
 	s->state = SESSION_NEW;
 	s->idle_timeout_s = d->cfg->dtls.idle_timeout_s;
-	dgram_queue_init(&s->queue, d->cfg->dtls.queue_len);
+	dgram_queue_init(&s->queue, d->cfg->dtls.queue_len, &d->queue_budget);
 	uv_timer_init(d->loop, &s->timer);
 	s->timer.data = s;
 	s->open_handles = 1;
@@ -453,6 +453,14 @@ int session_send_tunnel(struct session *s, const uint8_t *data, size_t len)
 	ssize_t r;
 	int q;
 
+	/* It could never leave: not even queued, where it would hold memory
+	 * until the handshake ends. */
+	if (len > dtls_plain_max(s)) {
+		d->stats.dropped_oversize++;
+		log_debug("tunnel %s: %zu bytes for %s do not fit one record", s->t->conf.name, len,
+			  s->identity_len ? s->identity : "a peer");
+		return -EMSGSIZE;
+	}
 	switch (s->state) {
 	case SESSION_ESTABLISHED:
 		if (path_dead(s)) {

@@ -25,6 +25,7 @@
 	X(dropped_malformed) \
 	X(dropped_policy) \
 	X(dropped_overflow) \
+	X(dropped_oversize) \
 	X(dropped_limit) \
 	X(dropped_send) \
 	X(dropped_closed)

@@ -809,6 +809,69 @@ static void test_forged_datagrams_to_the_gateway_never_stall_a_session(void **st
 	forged_datagrams_never_stall_a_session(false);
 }
 
+static void meter_send_bytes(struct world *w, size_t len)
+{
+	static char buf[4096];
+	struct sockaddr_in a;
+	uv_buf_t b = uv_buf_init(buf, len);
+
+	memset(buf, 'x', len);
+	uv_ip4_addr("127.0.0.1", w->gw_port, &a);
+	assert_int_equal(uv_udp_try_send(&w->meter, &b, 1, (struct sockaddr *)&a), (int)len);
+}
+
+static uint64_t want_plain_in;
+static bool gw_read_all(struct world *w) { return w->gw->stats.plain_in >= want_plain_in; }
+
+/* mtu 1280 - 13 (record header) - 16 (AES-128-CCM-8's nonce and tag) */
+#define PLAIN_MAX 1251
+
+static void test_a_datagram_too_big_for_one_record_is_dropped_on_arrival(void **state)
+{
+	struct world w;
+
+	world_setup(&w, "", true);
+	meter_send_bytes(&w, PLAIN_MAX + 1);
+	want_plain_in = 1;
+	assert_true(run_until(&w, gw_read_all, 5000));
+	assert_int_equal(w.gw->stats.dropped_oversize, 1);
+	assert_int_equal(w.gw->queue_budget.used, 0);
+	assert_int_equal(w.gw->stats.handshakes_started, 0);	/* no session for it */
+	meter_send_bytes(&w, PLAIN_MAX);			/* the largest that fits: queued, sent */
+	want_got = 1;
+	assert_true(run_until(&w, got_enough, 10000));
+	assert_int_equal(w.gw->stats.plain_out, 1);
+	assert_int_equal(gnutls_dtls_get_data_mtu(w.gw->tunnels->sessions->tls), PLAIN_MAX);
+	meter_send_bytes(&w, PLAIN_MAX + 1);			/* established: the same limit */
+	want_plain_in = 3;
+	assert_true(run_until(&w, gw_read_all, 5000));
+	assert_int_equal(w.gw->stats.dropped_oversize, 2);
+	assert_int_equal(w.gw->stats.dropped_send, 0);
+	assert_int_equal(w.gw->stats.dropped_overflow, 0);
+	world_teardown(&w);
+}
+
+/* queue_len allows 64, the byte budget 52 of 1251 bytes (65052 <= 65536). */
+static void test_the_byte_budget_bounds_what_handshake_queues_hold(void **state)
+{
+	struct world w;
+	struct session *s;
+
+	world_setup(&w, "queue_len = 64; queue_bytes = 65536;", false);	/* nobody answers */
+	for (int i = 0; i < 60; i++)
+		meter_send_bytes(&w, PLAIN_MAX);
+	want_plain_in = 60;
+	assert_true(run_until(&w, gw_read_all, 5000));
+	s = w.gw->tunnels->sessions;
+	assert_non_null(s);
+	assert_int_equal(s->queue.n, 52);
+	assert_int_equal(w.gw->queue_budget.used, 52 * PLAIN_MAX);
+	assert_int_equal(w.gw->stats.dropped_overflow, 8);
+	assert_int_equal(w.gw->stats.dropped_oversize, 0);
+	world_teardown(&w);
+	/* the session's close gave every byte back (teardown freed it) */
+}
+
 static void test_a_new_handshake_from_the_same_address_replaces_the_session_once_complete(void **state)
 {
 	run_client_twice(true);
@@ -833,6 +896,8 @@ int main(void)
 		cmocka_unit_test(test_forged_records_do_not_keep_a_session_alive),
 		cmocka_unit_test(test_a_datagram_of_too_many_records_is_cut_and_counted),
 		cmocka_unit_test(test_forged_datagrams_to_the_terminator_never_stall_a_session),
+		cmocka_unit_test(test_a_datagram_too_big_for_one_record_is_dropped_on_arrival),
+		cmocka_unit_test(test_the_byte_budget_bounds_what_handshake_queues_hold),
 		cmocka_unit_test(test_forged_datagrams_to_the_gateway_never_stall_a_session),
 		cmocka_unit_test(test_a_new_handshake_from_the_same_address_replaces_the_session_once_complete),
 		cmocka_unit_test(test_the_same_identity_from_a_new_address_replaces_its_old_session),
