@@ -160,13 +160,20 @@ static void on_peer(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 
 	if (nread <= 0 || !from)
 		return;
-	/* Whatever follows is looked at (and a ClientHello handed to GnuTLS's
-	 * cookie check) only if it starts with a whole record. */
-	if ((flags & UV_UDP_PARTIAL) || dtls_record_len(data, nread) < 0) {
+	if ((flags & UV_UDP_PARTIAL) || nread < DTLS_HDR) {
 		d->stats.dropped_malformed++;
 		return;
 	}
 	s = peer_find(t, from);
+	/* Nothing reaches GnuTLS (a ClientHello its cookie check, a record its
+	 * session) or is answered unless it starts with a whole record. */
+	if (dtls_record_len(data, nread) < 0) {
+		if (s)
+			d->stats.dropped_malformed++;
+		else
+			d->stats.dropped_unknown++;
+		return;
+	}
 	if (!s) {
 		if (dtls_is_client_hello(data, nread)) {
 			on_client_hello(t, from, data, nread, NULL);
