@@ -563,10 +563,11 @@ static void on_one_record(struct session *s, const uint8_t *data, size_t len)
  * Each record is checked whole before GnuTLS sees it (record.c): one whose
  * length runs past the datagram would make GnuTLS wait for the rest and
  * swallow the session's next datagrams as its body. Such a record, and
- * what follows it, is dropped; so is a record GnuTLS discards (it fails
- * authentication, or its epoch is gone). Either counts the datagram once
- * in dropped_malformed, and neither touches the session: only an
- * authenticated record is a sign of life (on_one_record).
+ * what follows it, is dropped, and the datagram counted once in
+ * dropped_malformed. A record GnuTLS discards (a duplicate, a retired
+ * epoch, one that fails authentication: a network's duplicates look like
+ * forgeries there) counts in records_discarded. Neither touches the
+ * session: only an authenticated record is a sign of life (on_one_record).
  */
 void session_on_record(struct session *s, const uint8_t *data, size_t len)
 {
@@ -590,8 +591,8 @@ void session_on_record(struct session *s, const uint8_t *data, size_t len)
 		data += n;
 		len -= n;
 	}
-	if (tls && s->tls == tls && gnutls_record_get_discarded(tls) != discarded)
-		dropped = true;
+	if (tls && s->tls == tls)
+		d->stats.records_discarded += gnutls_record_get_discarded(tls) - discarded;
 	if (dropped)
 		d->stats.dropped_malformed++;
 }

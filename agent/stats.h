@@ -13,6 +13,7 @@
 	X(plain_out) \
 	X(records_in) \
 	X(records_out) \
+	X(records_discarded) \
 	X(replies_local) \
 	X(cookies_sent) \
 	X(sessions_opened) \

@@ -607,6 +607,7 @@ struct forged {
 	uint8_t data[400];
 	size_t len;
 	unsigned malformed;	/* expected rise of dropped_malformed at the receiver */
+	unsigned discarded;	/* ... of records_discarded (well-framed, handed to GnuTLS) */
 	unsigned cookies;	/* expected rise of cookies_sent (terminator) */
 };
 
@@ -646,12 +647,14 @@ static size_t put_client_hello(uint8_t *p)
 	return 13 + sizeof(hs);
 }
 
-static struct forged *shape(struct forged *f, size_t *i, const char *name, unsigned malformed)
+static struct forged *shape(struct forged *f, size_t *i, const char *name, unsigned malformed,
+			    unsigned discarded)
 {
 	struct forged *x = &f[(*i)++];
 
 	x->name = name;
 	x->malformed = malformed;
+	x->discarded = discarded;
 	x->cookies = 0;
 	x->len = 0;
 	return x;
@@ -662,47 +665,47 @@ static void forged_shapes(struct forged *f, size_t *n, bool to_terminator)
 	struct forged *x;
 	size_t i = 0;
 
-	x = shape(f, &i, "length 5000 in a 40-byte datagram", 1);
+	x = shape(f, &i, "length 5000 in a 40-byte datagram", 1, 0);
 	x->len = put_record(x->data, 23, 0xfefd, 1, 0x1000, 5000, 27);
-	x = shape(f, &i, "length 16000 in a 40-byte datagram", 1);
+	x = shape(f, &i, "length 16000 in a 40-byte datagram", 1, 0);
 	x->len = put_record(x->data, 23, 0xfefd, 1, 0x1001, 16000, 27);
-	x = shape(f, &i, "a record, then length 5000", 1);
+	x = shape(f, &i, "a record, then length 5000", 1, 1);
 	x->len = put_record(x->data, 23, 0xfefd, 1, 0x1002, 27, 27);
 	x->len += put_record(x->data + x->len, 23, 0xfefd, 1, 0x1003, 5000, 10);
-	x = shape(f, &i, "a record, then 5 bytes of a header", 1);
+	x = shape(f, &i, "a record, then 5 bytes of a header", 1, 1);
 	x->len = put_record(x->data, 23, 0xfefd, 1, 0x1004, 27, 27) + 5;
-	x = shape(f, &i, "a 7-byte datagram", 1);
+	x = shape(f, &i, "a 7-byte datagram", 1, 0);
 	put_record(x->data, 23, 0xfefd, 1, 0x1005, 0, 0);
 	x->len = 7;
-	x = shape(f, &i, "version 3.3 (TLS)", 1);
+	x = shape(f, &i, "version 3.3 (TLS)", 1, 0);
 	x->len = put_record(x->data, 23, 0x0303, 1, 0x1006, 27, 27);
-	x = shape(f, &i, "version 254.0", 1);
+	x = shape(f, &i, "version 254.0", 1, 0);
 	x->len = put_record(x->data, 23, 0xfe00, 1, 0x1007, 27, 27);
-	x = shape(f, &i, "content type 99", 1);
+	x = shape(f, &i, "content type 99", 1, 0);
 	x->len = put_record(x->data, 99, 0xfefd, 1, 0x1008, 27, 27);
-	x = shape(f, &i, "epoch 1 garbage", 1);
+	x = shape(f, &i, "epoch 1 garbage", 0, 1);
 	x->len = put_record(x->data, 23, 0xfefd, 1, 0x1009, 27, 27);
-	x = shape(f, &i, "epoch 2 garbage", 1);
+	x = shape(f, &i, "epoch 2 garbage", 0, 1);
 	x->len = put_record(x->data, 23, 0xfefd, 2, 0x100a, 27, 27);
-	x = shape(f, &i, "epoch 0 application data", 1);
+	x = shape(f, &i, "epoch 0 application data", 0, 1);
 	x->len = put_record(x->data, 23, 0xfefd, 0, 0x100b, 27, 27);
-	x = shape(f, &i, "zero-length epoch 1 record", 1);
+	x = shape(f, &i, "zero-length epoch 1 record", 1, 0);
 	x->len = put_record(x->data, 23, 0xfefd, 1, 0x100c, 0, 0);
-	x = shape(f, &i, "zero-length epoch 0 handshake", 1);
+	x = shape(f, &i, "zero-length epoch 0 handshake", 1, 0);
 	x->len = put_record(x->data, 22, 0xfefd, 0, 0x100d, 0, 0);
-	x = shape(f, &i, "epoch 0 ChangeCipherSpec", 1);
+	x = shape(f, &i, "epoch 0 ChangeCipherSpec", 0, 1);
 	x->len = put_record(x->data, 20, 0xfefd, 0, 0x100e, 1, 1);
 	x->data[13] = 1;
-	x = shape(f, &i, "epoch 0 fatal alert", 1);
+	x = shape(f, &i, "epoch 0 fatal alert", 0, 1);
 	x->len = put_record(x->data, 21, 0xfefd, 0, 0x100f, 2, 2);
 	x->data[13] = 2;
 	x->data[14] = 40;	/* handshake_failure */
-	x = shape(f, &i, "20 epoch 1 records in one datagram", 1);
+	x = shape(f, &i, "20 epoch 1 records in one datagram", 1, 16);
 	for (unsigned k = 0; k < 20; k++)
 		x->len += put_record(x->data + x->len, 23, 0xfefd, 1, 0x1100 + k, 1, 1);
 	/* At the terminator a ClientHello is a new handshake's first word: it gets
 	 * a cookie and is forgotten. At the gateway it is nonsense. */
-	x = shape(f, &i, "a ClientHello", to_terminator ? 0 : 1);
+	x = shape(f, &i, "a ClientHello", 0, to_terminator ? 0 : 1);
 	x->len = put_client_hello(x->data);
 	x->cookies = to_terminator;
 	*n = i;
@@ -715,7 +718,8 @@ static uint64_t forge_seen(void)
 {
 	const struct psktun_stats *st = &forge_rx->stats;
 
-	return st->records_in + st->dropped_malformed + st->cookies_sent + st->dropped_unknown;
+	return st->records_in + st->dropped_malformed + st->cookies_sent + st->dropped_unknown +
+	       st->records_discarded;
 }
 
 static bool forged_arrived(struct world *w) { return forge_seen() != forge_seen0; }
@@ -760,7 +764,7 @@ static void forged_datagrams_never_stall_a_session(bool to_terminator)
 {
 	struct forged f[24];
 	size_t n;
-	unsigned answered[24], malformed[24], cookies[24];
+	unsigned answered[24], malformed[24], discarded[24], cookies[24];
 	bool same[24];
 	bool all = true;
 
@@ -768,7 +772,7 @@ static void forged_datagrams_never_stall_a_session(bool to_terminator)
 	for (size_t i = 0; i < n; i++) {
 		struct world w;
 		struct session *s;
-		uint64_t mal0, cookie0;
+		uint64_t mal0, disc0, cookie0;
 
 		world_setup(&w, "", true);
 		meter_send(&w, "hello");
@@ -779,6 +783,7 @@ static void forged_datagrams_never_stall_a_session(bool to_terminator)
 		assert_int_equal(s->state, SESSION_ESTABLISHED);
 		s->last_rx_ms = 1;	/* a touch would move it */
 		mal0 = forge_rx->stats.dropped_malformed;
+		disc0 = forge_rx->stats.records_discarded;
 		cookie0 = forge_rx->stats.cookies_sent;
 		forge_seen0 = forge_seen();
 		send_forged(&w, to_terminator, &f[i]);
@@ -786,16 +791,18 @@ static void forged_datagrams_never_stall_a_session(bool to_terminator)
 		same[i] = forge_rx->tunnels->sessions == s && s->state == SESSION_ESTABLISHED &&
 			  s->last_rx_ms == 1 && forge_rx->n_sessions == 1;
 		malformed[i] = forge_rx->stats.dropped_malformed - mal0;
+		discarded[i] = forge_rx->stats.records_discarded - disc0;
 		cookies[i] = forge_rx->stats.cookies_sent - cookie0;
 		answered[i] = ask_twenty(&w);
 		fprintf(stderr, "forged to the %s: %-36s answered %2u of 20, dropped_malformed +%u, "
-			"cookies_sent +%u, session %s\n", to_terminator ? "terminator" : "gateway",
-			f[i].name, answered[i], malformed[i], cookies[i], same[i] ? "untouched" : "CHANGED");
+			"records_discarded +%u, cookies_sent +%u, session %s\n",
+			to_terminator ? "terminator" : "gateway", f[i].name, answered[i], malformed[i],
+			discarded[i], cookies[i], same[i] ? "untouched" : "CHANGED");
 		world_teardown(&w);
 	}
 	for (size_t i = 0; i < n; i++)
 		all = all && answered[i] == 20 && same[i] && malformed[i] == f[i].malformed &&
-		      cookies[i] == f[i].cookies;
+		      discarded[i] == f[i].discarded && cookies[i] == f[i].cookies;
 	assert_true(all);
 }
 
