@@ -13,6 +13,7 @@
 #include "log.h"
 #include "queue.h"
 #include "ratelimit.h"
+#include "record.h"
 #include "sendbatch.h"
 #include "sessionsock.h"
 #include "resume.h"
@@ -20,8 +21,6 @@
 #include "psktun/plugin.h"
 
 #define PSKTUN_DGRAM_MAX 65536	/* the largest UDP payload we read; libuv's recvmmsg chunk */
-#define DTLS_RECORD_HDR 13	/* type(1) version(2) epoch(2) sequence(6) length(2) */
-#define DTLS_RECORDS_MAX 16	/* records taken from one datagram; a flight has 3 to 5 */
 #define PSKTUN_RX_BATCH 8	/* datagrams one recvmmsg takes from a tunnel's shared socket */
 
 struct daemon;
@@ -95,6 +94,7 @@ struct session {
 	uint64_t last_rx_ms;		/* last datagram in either direction */
 	uint64_t last_uplink_ms, last_downlink_ms;
 	uint64_t unanswered_since_ms;	/* first uplink record since the last downlink one */
+	bool awaiting_downlink;		/* an uplink record since the last authenticated downlink one */
 	uint64_t rehandshake_ms;	/* last rehandshake, to ignore a burst of hints */
 	uint32_t idle_timeout_s;
 	bool closing_after_send;	/* plugin asked to close after forwarding */
@@ -224,6 +224,7 @@ struct daemon {
 
 	struct session *wait_head, *wait_tail;	/* waiting for a handshake slot (max_handshakes) */
 	struct hs_sources hs_sources;	/* terminator: who holds the handshake slots */
+	struct dgram_budget queue_budget;	/* every session's handshake queue: dtls.queue_bytes */
 	struct sockset sockset;		/* every session's own socket */
 	struct {			/* the handshake flight being gathered (dtls.c) */
 		struct session *s;
@@ -269,6 +270,7 @@ void dtls_flight_begin(struct session *s);
 void dtls_flight_end(struct session *s);
 void dtls_key_digest(const struct psktun_key *key, uint8_t out[32]);
 void dtls_save_resumption(struct session *s);
+size_t dtls_plain_max(const struct session *s);
 void dtls_server_cache_stats(uint64_t *n, uint64_t *bytes);
 void dtls_server_cache_deinit(void);
 bool dtls_server_cache_has(struct daemon *d, const uint8_t *id, size_t len);

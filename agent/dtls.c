@@ -572,6 +572,23 @@ void dtls_session_deinit(struct session *s)
 	s->client_cred = NULL;
 }
 
+/* AES-128-CCM-8: an 8-byte explicit nonce and an 8-byte tag; no DTLS 1.2 suite adds less. */
+#define DTLS_OVERHEAD_MIN 16
+
+/*
+ * The most plaintext one record can carry. Once a suite is agreed GnuTLS
+ * knows exactly; before, the configured MTU less the record header and the
+ * smallest overhead of any suite is a bound nothing larger can ever pass.
+ */
+size_t dtls_plain_max(const struct session *s)
+{
+	unsigned mtu = s->t->d->cfg->dtls.mtu;
+
+	if (s->state == SESSION_ESTABLISHED && s->tls)
+		return gnutls_dtls_get_data_mtu(s->tls);
+	return mtu > DTLS_RECORD_HDR + DTLS_OVERHEAD_MIN ? mtu - DTLS_RECORD_HDR - DTLS_OVERHEAD_MIN : 0;
+}
+
 void dtls_key_digest(const struct psktun_key *key, uint8_t out[32])
 {
 	gnutls_hash_fast(GNUTLS_DIG_SHA256, key->key, key->key_len, out);

@@ -93,6 +93,19 @@ static bool stat_line(const char *line, size_t len)
 	return true;
 }
 
+/* The stats lines that are levels, not counts: Prometheus gauges. */
+static bool is_gauge(const char *name, size_t len)
+{
+	static const char *const gauges[] = {
+		"sessions", "handshaking", "resumable", "resumable_bytes", "queued_bytes",
+	};
+
+	for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++)
+		if (strlen(gauges[i]) == len && !strncmp(name, gauges[i], len))
+			return true;
+	return false;
+}
+
 /*
  * The stats answer as Prometheus text: counters get _total, the rest are
  * gauges. All or nothing: a line that is not NAME=DIGITS makes it an error
@@ -131,8 +144,7 @@ static int print_metrics(const char *stats)
 		eq = strchr(p, '=');
 		nl = strchr(p, '\n');
 		len = (int)(eq - p);
-		gauge = (len == 8 && !strncmp(p, "sessions", 8)) || (len == 11 && !strncmp(p, "handshaking", 11)) ||
-			(len == 9 && !strncmp(p, "resumable", 9)) || (len == 15 && !strncmp(p, "resumable_bytes", 15));
+		gauge = is_gauge(p, (size_t)len);
 		fprintf(f, "# TYPE psktun_%.*s%s %s\npsktun_%.*s%s %.*s\n", len, p, gauge ? "" : "_total",
 			gauge ? "gauge" : "counter", len, p, gauge ? "" : "_total", (int)(nl - eq - 1), eq + 1);
 	}

@@ -14,6 +14,7 @@
 	X(plain_out) \
 	X(records_in) \
 	X(records_out) \
+	X(records_discarded) \
 	X(replies_local) \
 	X(cookies_sent) \
 	X(sessions_opened) \
@@ -26,6 +27,7 @@
 	X(dropped_malformed) \
 	X(dropped_policy) \
 	X(dropped_overflow) \
+	X(dropped_oversize) \
 	X(dropped_limit) \
 	X(dropped_send) \
 	X(dropped_amplification) \

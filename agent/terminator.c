@@ -9,28 +9,8 @@
 #include "log.h"
 
 /* DTLS record header: type(1) version(2) epoch(2) seq(6) length(2); then the handshake header. */
-#define DTLS_HDR 13
-#define CT_CCS 20
-#define CT_HANDSHAKE 22
-#define HS_CLIENT_HELLO 1
+#define DTLS_HDR DTLS_RECORD_HDR
 
-static unsigned record_epoch(const uint8_t *p)
-{
-	return (unsigned)p[3] << 8 | p[4];
-}
-
-/* version, random, session_id, cookie, cipher_suites (one), compression (one) */
-#define CLIENT_HELLO_MIN (DTLS_HDR + 12 + 2 + 32 + 1 + 1 + 2 + 2 + 1 + 1)
-#define CLIENT_HELLO_RANDOM (DTLS_HDR + 12 + 2)
-
-static bool is_client_hello(const uint8_t *p, size_t len)
-{
-	return len >= CLIENT_HELLO_MIN && p[0] == CT_HANDSHAKE && record_epoch(p) == 0 &&
-	       p[DTLS_HDR] == HS_CLIENT_HELLO;
-}
-
-#define CT_ALERT 21
-#define CT_APPLICATION_DATA 23
 #define LOST_ALERT_LEN 15
 
 /*
@@ -44,7 +24,7 @@ static bool is_client_hello(const uint8_t *p, size_t len)
 static void lost_session_alert(struct tunnel *t, const struct sockaddr *to)
 {
 	static const uint8_t alert[LOST_ALERT_LEN] = {
-		CT_ALERT, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2,
+		DTLS_CT_ALERT, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2,
 		2 /* fatal */, 10 /* unexpected_message */
 	};
 	uv_buf_t b = uv_buf_init((char *)alert, sizeof(alert));
@@ -178,7 +158,7 @@ static void on_client_hello(struct tunnel *t, const struct sockaddr *from, const
 	memcpy(&s->peer, from, psktun_addr_len(from));
 	s->slot.proven = !resuming;
 	if (resuming)
-		memcpy(s->slot.random, data + CLIENT_HELLO_RANDOM, sizeof(s->slot.random));
+		memcpy(s->slot.random, data + DTLS_CLIENT_HELLO_RANDOM, sizeof(s->slot.random));
 	if (hs_slot_take(d, s) < 0) {
 		d->stats.dropped_limit++;
 		session_close(s, CLOSE_HANDSHAKE);
@@ -223,28 +203,37 @@ static void on_peer(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 		return;
 	}
 	s = peer_find(t, from);
+	/* Nothing reaches GnuTLS (a ClientHello its cookie check, a record its
+	 * session) or is answered unless it starts with a whole record. */
+	if (dtls_record_len(data, nread) < 0) {
+		if (s)
+			d->stats.dropped_malformed++;
+		else
+			d->stats.dropped_unknown++;
+		return;
+	}
 	if (!s) {
-		if (is_client_hello(data, nread)) {
+		if (dtls_is_client_hello(data, nread)) {
 			on_client_hello(t, from, data, nread, NULL, NULL);
 			return;
 		}
 		d->stats.dropped_unknown++;
-		if (data[0] == CT_APPLICATION_DATA && record_epoch(data) > 0 && nread >= LOST_ALERT_LEN)
+		if (data[0] == DTLS_CT_APPLICATION_DATA && dtls_record_epoch(data) > 0 && nread >= LOST_ALERT_LEN)
 			lost_session_alert(t, from);
 		return;
 	}
 	if (s->replaced_by) {
 		/* A new handshake runs beside the old session: handshake
 		 * traffic goes to it, records of the old epoch to the old. */
-		if (data[0] == CT_HANDSHAKE || data[0] == CT_CCS || record_epoch(data) == 0) {
+		if (data[0] == DTLS_CT_HANDSHAKE || data[0] == DTLS_CT_CCS || dtls_record_epoch(data) == 0) {
 			to_session(s->replaced_by, data, nread);
 			return;
 		}
-	} else if (s->state == SESSION_ESTABLISHED && is_client_hello(data, nread)) {
+	} else if (s->state == SESSION_ESTABLISHED && dtls_is_client_hello(data, nread)) {
 		on_client_hello(t, from, data, nread, s, NULL);
 		return;
-	} else if (s->state == SESSION_HANDSHAKING && !s->slot.proven && is_client_hello(data, nread) &&
-		   memcmp(data + CLIENT_HELLO_RANDOM, s->slot.random, sizeof(s->slot.random))) {
+	} else if (s->state == SESSION_HANDSHAKING && !s->slot.proven && dtls_is_client_hello(data, nread) &&
+		   memcmp(data + DTLS_CLIENT_HELLO_RANDOM, s->slot.random, sizeof(s->slot.random))) {
 		/* Not the hello that began this handshake without a cookie, sent
 		 * again: perhaps the address's real owner. The cookie decides. */
 		on_client_hello(t, from, data, nread, NULL, s);

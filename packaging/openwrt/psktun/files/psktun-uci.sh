@@ -128,7 +128,7 @@ psktun_uci_write() {
 
 	v=
 	for opt in priority mtu retransmit_ms handshake_timeout_s idle_timeout_s \
-		max_sessions max_handshakes queue_len handshake_rate handshake_burst \
+		max_sessions max_handshakes queue_len queue_bytes handshake_rate handshake_burst \
 		path_timeout_s; do
 		config_get v main "$opt"
 		[ -n "$v" ] || continue
