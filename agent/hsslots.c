@@ -212,13 +212,15 @@ void hs_slot_step(struct session *s)
 }
 
 /*
- * A peer that has not answered our first flight with its second after
- * three retransmission intervals (27 s by default: our flight and its first
- * retransmission have each had an NB-IoT round trip and more) is most
- * likely not coming: its slot is worth more to the next meter than the
- * rest of handshake_timeout_s. A lost flight of the peer's resets nothing:
- * a real client that is still there sends its ClientHello again, and its
- * cookie is still good.
+ * While slots run short (half or more in use), a peer that has not answered
+ * our first flight with its second after three retransmission intervals
+ * (27 s by default: our flight and its first retransmission have each had
+ * an NB-IoT round trip and more) is most likely not coming: its slot is
+ * worth more to the next meter than the rest of handshake_timeout_s.
+ * Without that pressure the handshake keeps its whole handshake_timeout_s:
+ * on a lossy link a real client's second flight can be lost several times,
+ * and once we have given up, its resent second flight finds no handshake
+ * and it waits out its own timeout before it starts again.
  */
 uint64_t hs_slot_hello_left_ms(struct session *s)
 {
@@ -228,6 +230,8 @@ uint64_t hs_slot_hello_left_ms(struct session *s)
 	if (!s->slot.src || s->slot.progress)
 		return UINT64_MAX;
 	c = &s->t->d->cfg->dtls;
+	if (2 * (uint64_t)s->t->d->n_handshaking < c->max_handshakes)
+		return UINT64_MAX;
 	limit = 3 * (uint64_t)c->retransmit_ms;
 	if (limit > (uint64_t)c->handshake_timeout_s * 1000)
 		limit = (uint64_t)c->handshake_timeout_s * 1000;
