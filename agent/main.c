@@ -18,7 +18,8 @@ static void usage(FILE *f)
 		   "  -f       stay in the foreground and log to stderr\n"
 		   "  -n       check the configuration and the key file, then exit\n"
 		   "  -v       more log detail (repeatable)\n"
-		   "  -V       print the version\n", DEFAULT_CONFIG);
+		   "  -V       print the version\n"
+		   "  -h, --help  this text\n", DEFAULT_CONFIG);
 }
 
 static void print_diag(const struct psktun_diag *diag)
@@ -213,7 +214,13 @@ int main(int argc, char **argv)
 	uv_thread_t tid[64];
 	uv_sem_t started;
 
-	while ((opt = getopt(argc, argv, "c:fnvVh")) != -1) {
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 }
+	};
+
+	while ((opt = getopt_long(argc, argv, "c:fnvVh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': path = optarg; break;
 		case 'f': foreground = true; break;
