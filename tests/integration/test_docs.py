@@ -176,6 +176,20 @@ def test_every_plugin_option_with_its_range_and_default_is_in_psktun_conf_5(env)
                 raise Fail('%s %s: the code\'s default %s is not in psktun.conf(5): (%s)' % (plugin, name, dflt[0], desc))
 
 
+def test_every_uci_option_the_openwrt_package_reads_is_in_psktun_conf_5(env):
+    code = read('packaging', 'openwrt', 'psktun', 'files', 'psktun-uci.sh') + \
+        read('packaging', 'openwrt', 'psktun', 'files', 'psktun.init')
+    names = set(re.findall(r'config_get(?:_bool)? \w+ (?:main|"\$s") (\w+)', code))
+    names |= set(re.search(r'for opt in ([\w \\\n\t]+?); do', code).group(1).replace('\\', ' ').split())
+    names.discard('plugin_option_LENGTH')
+    names.add('plugin_option')
+    src = read('etc', 'psktun.conf.5')
+    section = unroff(src[src.index('.SH OPENWRT'):src.index('.SH', src.index('.SH OPENWRT') + 4)])
+    missing = sorted(n for n in names if not re.search(r'\b%s\b' % n, section))
+    eq(missing, [], 'UCI options missing from psktun.conf(5) OPENWRT')
+    eq(len(names) >= 20, True, 'UCI options found in the scripts (%d)' % len(names))
+
+
 def stats_list_in_psktunctl_8(src):
     """The `.B key` entries of the list under `.B stats` in COMMANDS."""
     i = src.index('.SH COMMANDS')
