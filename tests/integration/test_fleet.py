@@ -17,8 +17,8 @@ Everything is started and stopped here.
 Full handshakes are counted at the gateway (handshakes_completed minus
 handshakes_resumed), which sees every meter's every handshake; every request
 of every meter must be answered and must have reached the backend.
-Exit 0: all passed, 1: a test failed, 77: psktund, redis-server or nginx's
-stream module missing."""
+Exit 0: all passed, 1: a test failed, 77: psktund (or one built with
+hiredis), redis-server or nginx's stream module missing."""
 
 import os
 import shutil
@@ -32,7 +32,7 @@ import harness as h  # noqa: E402
 from harness import eq, Fail  # noqa: E402
 from badlink import BadLink  # noqa: E402
 import resil  # noqa: E402
-from test_session_cache import Redis, _terminator  # noqa: E402
+from test_session_cache import Redis, _terminator, need_hiredis  # noqa: E402
 
 N_METERS = int(os.environ.get('PSKTUN_FLEET_METERS', '50'))
 DTLS = {'retransmit_ms': 250, 'handshake_timeout_s': 4}
@@ -86,6 +86,7 @@ stream {
 class Fleet:
     def __init__(self, env, n=N_METERS):
         h.psktund()
+        need_hiredis(env)
         self.env = env
         self.redis = Redis(env).start()
         self.keys = {'meter-%04d' % (i + 1): os.urandom(16) for i in range(n)}

@@ -115,6 +115,22 @@ class Redis:
 
 # ------------------------------------------------------------ the fleet
 
+def need_hiredis(env):
+    """Skip unless psktund was built with the Redis session cache."""
+    d = env.path('hiredis-check')
+    os.makedirs(d, exist_ok=True)
+    h.write_keys(os.path.join(d, 'keys.psk'), {'meter-0001': bytes(16)})
+    with open(os.path.join(d, 'cache.key'), 'w') as f:
+        f.write('00' * 32 + '\n')
+    os.chmod(os.path.join(d, 'cache.key'), 0o600)
+    conf = os.path.join(d, 'psktun.conf')
+    with open(conf, 'w') as f:
+        f.write(h.config_text('terminator', tunnels=[dict(name='t1', accept='127.0.0.1:1', connect='127.0.0.1:2')],
+                              extra='session_cache = { redis = "redis://127.0.0.1:1/0"; key_file = "cache.key"; };'))
+    rc, out, err = h.check_config(conf)
+    if 'built without Redis' in out + err:
+        raise h.Skip('psktund is built without hiredis (configure --with-hiredis)')
+
 def _cache_conf(redis):
     return 'session_cache = { redis = "%s"; key_file = "cache.key"; };' % redis.url
 
@@ -137,6 +153,7 @@ def _terminator(env, name, keys, echo, redis, cache_key, dtls=None, state=False)
 class Fleet:
     def __init__(self, env, n=N_METERS):
         h.psktund()
+        need_hiredis(env)
         self.redis = Redis(env).start()
         self.keys = {'meter-%04d' % (i + 1): os.urandom(16) for i in range(n)}
         self.meters = [env.meter(name=k) for k in self.keys]
