@@ -172,6 +172,7 @@ struct tunnel {
 };
 
 struct reload;
+struct reload_load;
 
 struct daemon {
 	uv_loop_t *loop;
@@ -215,6 +216,7 @@ struct daemon {
 	 * rolled back. With workers the leader prepares first, then each worker;
 	 * only when all have prepared does any commit (daemon.c). */
 	struct reload *reload;		/* prepared, not yet committed */
+	struct reload_load *reload_load;	/* configuration and keys being read off the loop */
 	int reload_phase;		/* leader: RELOAD_* (daemon.c) */
 	bool reload_again;		/* leader: asked again while one ran */
 	unsigned reload_seq;		/* leader: reloads started so far */
