@@ -72,6 +72,8 @@ static void on_wake(uv_async_t *h)
 		d->dump = NULL;
 		d->dump_len = 0;
 		control_sessions_text(d, &d->dump, &d->dump_len);
+		show_rows_free(d->show_rows);
+		d->show_rows = show_rows_collect(d);
 		__atomic_store_n(&d->dump_ready, true, __ATOMIC_SEQ_CST);
 		daemon_tell(d->leader, WORKER_DUMPED);
 	}
@@ -276,6 +278,7 @@ void daemon_reload(struct daemon *d)
 		}
 		if (t->mode == PSKTUN_MODE_GATEWAY)
 			gateway_bindings_load(t, cfg);
+		meter_table_prune(t);
 		*tail = t;
 		tail = &t->next;
 	}

@@ -15,6 +15,7 @@
 #include "sessionsock.h"
 #include "resume.h"
 #include "stats.h"
+#include "meters.h"
 #include "psktun/plugin.h"
 
 #define PSKTUN_DGRAM_MAX 65536	/* the largest UDP payload we read; libuv's recvmmsg chunk */
@@ -100,6 +101,17 @@ struct session {
 	bool plugin_open;
 
 	uint64_t plain_in, plain_out, records_in, records_out;
+	/* for `show` (meters.c): bytes and datagrams on the air (DTLS, UDP
+	 * payload) and on the plain side; what one handshake saw, for its reason */
+	uint64_t air_in_bytes, air_in, air_out_bytes, air_out, plain_in_bytes, plain_out_bytes;
+	bool heard_peer;		/* a datagram from the DTLS peer this handshake */
+	bool peer_finished;		/* records of a new epoch came in (the peer's Finished) */
+	bool sent_finished;		/* we sent records of a new epoch (our Finished) */
+	bool unreachable;		/* ICMP: nobody listens at the peer's address */
+	bool unknown_identity;		/* terminator: the client named an identity not in the key file */
+	bool repeat;			/* terminator: a retransmitted ClientHello of a failed handshake */
+	bool has_random;
+	uint8_t hello_random[32];	/* terminator: the client's ClientHello.random */
 };
 
 /* A LAN source bound to an identity (gateway): configured or learned via a plugin. */
@@ -149,6 +161,7 @@ struct tunnel {
 
 	unsigned open_handles;
 	bool closing;
+	struct meter_table *meters;	/* `show`: records per meter, recent unknowns, log limits */
 };
 
 struct daemon {
@@ -157,6 +170,8 @@ struct daemon {
 	struct psktun_keys *keys;
 	struct tunnel *tunnels;
 	struct psktun_stats stats;
+	uint64_t failures[PSKTUN_FAIL_MAX];	/* handshake failures by reason */
+	struct show_rows *show_rows;	/* a worker's `show` rows, for the leader */
 	unsigned n_sessions;		/* all tunnels */
 	unsigned n_handshaking;
 

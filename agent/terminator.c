@@ -145,6 +145,10 @@ static void on_client_hello(struct tunnel *t, const struct sockaddr *from, const
 	if (d->n_sessions >= d->cfg->dtls.max_sessions || d->n_handshaking >= d->cfg->dtls.max_handshakes ||
 	    !ratelimit_take(t->hs_rate, from, daemon_now_ms(d))) {
 		d->stats.dropped_limit++;
+		meter_refused(t, from, PSKTUN_FAIL_too_many_handshakes,
+			      d->n_sessions >= d->cfg->dtls.max_sessions ? "max_sessions reached" :
+			      d->n_handshaking >= d->cfg->dtls.max_handshakes ? "max_handshakes in progress" :
+			      "over handshake_rate from this address");
 		return;
 	}
 	s = session_new(t, "", 0);
@@ -153,6 +157,11 @@ static void on_client_hello(struct tunnel *t, const struct sockaddr *from, const
 		return;
 	}
 	memcpy(&s->peer, from, psktun_addr_len(from));
+	/* A retransmission of a ClientHello whose handshake failed gets the same
+	 * answer, but is not another failure. */
+	memcpy(s->hello_random, data + DTLS_HDR + 12 + 2, sizeof(s->hello_random));
+	s->has_random = true;
+	s->repeat = meter_hello_repeat(t, from, s->hello_random);
 	if (old) {
 		old->replaced_by = s;
 		s->replaces = old;
@@ -190,6 +199,7 @@ static void on_peer(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 			return;
 		}
 		d->stats.dropped_unknown++;
+		meter_unknown_seen(t, UNKNOWN_SOURCE, "", 0, from, "no session with this address");
 		if (data[0] == CT_APPLICATION_DATA && record_epoch(data) > 0 && nread >= LOST_ALERT_LEN)
 			lost_session_alert(t, from);
 		return;
@@ -234,6 +244,7 @@ static void from_backend(struct tunnel *t, struct session *s, uint8_t *data, ssi
 	}
 	if (s) {
 		s->plain_in++;
+		s->plain_in_bytes += nread;
 		session_touch(s);
 	}
 	switch (v) {
