@@ -627,13 +627,13 @@ static void tprintf(struct text *t, const char *fmt, ...)
 	}
 }
 
-/* A field: bytes below 0x21 (tab, newline, space), 0x7f and backslash as \xHH. */
+/* A field: control bytes (tab, newline), 0x7f and backslash as \xHH; empty as "-". */
 static void tfield(struct text *t, const char *s, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 
-		if (c <= 0x20 || c == 0x7f || c == '\\')
+		if (c < 0x20 || c == 0x7f || c == '\\')
 			tprintf(t, "\\x%02x", c);
 		else
 			tprintf(t, "%c", c);
