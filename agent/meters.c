@@ -297,8 +297,7 @@ void meter_unknown_seen(struct tunnel *t, enum meter_unknown_kind kind, const ch
 	u->count++;
 	u->last_ms = now ? now : 1;
 	memcpy(&u->addr, from, psktun_addr_len(from));
-	if (!what || !loglimit_take(&mt->log, key_of(kind, name, len, kind == UNKNOWN_SOURCE ? from : NULL),
-				    now, &n))
+	if (!what || !loglimit_take(&mt->log, key_of(kind, name, len, from), now, &n))
 		return;
 	psktun_addr_format(from, addr, sizeof(addr));
 	if (kind == UNKNOWN_IDENTITY)
