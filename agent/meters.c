@@ -193,7 +193,7 @@ void meter_established(struct session *s)
  * LOGLIMIT_PER_MINUTE a tunnel, so a flood of spoofed sources stays a trickle.
  * *suppressed: how many lines about this key were held back since its last.
  */
-static bool loglimit_take(struct loglimit *ll, uint64_t key, uint64_t now, uint64_t *suppressed)
+bool psktun_loglimit_take(struct loglimit *ll, uint64_t key, uint64_t now, uint64_t *suppressed)
 {
 	typeof(ll->slot[0]) *sl = &ll->slot[key % LOGLIMIT_SLOTS];
 
@@ -297,7 +297,7 @@ void meter_unknown_seen(struct tunnel *t, enum meter_unknown_kind kind, const ch
 	u->count++;
 	u->last_ms = now ? now : 1;
 	memcpy(&u->addr, from, psktun_addr_len(from));
-	if (!what || !loglimit_take(&mt->log, key_of(kind, name, len, from), now, &n))
+	if (!what || !psktun_loglimit_take(&mt->log, key_of(kind, name, len, from), now, &n))
 		return;
 	psktun_addr_format(from, addr, sizeof(addr));
 	if (kind == UNKNOWN_IDENTITY)
@@ -316,7 +316,7 @@ void meter_refused(struct tunnel *t, const struct sockaddr *from, enum psktun_fa
 	char addr[PSKTUN_ADDRSTRLEN], buf[96];
 
 	t->d->failures[why]++;
-	if (!mt || !loglimit_take(&mt->log, key_of(100 + why, "", 0, from), now, &n))
+	if (!mt || !psktun_loglimit_take(&mt->log, key_of(100 + why, "", 0, from), now, &n))
 		return;
 	psktun_addr_format(from, addr, sizeof(addr));
 	log_warn("tunnel %s: handshake from %s refused: %s%s%s%s%s", t->conf.name, addr,
@@ -350,7 +350,7 @@ void meter_handshake_failed(struct session *s, enum psktun_failure why, const ch
 	}
 	if (!gw && s->has_random)
 		meter_hello_failed(t, peer, s->hello_random);
-	if (!t->meters || !loglimit_take(&t->meters->log,
+	if (!t->meters || !psktun_loglimit_take(&t->meters->log,
 					 key_of(200 + why, id, len, len || gw ? NULL : peer), now, &n))
 		return;
 	if (gw)

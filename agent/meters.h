@@ -88,6 +88,10 @@ struct loglimit {
 	uint64_t suppressed;		/* by the per-tunnel cap */
 };
 
+/* May a line about `key` (a source, an identity and reason) be logged at now_ms?
+ * *suppressed: the lines about it held back since its last one. */
+bool psktun_loglimit_take(struct loglimit *ll, uint64_t key, uint64_t now_ms, uint64_t *suppressed);
+
 struct meter_table {
 	struct htab by_identity;
 	size_t n;

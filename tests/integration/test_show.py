@@ -205,6 +205,20 @@ def test_terminator_show_with_workers_lists_every_meter_once(env):
         show_line(term, ident, r'established, peer %s, seen %s ago, handshake %s ago \(full\), '
                   r'air in \d+ B/\d+ out \d+ B/\d+, plain in 5 B/1 out 3 B/1, 1 handshake, 0 failures'
                   % (ADDR, AGE, AGE))
+    # meter-0001 again from new ports until the kernel hands one to the other
+    # worker (each worker then has a session of it): one line adds them up
+    for k in range(1, 13):
+        again = h.gnutls_cli(env, term.port, GOOD['meter-0001'], 'meter-0001', name='again-%d' % k)
+        again.wait_out(r'- Handshake was completed')
+        again.send(b'hey\n')
+        again.wait_out(rb'\nE:hey\n')
+        if [s['identity'] for s in term.established()].count('meter-0001') == 2:
+            break
+    print('meter-0001 on both workers after %d more sessions' % k, flush=True)
+    size = r'(?:\d+ B|\d+\.\d KiB)'
+    show_line(term, 'meter-0001', r'established, peer %s, seen %s ago, handshake %s ago \(full\), '
+              r'air in %s/\d+ out %s/\d+, plain in %d B/%d out %d B/%d, %d handshakes, 0 failures'
+              % (ADDR, AGE, AGE, size, size, 5 + 6 * k, 1 + k, 3 + 4 * k, 1 + k, 1 + k))
 
 
 # ------------------------------------------------------------ gateway side
