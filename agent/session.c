@@ -1,4 +1,5 @@
 /* session: one meter's DTLS session: handshake, queue, idle close, backoff, teardown. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -292,8 +293,10 @@ void session_handshake_begin(struct session *s)
 }
 
 /* Why a handshake failed, from what GnuTLS said and what the session saw. */
-static enum psktun_failure failure_reason(struct session *s, int r, const char **detail)
+static enum psktun_failure failure_reason(struct session *s, int r, const char **detail,
+					  char *buf, size_t len)
 {
+	const char *alert;
 	bool gw = s->t->mode == PSKTUN_MODE_GATEWAY;
 	char id[PSKTUN_IDENTITY_MAX + 1];
 
@@ -314,7 +317,14 @@ static enum psktun_failure failure_reason(struct session *s, int r, const char *
 		}
 		return PSKTUN_FAIL_silent;
 	case GNUTLS_E_FATAL_ALERT_RECEIVED:
-		*detail = gnutls_alert_get_strname(gnutls_alert_get(s->tls));
+		/* "alert handshake_failure", RFC 5246's name, from GNUTLS_A_HANDSHAKE_FAILURE */
+		alert = gnutls_alert_get_strname(gnutls_alert_get(s->tls));
+		if (alert && !strncmp(alert, "GNUTLS_A_", 9))
+			alert += 9;
+		snprintf(buf, len, "alert %s", alert ? alert : "?");
+		for (char *p = buf; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		*detail = buf;
 		return PSKTUN_FAIL_peer_alert;
 	case GNUTLS_E_NO_CIPHER_SUITES:
 	case GNUTLS_E_UNKNOWN_CIPHER_SUITE:
@@ -355,7 +365,7 @@ static void session_failed(struct session *s, enum psktun_failure why, const cha
 
 void session_handshake_step(struct session *s)
 {
-	char id[PSKTUN_IDENTITY_MAX + 1];
+	char id[PSKTUN_IDENTITY_MAX + 1], alert[48];
 	enum psktun_failure why;
 	const char *detail;
 	int r;
@@ -381,7 +391,7 @@ void session_handshake_step(struct session *s)
 		arm(s, ms);
 		return;
 	}
-	why = failure_reason(s, r, &detail);
+	why = failure_reason(s, r, &detail, alert, sizeof(alert));
 	/* Before the client named an identity, no alert can say anything
 	 * about keys: tell it why (RFC 5246 7.4.1.3 asks for handshake_failure
 	 * when no suite is in common) instead of leaving it to retransmit. */

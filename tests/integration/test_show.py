@@ -275,6 +275,27 @@ def test_gateway_server_down(env):
            ('no_answer', 'ICMP: port unreachable' if not cloud else '-'), 'dump: failure')
 
 
+def test_gateway_server_ends_the_handshake_with_an_alert(env):
+    """openssl s_server that accepts no suite the gateway offers ends the
+    handshake with a handshake_failure alert."""
+    h.psktund()
+    port = h.free_udp_port()
+    h.openssl_s_server(env, port, GOOD['meter-0001'], 'meter-0001',
+                       extra=['-cipher', 'PSK-AES256-GCM-SHA384'])
+    m = env.meter(name='meter-0001')
+    gw = h.gateway(env, GOOD, [('meter-0001', m.source)], '%s:%d' % (h.LO, port), dtls=DTLS, verbose=0)
+    m.send(b'hello', gw.addr)
+    wait_failed(gw, 1, 'alert')
+    one_line(gw.log_text(), LOG % ('warning', r'tunnel t1: handshake for meter-0001 with 127\.0\.0\.1:%d '
+                                   r'failed: the server ended the handshake \(alert handshake_failure\); '
+                                   r'retry 1 in \d+ ms' % port), 'gateway log, server alert')
+    show_line(gw, 'meter-0001', r'(backoff|handshaking), peer %s, seen %s ago, no handshake, '
+              r'air in \d+ B/[1-9]\d* out \d+ B/[1-9]\d*, plain in 5 B/1 out 0 B/0, 0 handshakes, '
+              r'[1-9]\d* failures?, last %s ago: the server ended the handshake \(alert handshake_failure\)'
+              % (re.escape(m.source), AGE, AGE))
+    eq(gw.stats()['handshake_failures.peer_alert'] >= 1, True, 'handshake_failures.peer_alert')
+
+
 def test_gateway_unprovisioned_source_logged_once(env):
     h.psktund()
     gw = h.gateway(env, GOOD, [('meter-0001', '127.0.0.1:9')], '127.0.0.1:%d' % h.free_udp_port(),
