@@ -286,7 +286,7 @@ void meter_unknown_seen(struct tunnel *t, enum meter_unknown_kind kind, const ch
 {
 	struct meter_table *mt = t->meters;
 	uint64_t now = daemon_now_ms(t->d), n;
-	char addr[PSKTUN_ADDRSTRLEN], buf[96];
+	char addr[PSKTUN_ADDRSTRLEN], buf[96], quoted[PSKTUN_QUOTED_MAX(PSKTUN_IDENTITY_MAX)];
 	struct meter_unknown *u;
 
 	if (!mt)
@@ -301,8 +301,8 @@ void meter_unknown_seen(struct tunnel *t, enum meter_unknown_kind kind, const ch
 		return;
 	psktun_addr_format(from, addr, sizeof(addr));
 	if (kind == UNKNOWN_IDENTITY)
-		log_warn("tunnel %s: datagram from %s dropped: %s %.*s%s%s", t->conf.name, addr,
-			 "unknown identity", (int)len, name, what, more(n, buf, sizeof(buf)));
+		log_warn("tunnel %s: datagram from %s dropped: unknown identity %s%s%s", t->conf.name, addr,
+			 psktun_quote(name, len, quoted, sizeof(quoted)), what, more(n, buf, sizeof(buf)));
 	else
 		log_warn("tunnel %s: datagram from %s dropped: %s%s", t->conf.name, addr, what,
 			 more(n, buf, sizeof(buf)));
@@ -330,6 +330,7 @@ void meter_handshake_failed(struct session *s, enum psktun_failure why, const ch
 	struct tunnel *t = s->t;
 	bool gw = t->mode == PSKTUN_MODE_GATEWAY;
 	char id[PSKTUN_IDENTITY_MAX + 1], addr[PSKTUN_ADDRSTRLEN], buf[96], d[64] = "";
+	char quoted[PSKTUN_QUOTED_MAX(PSKTUN_IDENTITY_MAX)];
 	size_t len = session_named_identity(s, id, sizeof(id));
 	struct meter_rec *m = meter_get(t, id, len);
 	uint64_t now = daemon_now_ms(t->d), n;
@@ -348,18 +349,19 @@ void meter_handshake_failed(struct session *s, enum psktun_failure why, const ch
 	} else if (!gw && why == PSKTUN_FAIL_unknown_identity && len) {
 		meter_unknown_seen(t, UNKNOWN_IDENTITY, id, len, peer, NULL);
 	}
-	if (!gw && s->has_random)
+	/* the same ClientHello would fail the same way: its retransmissions are no news */
+	if (!gw && s->has_random && !len && (why == PSKTUN_FAIL_no_cipher_suite || why == PSKTUN_FAIL_error))
 		meter_hello_failed(t, peer, s->hello_random);
 	if (!t->meters || !psktun_loglimit_take(&t->meters->log,
 					 key_of(200 + why, id, len, len || gw ? NULL : peer), now, &n))
 		return;
 	if (gw)
 		log_warn("tunnel %s: handshake for %s with %s failed: %s%s%s%s", t->conf.name,
-			 len ? id : "?", t->conf.connect, psktun_failure_text(why, true), d,
+			 psktun_quote(id, len, quoted, sizeof(quoted)), t->conf.connect, psktun_failure_text(why, true), d,
 			 tail ? tail : "", more(n, buf, sizeof(buf)));
 	else if (psktun_addr_format(peer, addr, sizeof(addr)))
 		log_warn("tunnel %s: handshake with %s at %s failed: %s%s%s", t->conf.name,
-			 len ? id : "a client", addr, psktun_failure_text(why, false), d,
+			 len ? psktun_quote(id, len, quoted, sizeof(quoted)) : "a client", addr, psktun_failure_text(why, false), d,
 			 more(n, buf, sizeof(buf)));
 }
 
