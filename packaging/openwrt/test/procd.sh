@@ -11,7 +11,7 @@
 #   procd_set_param TYPE VALUE...      procd_add_reload_trigger PACKAGE...
 # Arrays (command, file, respawn, netdev, watch) are JSON arrays of
 # strings, stdout/stderr booleans, reload_signal the signal's number,
-# pidfile/user/group strings, env/data tables of KEY=VALUE; a reload trigger
+# pidfile/user/group strings, env/data/limits tables of KEY=VALUE; a reload trigger
 # is procd's config.change trigger that runs "/etc/init.d/NAME reload".
 
 . "$JSHN_SH"
@@ -39,7 +39,7 @@ procd_set_param() {	# TYPE VALUE...
 		for item in "$@"; do json_add_string "" "$item"; done
 		json_close_array
 		;;
-	env | data)
+	env | data | limits)
 		json_add_object "$type"
 		for item in "$@"; do json_add_string "${item%%=*}" "${item#*=}"; done
 		json_close_object
