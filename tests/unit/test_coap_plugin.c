@@ -959,9 +959,9 @@ static void test_check_options_refuses_what_init_refuses_with_one_sentence(void 
 	assert_int_equal(psktun_plugin.check_options(PSKTUN_ROLE_GATEWAY, good, 2, err, sizeof(err)), 0);
 	assert_int_equal(psktun_plugin.check_options(PSKTUN_ROLE_TERMINATOR, NULL, 0, err, sizeof(err)), 0);
 	assert_int_equal(psktun_plugin.check_options(PSKTUN_ROLE_GATEWAY, bad, 1, err, sizeof(err)), -EINVAL);
-	assert_string_equal(err, "coap: answer_timeout_ms = \"banana\": expected milliseconds from 0 (off) to 3600000");
+	assert_string_equal(err, "answer_timeout_ms = \"banana\": expected milliseconds from 0 (off) to 3600000");
 	assert_int_equal(psktun_plugin.check_options(PSKTUN_ROLE_TERMINATOR, unknown, 1, err, sizeof(err)), -EINVAL);
-	assert_string_equal(err, "coap: unknown option \"colour\" (known: identity, allow_proxy, answer_timeout_ms)");
+	assert_string_equal(err, "unknown option \"colour\" (known: identity, allow_proxy, answer_timeout_ms)");
 }
 
 #define T(f) cmocka_unit_test_teardown(f, teardown)
