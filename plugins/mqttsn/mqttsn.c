@@ -127,7 +127,7 @@ static bool client_policy(const struct tunnel *tun, struct psktun_dgram *ctx,
 			  const struct mqttsn_msg *m, uint8_t *buf, size_t *len,
 			  size_t cap, enum psktun_verdict *verdict)
 {
-	switch ((enum mqttsn_type)m->type) {
+	switch (m->type) {	/* a wire byte, not every type: not an enum switch */
 	case MQTTSN_ENCAPSULATED:
 		tun->host->log(tun->t, PSKTUN_LOG_INFO,
 			       "Forwarder Encapsulation from a client refused");
@@ -196,7 +196,7 @@ static void pending_add(const struct tunnel *tun, struct psktun_session *s,
 
 static bool answers(const struct pending *p, const struct mqttsn_msg *m)
 {
-	switch ((enum mqttsn_type)m->type) {
+	switch (m->type) {	/* a wire byte, not every type: not an enum switch */
 	case MQTTSN_CONNACK:
 		return p->request == MQTTSN_CONNECT;
 	case MQTTSN_PINGRESP:
@@ -226,7 +226,7 @@ static void track_request(const struct tunnel *tun, struct psktun_dgram *ctx,
 {
 	struct session *ss = ctx->session_data;
 
-	switch ((enum mqttsn_type)m->type) {
+	switch (m->type) {	/* a wire byte, not every type: not an enum switch */
 	case MQTTSN_CONNECT:
 	case MQTTSN_PINGREQ:
 		pending_add(tun, ctx->session, ss, m->type, 0);
