@@ -107,6 +107,8 @@ struct session {
 
 	void *plugin_data;
 	bool plugin_open;
+	uint8_t plugin_deferred;	/* PLUGIN_DEFER_*: asked for during a callback (plugin.c) */
+	struct session *plugin_deferred_next;
 
 	uint64_t plain_in, plain_out, records_in, records_out;
 	/* for `show` (meters.c): bytes and datagrams on the air (DTLS, UDP
@@ -361,6 +363,10 @@ enum psktun_verdict plugin_on_tunnel(struct session *s, uint8_t *buf, size_t *le
 				     enum psktun_reason *reason);
 void plugin_session_open(struct session *s);
 void plugin_session_close(struct session *s);
+/* Around every call into a plugin: what it asks of a session (report_silent,
+ * rehandshake) runs when the outermost call on this thread ends. */
+void plugin_call_begin(void);
+void plugin_call_end(void);
 extern const struct psktun_host plugin_host;
 
 /* control.c */
