@@ -19,6 +19,7 @@
 #include "resume.h"
 #include "seal.h"
 #include "stats.h"
+#include "meters.h"
 #include "psktun/plugin.h"
 
 #define PSKTUN_DGRAM_MAX 65536	/* the largest UDP payload we read; libuv's recvmmsg chunk */
@@ -109,8 +110,21 @@ struct session {
 
 	void *plugin_data;
 	bool plugin_open;
+	uint8_t plugin_deferred;	/* PLUGIN_DEFER_*: asked for during a callback (plugin.c) */
+	struct session *plugin_deferred_next;
 
 	uint64_t plain_in, plain_out, records_in, records_out;
+	/* for `show` (meters.c): bytes and datagrams on the air (DTLS, UDP
+	 * payload) and on the plain side; what one handshake saw, for its reason */
+	uint64_t air_in_bytes, air_in, air_out_bytes, air_out, plain_in_bytes, plain_out_bytes;
+	bool heard_peer;		/* a datagram from the DTLS peer this handshake */
+	bool peer_finished;		/* records of a new epoch came in (the peer's Finished) */
+	bool sent_finished;		/* we sent records of a new epoch (our Finished) */
+	bool unreachable;		/* ICMP: nobody listens at the peer's address */
+	bool unknown_identity;		/* terminator: the client named an identity not in the key file */
+	bool repeat;			/* terminator: a retransmitted ClientHello of a failed handshake */
+	bool has_random;
+	uint8_t hello_random[32];	/* terminator: the client's ClientHello.random */
 };
 
 /* A LAN source bound to an identity (gateway): configured or learned via a plugin. */
@@ -169,6 +183,7 @@ struct tunnel {
 
 	unsigned open_handles;
 	bool closing;
+	struct meter_table *meters;	/* `show`: records per meter, recent unknowns, log limits */
 };
 
 struct reload;
@@ -180,6 +195,8 @@ struct daemon {
 	struct psktun_keys *keys;
 	struct tunnel *tunnels;
 	struct psktun_stats stats;
+	uint64_t failures[PSKTUN_FAIL_MAX];	/* handshake failures by reason */
+	struct show_rows *show_rows;	/* a worker's `show` rows, for the leader */
 	unsigned n_sessions;		/* all tunnels */
 	unsigned n_handshaking;
 
@@ -360,6 +377,10 @@ enum psktun_verdict plugin_on_tunnel(struct session *s, uint8_t *buf, size_t *le
 				     enum psktun_reason *reason);
 void plugin_session_open(struct session *s);
 void plugin_session_close(struct session *s);
+/* Around every call into a plugin: what it asks of a session (report_silent,
+ * rehandshake) runs when the outermost call on this thread ends. */
+void plugin_call_begin(void);
+void plugin_call_end(void);
 extern const struct psktun_host plugin_host;
 
 /* control.c */

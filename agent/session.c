@@ -1,5 +1,7 @@
 /* session: one meter's DTLS session: handshake, queue, idle close, backoff, teardown. */
+#include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "addr.h"
@@ -196,6 +198,7 @@ void session_close(struct session *s, enum close_reason why)
 			   session_state_name(s->state));
 	if (s->state == SESSION_ESTABLISHED)
 		d->stats.sessions_closed++;
+	meter_session_fold(s);
 	if (s->plugin_open)
 		plugin_session_close(s);
 	lost = dgram_queue_clear(&s->queue);
@@ -267,6 +270,7 @@ static void session_established(struct session *s)
 		if (s->state != SESSION_ESTABLISHED)
 			return;
 	}
+	meter_established(s);
 	log_notice("tunnel %s: session %s up (%s%s, %llu ms)", t->conf.name, SESSION_ID(s),
 		   t->mode == PSKTUN_MODE_GATEWAY ? "to cloud" : "from peer",
 		   gnutls_session_is_resumed(s->tls) ? ", resumed" : "",
@@ -289,28 +293,77 @@ void session_handshake_begin(struct session *s)
 	s->state = SESSION_HANDSHAKING;
 	s->counted_handshaking = true;
 	d->n_handshaking++;
-	d->stats.handshakes_started++;
+	if (!s->repeat)
+		d->stats.handshakes_started++;
 	s->started_ms = daemon_now_ms(d);
+	s->heard_peer = s->peer_finished = s->sent_finished = false;
+	s->unreachable = s->unknown_identity = false;
 }
 
-static void session_failed(struct session *s, const char *why)
+/* Why a handshake failed, from what GnuTLS said and what the session saw. */
+static enum psktun_failure failure_reason(struct session *s, int r, const char **detail,
+					  char *buf, size_t len)
+{
+	const char *alert;
+	bool gw = s->t->mode == PSKTUN_MODE_GATEWAY;
+	char id[PSKTUN_IDENTITY_MAX + 1];
+
+	*detail = NULL;
+	switch (r) {
+	case GNUTLS_E_TIMEDOUT:
+		if (s->unknown_identity)
+			return PSKTUN_FAIL_unknown_identity;
+		/* A wrong key shows only as a Finished the other side cannot
+		 * decrypt, which DTLS drops silently (RFC 6347 4.1.2.7). */
+		if (gw ? s->sent_finished && s->heard_peer
+		       : s->peer_finished && session_named_identity(s, id, sizeof(id)))
+			return PSKTUN_FAIL_wrong_key;
+		if (!s->heard_peer) {
+			if (s->unreachable)
+				*detail = "ICMP: port unreachable";
+			return PSKTUN_FAIL_no_answer;
+		}
+		return PSKTUN_FAIL_silent;
+	case GNUTLS_E_FATAL_ALERT_RECEIVED:
+		/* "alert handshake_failure", RFC 5246's name, from GNUTLS_A_HANDSHAKE_FAILURE */
+		alert = gnutls_alert_get_strname(gnutls_alert_get(s->tls));
+		if (alert && !strncmp(alert, "GNUTLS_A_", 9))
+			alert += 9;
+		snprintf(buf, len, "alert %s", alert ? alert : "?");
+		for (char *p = buf; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		*detail = buf;
+		return PSKTUN_FAIL_peer_alert;
+	case GNUTLS_E_NO_CIPHER_SUITES:
+	case GNUTLS_E_UNKNOWN_CIPHER_SUITE:
+	case GNUTLS_E_INSUFFICIENT_CREDENTIALS:
+		return PSKTUN_FAIL_no_cipher_suite;
+	default:
+		*detail = gnutls_strerror_name(r);
+		return PSKTUN_FAIL_error;
+	}
+}
+
+static void session_failed(struct session *s, enum psktun_failure why, const char *detail)
 {
 	struct tunnel *t = s->t;
 	struct daemon *d = t->d;
 	uint32_t rnd, wait;
+	char tail[64];
 
-	d->stats.handshakes_failed++;
+	if (!s->repeat)
+		d->stats.handshakes_failed++;
 	handshaking_end(s);
 	if (t->mode == PSKTUN_MODE_TERMINATOR) {
-		log_info("tunnel %s: handshake with a peer failed: %s", t->conf.name, why);
+		meter_handshake_failed(s, why, detail, NULL);
 		session_close(s, CLOSE_HANDSHAKE);
 		return;
 	}
 	s->failures++;
 	daemon_rand(&rnd, sizeof(rnd));
 	wait = psktun_backoff_ms(s->failures, rnd);
-	log_warn("tunnel %s: handshake for %s failed (%s); retry %u in %u ms", t->conf.name,
-		 SESSION_ID(s), why, s->failures, wait);
+	snprintf(tail, sizeof(tail), "; retry %u in %u ms", s->failures, wait);
+	meter_handshake_failed(s, why, detail, tail);
 	session_reset_transport(s);
 	/* A DNS answer may be stale after a failure: resolve again next time. */
 	t->connect_resolved = false;
@@ -320,6 +373,9 @@ static void session_failed(struct session *s, const char *why)
 
 void session_handshake_step(struct session *s)
 {
+	char id[PSKTUN_IDENTITY_MAX + 1], alert[48];
+	enum psktun_failure why;
+	const char *detail;
 	int r;
 
 	dtls_flight_begin(s);
@@ -346,7 +402,17 @@ void session_handshake_step(struct session *s)
 		arm(s, ms);
 		return;
 	}
-	session_failed(s, gnutls_strerror_name(r) ? gnutls_strerror_name(r) : "unknown error");
+	why = failure_reason(s, r, &detail, alert, sizeof(alert));
+	/* Before the client named an identity, no alert can say anything
+	 * about keys: tell it why (RFC 5246 7.4.1.3 asks for handshake_failure
+	 * when no suite is in common) instead of leaving it to retransmit. */
+	if (s->t->mode == PSKTUN_MODE_TERMINATOR && why != PSKTUN_FAIL_peer_alert &&
+	    r != GNUTLS_E_TIMEDOUT && !session_named_identity(s, id, sizeof(id))) {
+		dtls_flight_begin(s);
+		gnutls_alert_send_appropriate(s->tls, r);
+		dtls_flight_end(s);
+	}
+	session_failed(s, why, detail);
 }
 
 void session_handshake_start(struct session *s)
@@ -374,7 +440,7 @@ void session_handshake_start(struct session *s)
 		s->state = SESSION_RESOLVING;
 		if (tunnel_resolve(t) < 0) {	/* no answer will come: back off and try again */
 			session_handshake_begin(s);
-			session_failed(s, "cannot resolve the server");
+			session_failed(s, PSKTUN_FAIL_resolve, NULL);
 		}
 		return;
 	}
@@ -387,7 +453,7 @@ void session_handshake_start(struct session *s)
 	dtls_key_digest(key, s->key_digest);
 	session_handshake_begin(s);
 	if (gateway_session_connect(s) < 0 || dtls_session_client(s, key) < 0) {
-		session_failed(s, "no socket");
+		session_failed(s, PSKTUN_FAIL_error, "no socket");
 		return;
 	}
 	log_info("tunnel %s: handshake for %s to %s:%s", t->conf.name, SESSION_ID(s),
@@ -404,7 +470,7 @@ static void on_timer(uv_timer_t *timer)
 	switch (s->state) {
 	case SESSION_HANDSHAKING:
 		if (!hs_slot_hello_left_ms(s))
-			session_failed(s, "no second flight from the peer in time");
+			session_failed(s, PSKTUN_FAIL_silent, "no second flight in time while slots run short");
 		else
 			session_handshake_step(s);
 		break;
@@ -638,6 +704,10 @@ void session_on_record(struct session *s, const uint8_t *data, size_t len)
 	unsigned records = 0, discarded = tls ? gnutls_record_get_discarded(tls) : 0;
 	bool dropped = false;
 
+	s->air_in++;
+	s->air_in_bytes += len;
+	s->heard_peer = true;
+
 	/* A new handshake (a plugin's rehandshake) must not get the old one's
 	 * records; a datagram of thousands of empty records must not cost
 	 * thousands of handshake steps. */
@@ -649,6 +719,8 @@ void session_on_record(struct session *s, const uint8_t *data, size_t len)
 			dropped = true;
 			break;
 		}
+		if (s->state == SESSION_HANDSHAKING && dtls_record_epoch(data) > 0)
+			s->peer_finished = true;
 		on_one_record(s, data, n);
 		data += n;
 		len -= n;
