@@ -181,11 +181,21 @@ def test_kill_9_of_a_node_costs_no_full_handshake(env):
         resil._reap(victim)
         victim.rc = victim.proc.returncode     # killed on purpose: no exit-code check at cleanup
         t = time.monotonic()
+        f.t_kill = t
         h.log('%s killed' % victim.name)
         h.wait_until(lambda: f.answered_since(t), EVERY * TRIES, 'every meter answered after the kill')
         stop.wait(3.0)
     f, full, g, g0 = _scenario(env, 'kill -9 of one node of three', disturb)
     eq(full, 0, 'full handshakes after the warm-up')
+    # measured: how long a request in flight at the kill, or sent after it, waited for its answer
+    waits = [r['latency'] for m in f.meters for r in m.results
+             if r['answered'] and r['t_answer'] > f.t_kill]
+    slow = [m.name for m in f.meters if any(r['answered'] and r['t_answer'] > f.t_kill and r['tries'] > 1
+                                            for r in m.results)]
+    line = ('after kill -9: %d meters had a request resent, the longest wait for an answer %.2f s; '
+            'all requests: %s' % (len(slow), max(waits), resil.stats_line(waits)))
+    print(line, flush=True)
+    h.log(line)
 
 
 def test_rolling_restart_of_every_node_costs_no_full_handshake(env):
