@@ -99,6 +99,7 @@ struct session {
 	uint32_t idle_timeout_s;
 	bool closing_after_send;	/* plugin asked to close after forwarding */
 	bool counted_handshaking;
+	int16_t alert_ignored;		/* last plaintext alert a handshake ignored, or -1 */
 
 	struct hs_slot slot;		/* terminator: its handshake slot, whether its address is proven */
 	struct session *replaces;	/* terminator: the established session this one will replace */

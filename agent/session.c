@@ -1,5 +1,6 @@
 /* session: one meter's DTLS session: handshake, queue, idle close, backoff, teardown. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "addr.h"
@@ -101,6 +102,7 @@ struct session *session_new(struct tunnel *t, const char *identity, size_t len)
 	s->timer.data = s;
 	s->open_handles = 1;
 	s->last_rx_ms = daemon_now_ms(d);
+	s->alert_ignored = -1;
 
 	s->next = t->sessions;
 	if (t->sessions)
@@ -280,17 +282,26 @@ void session_handshake_begin(struct session *s)
 	struct daemon *d = s->t->d;
 
 	s->state = SESSION_HANDSHAKING;
+	s->alert_ignored = -1;
 	s->counted_handshaking = true;
 	d->n_handshaking++;
 	d->stats.handshakes_started++;
 	s->started_ms = daemon_now_ms(d);
 }
 
-static void session_failed(struct session *s, const char *why)
+static void session_failed(struct session *s, const char *reason)
 {
 	struct tunnel *t = s->t;
 	struct daemon *d = t->d;
 	uint32_t rnd, wait;
+	char why[128];
+
+	/* What the peer may have meant, though nobody could vouch for it. */
+	if (s->alert_ignored >= 0)
+		snprintf(why, sizeof(why), "%s; a plaintext alert %d came and was ignored", reason,
+			 s->alert_ignored);
+	else
+		snprintf(why, sizeof(why), "%s", reason);
 
 	d->stats.handshakes_failed++;
 	handshaking_end(s);
@@ -594,7 +605,19 @@ void session_on_record(struct session *s, const uint8_t *data, size_t len)
 			dropped = true;
 			break;
 		}
-		on_one_record(s, data, n);
+		if (s->state == SESSION_HANDSHAKING && data[0] == DTLS_CT_ALERT && dtls_record_epoch(data) == 0) {
+			/* Unauthenticated, and GnuTLS ends a handshake on any
+			 * alert: one forged datagram would cost a gateway its
+			 * back-off, a terminator's peer its handshake_timeout_s.
+			 * A peer that really gave up stops answering: the
+			 * handshake then times out. */
+			d->stats.records_discarded++;
+			s->alert_ignored = n > DTLS_RECORD_HDR + 1 ? data[DTLS_RECORD_HDR + 1] : 0;
+			log_debug("tunnel %s: a plaintext alert (%d) during a handshake ignored",
+				  s->t->conf.name, s->alert_ignored);
+		} else {
+			on_one_record(s, data, n);
+		}
 		data += n;
 		len -= n;
 	}

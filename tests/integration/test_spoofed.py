@@ -12,6 +12,16 @@ sockets are not allowed).
     while an uplink record waits for its answer: at an idle session it
     changes nothing (no rehandshake, the same socket, the next request
     answered in that session).
+  * A plaintext (epoch 0) fatal alert during a handshake, at either end:
+    the gateway's session socket from the terminator's address, the
+    terminator from the gateway's.  GnuTLS ends a handshake on any alert,
+    so one forged 15-byte datagram cost a gateway a failed handshake and
+    its back-off, and a terminator's peer its whole handshake_timeout_s
+    (120 s by default) before it tried again.  Now it is discarded and
+    counted (records_discarded) and the handshake completes: the meter's
+    first request is answered in the first handshake.  The link between
+    the ends (badlink.py) delays each datagram 300 ms, so the handshake is
+    still running when the forgery arrives.
 
 Exit 0 passed, 1 failed, 77 skipped."""
 
@@ -24,6 +34,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 from harness import eq, Fail  # noqa: E402
+from badlink import BadLink  # noqa: E402
 
 NS_MARK = 'PSKTUN_TEST_IN_NETNS'
 
@@ -75,6 +86,16 @@ def icmp_port_unreachable(raw, local, remote, from_ip):
     raw.sendto(ipv4(from_ip, local[0], socket.IPPROTO_ICMP, body), (local[0], 0))
 
 
+def udp(raw, src, dst, payload):
+    """A UDP datagram src -> dst ((ip, port) each), from any source."""
+    raw.sendto(ipv4(src[0], dst[0], socket.IPPROTO_UDP,
+                    struct.pack('!HHHH', src[1], dst[1], 8 + len(payload), 0) + payload), (dst[0], 0))
+
+
+# epoch 0, sequence number 0, fatal handshake_failure
+FATAL_ALERT = bytes([21, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 40])
+
+
 def connected_udp_sockets(remote):
     """Local (ip, port) of every UDP socket connected to `remote`, from /proc."""
     out = []
@@ -116,6 +137,52 @@ def test_a_forged_icmp_unreachable_at_an_idle_session_changes_nothing(env):
     eq({k: gw.stats()[k] for k in COUNTERS}, before, 'counters after the next round trip')
     gw.wait_log(r'Connection refused from the cloud \(ignored: no uplink waits for an answer\)',
                 start=mark)
+
+
+def delayed_pair(env):
+    """meter -> gateway -> (300 ms each way) -> terminator -> echo."""
+    echo = env.echo(b'E:')
+    term = h.terminator(env, KEYS, echo.addr, dtls={'retransmit_ms': 1000})
+    link = BadLink(listen=(h.LO, 0), upstream=(h.LO, term.port), delay_ms=(300, 300))
+    env.defer(link.stop)
+    meter = env.meter()
+    gw = h.gateway(env, KEYS, [('meter-A', meter.source)], '%s:%d' % (h.LO, link.port),
+                   dtls={'retransmit_ms': 1000})
+    return meter, gw, link, term
+
+
+def handshake_survives_a_forged_alert(env, at_gateway):
+    raw = raw_socket()
+    env.defer(raw.close)
+    meter, gw, link, term = delayed_pair(env)
+    meter.send(b'one', gw.addr)
+    if at_gateway:
+        rx = gw
+        socks = h.wait_until(lambda: connected_udp_sockets((h.LO, link.port)), what='the session socket')
+        udp(raw, (h.LO, link.port), socks[0], FATAL_ALERT)
+    else:
+        rx = term
+        # after the cookie exchange: the terminator keeps a handshake for the address
+        h.wait_until(lambda: term.stats()['handshakes_started'] == 1, what='a terminator handshake')
+        socks = connected_udp_sockets((h.LO, term.port))
+        eq(len(socks), 1, 'the link\'s sockets toward the terminator')
+        udp(raw, socks[0], (h.LO, term.port), FATAL_ALERT)
+    h.wait_until(lambda: rx.stats()['records_discarded'] + rx.stats()['handshakes_failed'] >= 1,
+                 what='the forged alert at the %s' % rx.name)
+    eq(meter.recv(timeout=30)[0], b'E:one', 'the first answer')
+    for d in (gw, term):
+        eq({k: d.stats()[k] for k in ('handshakes_started', 'handshakes_completed', 'handshakes_failed')},
+           {'handshakes_started': 1, 'handshakes_completed': 1, 'handshakes_failed': 0},
+           '%s handshakes' % d.name)
+    eq(rx.stats()['records_discarded'], 1, '%s records_discarded' % rx.name)
+
+
+def test_a_forged_alert_does_not_end_a_gateway_handshake(env):
+    handshake_survives_a_forged_alert(env, at_gateway=True)
+
+
+def test_a_forged_alert_does_not_end_a_terminator_handshake(env):
+    handshake_survives_a_forged_alert(env, at_gateway=False)
 
 
 if __name__ == '__main__':
