@@ -9,7 +9,8 @@ figures.py.  Python 3 stdlib only, 127.0.0.0/8 only.
   * run_meters(): several RetryMeters on threads at once.
   * kill_and_restart() / graceful_restart(): a harness Daemon stopped
     (SIGKILL or SIGTERM) and started again on the same configuration and port.
-  * rss_kib(), udp_drops(): /proc readings for the memory and kernel-drop checks.
+  * rss_kib(), udp_drops(), udp_rx_queue(): /proc readings for the memory
+    and kernel-drop checks; wait_drained(): until a daemon read all sent to it.
   * A minimal DTLS 1.2 ClientHello builder and HelloVerifyRequest parser
     (record and handshake headers, PSK-AES128-CCM8), for forged and
     cookie-answering ClientHellos.
@@ -231,6 +232,36 @@ def is_asan(pid):
             return any('libasan' in line for line in f)
     except OSError:
         return False
+
+
+def udp_rx_queue(port):
+    """Bytes waiting in the receive queue of the UDP socket bound to 127.0.0.1:port."""
+    want = '0100007F:%04X' % port
+    with open('/proc/net/udp') as f:
+        next(f)
+        for line in f:
+            fs = line.split()
+            if fs[1] == want:
+                return int(fs[4].split(':')[1], 16)
+    raise h.Fail('no UDP socket bound to 127.0.0.1:%d' % port)
+
+
+def wait_drained(d, port, what='socket drained'):
+    """Until daemon d has read everything that was sent to its UDP socket on
+    `port`: the kernel's receive queue is empty, then one psktunctl round trip
+    (answered by the loop after the batch it had read).  Returns its stats:
+    every datagram sent before the call is in them, or in the kernel's drops.
+    Single-loop daemons only (a worker's loop answers no control client)."""
+    h.await_condition(lambda: udp_rx_queue(port) == 0, '%s: %s' % (d.name, what))
+    return d.stats()
+
+
+def session_field(d, identity, field):
+    """A counter of daemon d's session for `identity` (from psktunctl sessions)."""
+    for s in d.sessions():
+        if s.get('identity') == identity:
+            return int(s[field])
+    raise h.Fail('%s: no session for %s' % (d.name, identity))
 
 
 def udp_drops(port):
