@@ -575,6 +575,14 @@ class Daemon:
                 out.append(dict(f.split('=', 1) for f in line.split() if '=' in f))
         return out
 
+    def session(self, identity):
+        """The session line of `identity` as a dict, or None: numeric fields
+        (counters, last_activity_s) as ints."""
+        for s in self.sessions():
+            if s.get('identity') == identity:
+                return {k: int(v) if v.isdigit() else v for k, v in s.items()}
+        return None
+
     def established(self):
         return [s for s in self.sessions() if s.get('state') == 'established']
 
