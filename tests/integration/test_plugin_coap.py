@@ -315,7 +315,7 @@ def test_silent_cloud_reported_and_rehandshaked_then_served_again(env):
 
     bl.set_down(True)
     m.send(_get(0x5002, b'b', 'time', 'meter-0001'), gw.addr)
-    h.wait_until(lambda: gw.stats()['rehandshakes'] >= 1, 10, 'gateway rehandshakes >= 1')
+    h.wait_until(lambda: gw.stats()['rehandshakes'] >= 1, h.T, 'gateway rehandshakes >= 1')
     st = gw.stats()
     eq((st['silent_reports'], st['rehandshakes']), (1, 1), 'silent_reports, rehandshakes')
     eq(m.pending(), [], 'answers while the link is down')

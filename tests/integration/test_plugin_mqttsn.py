@@ -388,7 +388,7 @@ def test_unanswered_connect_reported_silent(env):
     conn = sn.connect('meter-0001')
     c.send(conn)
     _backend_got(backend, conn, 'CONNECT at the backend')      # and no answer
-    h.wait_until(lambda: gw.stats()['rehandshakes'] >= 1, 10, 'gateway rehandshakes >= 1')
+    h.wait_until(lambda: gw.stats()['rehandshakes'] >= 1, h.T, 'gateway rehandshakes >= 1')
     gw.wait_stat('handshakes_completed', 2)
     st = gw.stats()
     eq((st['silent_reports'], st['rehandshakes'], st['sessions']), (1, 1, 1),

@@ -40,7 +40,7 @@ def test_terminator_refuses_wrong_key_and_unknown_identity_alike(env):
     unknown = h.gnutls_cli(env, term.port, bad_key, 'meter-9999', name='unknown-identity')
     ossl = h.openssl_s_client(env, term.port, bad_key, 'meter-0002', name='s_client-wrong-key',
                               extra=['-quiet'])
-    term.wait_stat('handshakes_failed', 3, timeout=HS_TIMEOUT * 3 + 10)
+    term.wait_stat('handshakes_failed', 3, timeout=HS_TIMEOUT + h.T)
     for c in (wrong, unknown):
         if 'Handshake was completed' in c.out.text():
             raise Fail('%s: handshake completed' % c.name)
