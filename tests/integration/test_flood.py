@@ -34,6 +34,7 @@ the rate limits' bounds are computed from the time the daemon had.
 Exit 0: all passed, 1: a test failed, 77: psktund missing."""
 
 import os
+import signal
 import socket
 import sys
 import threading
@@ -146,7 +147,27 @@ class Flooder:
         return socks
 
 
-def flood_run(env, rounds=100, quiet=False):
+def stall(term, gw, fl, drops0):
+    """Stop the terminator (SIGSTOP) while the flood goes on, until its socket
+    overflows (the kernel drops what comes next: the whole queue is over
+    SO_RCVBUF, whatever a datagram's size) and the gateway sent the meter's
+    request into it; then let it go on (SIGCONT).  The meter's retry gets
+    the request through."""
+    os.kill(term.proc.pid, signal.SIGSTOP)
+    try:
+        while resil.udp_drops(term.port) == drops0:
+            fl.round()
+        fl.round()
+        gw_out = resil.session_field(gw, 'meter-0001', 'records_out')
+        h.await_condition(lambda: resil.session_field(gw, 'meter-0001', 'records_out') > gw_out,
+                          'the gateway forwarding a request to the stopped terminator')
+    finally:
+        os.kill(term.proc.pid, signal.SIGCONT)
+
+
+def flood_run(env, rounds=100, quiet=False, stalled=False):
+    """The flood; stalled: the terminator is stopped for a moment in its
+    first half (see stall()), so the kernel drops flood and gateway datagrams."""
     h.psktund()
     keys = {'meter-0001': os.urandom(16)}
     echo = env.echo(prefix=b'E:')
@@ -186,8 +207,10 @@ def flood_run(env, rounds=100, quiet=False):
     t_start = time.monotonic()
     try:
         half = rounds // 2
-        for _ in range(half):
+        for i in range(half):
             fl.round()
+            if stalled and i == half // 2:
+                stall(term, gw, fl, drops0)
         # The cookie-answering hellos go to an empty socket queue, so the
         # kernel drops none of them: each reaches the cookie check, and the
         # limits alone decide (handshakes_started + dropped_limit == hvr).
@@ -264,7 +287,22 @@ def settled(m, gw):
 
 
 def test_flood_leaves_meter_served_memory_bounded_and_counted(env):
-    r = flood_run(env)
+    check_flood(flood_run(env))
+
+
+def test_flood_counted_exactly_when_the_kernel_drops(env):
+    """The terminator stalls in the flood: its socket overflows, and the
+    kernel drops flood datagrams and a request of the gateway's alike.  The
+    counters still account for every flood datagram, exactly."""
+    r = flood_run(env, rounds=40, stalled=True)
+    if r['drops'] <= r['gw_lost'] or r['gw_lost'] < 1:
+        raise Fail('the stall made the kernel drop %d datagrams, %d of them the gateway\'s: '
+                   'want flood datagrams and at least one of the gateway\'s'
+                   % (r['drops'], r['gw_lost']))
+    check_flood(r)
+
+
+def check_flood(r):
     d, sent = r['delta'], r['sent']
     n_real = sent['real']
     if r['gw_lost'] < 0:
