@@ -35,7 +35,9 @@ N_METERS = 4
 # up soon and backs off (2 s, jittered, doubling) instead of waiting 120 s.
 DTLS = {'retransmit_ms': 250, 'handshake_timeout_s': 4}
 EVERY = 0.5          # a meter resends an unanswered request after this long
-TRIES = 30           # ... at most this many times (15 s)
+TRIES = 120          # ... at most this many times (60 s: a cap for a broken daemon;
+                     # a rehandshake that fails, 4 s, then backs off, 2 s and more,
+                     # is slow but correct; the recovery times are printed)
 INTERVAL = 0.2       # and asks again this long after an answer
 DOWN_S = 2.0         # how long the terminator stays down before its restart
 
