@@ -77,9 +77,9 @@ def test_gateway_with_wrong_key_gets_no_session_good_meter_served(env):
     gw = h.gateway(env, gw_keys, [('meter-0001', good.source), ('meter-0002', bad.source)], term.addr,
                    dtls=DTLS)
     bad.send(b'never-delivered', gw.addr)
-    h.wait_until(lambda: gw.stats()['handshakes_failed'] >= 1, HS_TIMEOUT + 10,
+    h.wait_until(lambda: gw.stats()['handshakes_failed'] >= 1, HS_TIMEOUT + h.T,
                  'gateway handshakes_failed >= 1')
-    h.wait_until(lambda: term.stats()['handshakes_failed'] >= 1, HS_TIMEOUT + 10,
+    h.wait_until(lambda: term.stats()['handshakes_failed'] >= 1, HS_TIMEOUT + h.T,
                  'terminator handshakes_failed >= 1')
     eq(good.request(b'good-1', gw.addr), b'E:good-1', 'good meter reply')
     eq(echo.payloads(), [b'good-1'], 'backend received only the good meter')
