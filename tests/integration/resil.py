@@ -234,16 +234,33 @@ def is_asan(pid):
         return False
 
 
+def _proc_udp_socket(port):
+    """The fields of the /proc/net/udp line of the socket bound to
+    127.0.0.1:port.  The table is read in one read(): the kernel walks it
+    anew for each read() of a seq_file, so a table read in 8 KiB pieces while
+    other sockets come and go (a busy machine, the flood's own sockets) can
+    skip a line.  A socket that is not there is an error, never a zero."""
+    want = b'0100007F:%04X' % port
+    fd = os.open('/proc/net/udp', os.O_RDONLY)
+    try:
+        chunks = []
+        while True:
+            b = os.read(fd, 1 << 24)
+            if not b:
+                break
+            chunks.append(b)
+    finally:
+        os.close(fd)
+    for line in b''.join(chunks).splitlines()[1:]:
+        fs = line.split()
+        if fs[1] == want:
+            return fs
+    raise h.Fail('no UDP socket bound to 127.0.0.1:%d in /proc/net/udp' % port)
+
+
 def udp_rx_queue(port):
     """Bytes waiting in the receive queue of the UDP socket bound to 127.0.0.1:port."""
-    want = '0100007F:%04X' % port
-    with open('/proc/net/udp') as f:
-        next(f)
-        for line in f:
-            fs = line.split()
-            if fs[1] == want:
-                return int(fs[4].split(':')[1], 16)
-    raise h.Fail('no UDP socket bound to 127.0.0.1:%d' % port)
+    return int(_proc_udp_socket(port)[4].split(b':')[1], 16)
 
 
 def wait_drained(d, port, what='socket drained'):
@@ -265,15 +282,21 @@ def session_field(d, identity, field):
 
 
 def udp_drops(port):
-    """The kernel's receive-drop count of the UDP socket bound to 127.0.0.1:port."""
-    want = '0100007F:%04X' % port
-    with open('/proc/net/udp') as f:
-        next(f)
-        for line in f:
-            fs = line.split()
-            if fs[1] == want:
-                return int(fs[-1])
-    return 0
+    """The kernel's receive-drop count of the UDP socket bound to 127.0.0.1:port
+    (datagrams that found its receive queue full)."""
+    n = int(_proc_udp_socket(port)[-1])
+    h.log('udp_drops(%d) = %d' % (port, n))
+    return n
+
+
+def backlog_drops():
+    """Datagrams the kernel dropped before any socket, machine-wide: the
+    per-CPU input backlog was full (/proc/net/softnet_stat, second column).
+    Loopback traffic passes that queue too; on a busy machine it can overflow."""
+    with open('/proc/net/softnet_stat') as f:
+        n = sum(int(line.split()[1], 16) for line in f)
+    h.log('backlog_drops() = %d' % n)
+    return n
 
 
 # ----------------------------------------------------------------- DTLS
