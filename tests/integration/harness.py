@@ -29,6 +29,7 @@ Verbose logs: PSKTUN_TEST_VERBOSE=1 copies everything to stderr live.
 
 import errno
 import os
+import random
 import re
 import shutil
 import signal
@@ -178,6 +179,33 @@ def free_udp_port():
         return s.getsockname()[1]
     finally:
         s.close()
+
+
+def _ephemeral_range():
+    try:
+        with open('/proc/sys/net/ipv4/ip_local_port_range') as f:
+            lo, hi = (int(x) for x in f.read().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def stable_udp_port():
+    """A free UDP port on 127.0.0.1 outside the kernel's ephemeral range, for
+    a daemon that is stopped and started again on the same port.  While it
+    is down, a socket bound to port 0 anywhere on the machine (another test,
+    a gateway's per-session socket) can take an ephemeral port, and the
+    restart fails with "address already in use" (seen on a busy machine);
+    only an explicit bind can take this one."""
+    lo, hi = _ephemeral_range()
+    ranges = [r for r in ((10000, lo), (hi + 1, 65536)) if r[1] - r[0] >= 1000]
+    rnd = random.SystemRandom()
+    for _ in range(1000) if ranges else ():
+        a, b = rnd.choice(ranges)
+        p = rnd.randrange(a, b)
+        if _port_free(p, socket.SOCK_DGRAM):
+            return p
+    return free_udp_port()
 
 
 def _port_free(port, kind):
@@ -628,9 +656,10 @@ class Daemon:
             raise Fail('%s exited %r after SIGTERM, want 0' % (self.name, rc))
 
 
-def terminator(env, keys, backend_addr, name='terminator', tunnel='t1', **kw):
-    """psktund as terminator on a fresh 127.0.0.1 port, relaying to backend_addr."""
-    port = free_udp_port()
+def terminator(env, keys, backend_addr, name='terminator', tunnel='t1', port=None, **kw):
+    """psktund as terminator on a fresh 127.0.0.1 port (or `port`, e.g. a
+    stable_udp_port() for one that restarts), relaying to backend_addr."""
+    port = port or free_udp_port()
     d = env.daemon(name, 'terminator',
                    [dict(name=tunnel, accept='%s:%d' % (LO, port), connect=backend_addr)], keys, **kw)
     d.port = port

@@ -46,7 +46,8 @@ def _setup(env, n=N_METERS):
     h.psktund()
     keys = {'meter-%04d' % (i + 1): os.urandom(16) for i in range(n)}
     echo = env.echo(prefix=b'E:')
-    term = h.terminator(env, keys, echo.addr, dtls=dict(DTLS))
+    # restarted on the same port (restart_run): one no port-0 bind can take meanwhile
+    term = h.terminator(env, keys, echo.addr, dtls=dict(DTLS), port=h.stable_udp_port())
     bl = BadLink(upstream=(h.LO, term.port), max_flows=1024)
     env.defer(bl.stop)
     meters = [resil.RetryMeter(env, k) for k in keys]
