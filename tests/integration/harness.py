@@ -656,26 +656,41 @@ class Daemon:
             raise Fail('%s exited %r after SIGTERM, want 0' % (self.name, rc))
 
 
+def _daemon_on_a_free_port(env, name, mode, port, make_tunnel, **kw):
+    """Start psktund whose tunnel accepts on 127.0.0.1:port (a fresh one if
+    port is None).  A fresh port is free when chosen, not when the daemon
+    binds it a moment later: on a busy machine another socket can take it in
+    between ("address already in use").  Then choose again, a few times."""
+    for attempt in range(5):
+        p = port or free_udp_port()
+        d = Daemon(env, name, mode, [make_tunnel('%s:%d' % (LO, p))], **kw)
+        env.defer(d.stop)
+        try:
+            d.start()
+        except Fail:
+            if port is None and attempt < 4 and not d.running() and \
+                    'address already in use' in d.log_text():
+                log('%s: port %d was taken before psktund bound it; another' % (name, p))
+                continue
+            raise
+        d.port = p
+        d.addr = '%s:%d' % (LO, p)
+        return d
+
+
 def terminator(env, keys, backend_addr, name='terminator', tunnel='t1', port=None, **kw):
     """psktund as terminator on a fresh 127.0.0.1 port (or `port`, e.g. a
     stable_udp_port() for one that restarts), relaying to backend_addr."""
-    port = port or free_udp_port()
-    d = env.daemon(name, 'terminator',
-                   [dict(name=tunnel, accept='%s:%d' % (LO, port), connect=backend_addr)], keys, **kw)
-    d.port = port
-    d.addr = '%s:%d' % (LO, port)
-    return d
+    return _daemon_on_a_free_port(env, name, 'terminator', port,
+                                  lambda accept: dict(name=tunnel, accept=accept,
+                                                      connect=backend_addr), keys=keys, **kw)
 
 
 def gateway(env, keys, meters, connect, name='gateway', tunnel='t1', **kw):
     """psktund as gateway on a fresh 127.0.0.1 port; meters: (identity, source) pairs."""
-    port = free_udp_port()
-    d = env.daemon(name, 'gateway',
-                   [dict(name=tunnel, accept='%s:%d' % (LO, port), connect=connect)], keys,
-                   meters=meters, **kw)
-    d.port = port
-    d.addr = '%s:%d' % (LO, port)
-    return d
+    return _daemon_on_a_free_port(env, name, 'gateway', None,
+                                  lambda accept: dict(name=tunnel, accept=accept, connect=connect),
+                                  keys=keys, meters=meters, **kw)
 
 
 def check_config(conf_path, timeout=T):
