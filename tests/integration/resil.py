@@ -234,28 +234,38 @@ def is_asan(pid):
         return False
 
 
-def _proc_udp_socket(port):
-    """The fields of the /proc/net/udp line of the socket bound to
-    127.0.0.1:port.  The table is read in one read(): the kernel walks it
-    anew for each read() of a seq_file, so a table read in 8 KiB pieces while
-    other sockets come and go (a busy machine, the flood's own sockets) can
-    skip a line.  A socket that is not there is an error, never a zero."""
-    want = b'0100007F:%04X' % port
+def _proc_udp_table():
     fd = os.open('/proc/net/udp', os.O_RDONLY)
     try:
         chunks = []
         while True:
-            b = os.read(fd, 1 << 24)
+            b = os.read(fd, 1 << 20)
             if not b:
-                break
+                return b''.join(chunks).splitlines()[1:]
             chunks.append(b)
     finally:
         os.close(fd)
-    for line in b''.join(chunks).splitlines()[1:]:
-        fs = line.split()
-        if fs[1] == want:
-            return fs
-    raise h.Fail('no UDP socket bound to 127.0.0.1:%d in /proc/net/udp' % port)
+
+
+def _proc_udp_socket(port):
+    """The fields of the /proc/net/udp line of the socket bound to
+    127.0.0.1:port.  The kernel hands the table out a page at a time and
+    walks it anew for each page, counting lines from the start: when other
+    sockets close meanwhile (a busy machine, the flood's own sockets), a line
+    is skipped.  A socket missing from one reading is read again (it was
+    missed: it is ours and open); it is never taken for zero drops."""
+    want = b'0100007F:%04X' % port
+    found = []
+
+    def read():
+        for line in _proc_udp_table():
+            fs = line.split()
+            if fs[1] == want:
+                found.append(fs)
+                return True
+        return False
+    h.await_condition(read, 'UDP socket 127.0.0.1:%d in /proc/net/udp' % port, interval=0.001)
+    return found[-1]
 
 
 def udp_rx_queue(port):
