@@ -172,7 +172,15 @@ def plugin_dir(env):
 # ----------------------------------------------------------------- ports
 
 def free_udp_port():
-    """A UDP port on 127.0.0.1 that nothing is bound to right now."""
+    """A UDP port on 127.0.0.1 that nothing is bound to right now, for a
+    daemon or peer to bind a moment later: one outside the kernel's ephemeral
+    range (stable_udp_port), so that no socket bound to port 0 anywhere on
+    the machine can take it in between ("address already in use" at start,
+    seen on a busy machine)."""
+    return stable_udp_port()
+
+
+def _kernel_udp_port():
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         s.bind((LO, 0))
@@ -191,21 +199,22 @@ def _ephemeral_range():
 
 
 def stable_udp_port():
-    """A free UDP port on 127.0.0.1 outside the kernel's ephemeral range, for
-    a daemon that is stopped and started again on the same port.  While it
-    is down, a socket bound to port 0 anywhere on the machine (another test,
-    a gateway's per-session socket) can take an ephemeral port, and the
-    restart fails with "address already in use" (seen on a busy machine);
-    only an explicit bind can take this one."""
+    """A free UDP port on 127.0.0.1 outside the kernel's ephemeral range.
+    Between choosing a port and binding it, or while a daemon is down to be
+    started again on its port, a socket bound to port 0 anywhere on the
+    machine (another test, a gateway's per-session socket) can take an
+    ephemeral port; only an explicit bind can take this one, and the tests'
+    explicit binds pick at random among some 20000."""
     lo, hi = _ephemeral_range()
-    ranges = [r for r in ((10000, lo), (hi + 1, 65536)) if r[1] - r[0] >= 1000]
+    # p and p + 1 both outside (free_port_pair wants two)
+    ranges = [r for r in ((10000, lo - 1), (hi + 1, 65535)) if r[1] - r[0] >= 1000]
     rnd = random.SystemRandom()
     for _ in range(1000) if ranges else ():
         a, b = rnd.choice(ranges)
         p = rnd.randrange(a, b)
         if _port_free(p, socket.SOCK_DGRAM):
             return p
-    return free_udp_port()
+    return _kernel_udp_port()
 
 
 def _port_free(port, kind):
@@ -225,7 +234,7 @@ def free_port_pair():
     """p such that p and p+1 are free for UDP and TCP on 127.0.0.1 (libcoap
     servers listen on -p PORT for coap and PORT+1 for coaps, both UDP and TCP)."""
     for _ in range(200):
-        p = free_udp_port()
+        p = stable_udp_port()
         if p >= 65535:
             continue
         if all(_port_free(q, k) for q in (p, p + 1)
