@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 
 #include "addr.h"
 #include "config.h"
+#include "file.h"
 
 #ifndef PSKTUN_PLUGINDIR
 #define PSKTUN_PLUGINDIR "/usr/local/lib/psktun"
@@ -610,7 +612,7 @@ static void load_dtls(struct loader *l, const config_setting_t *root)
 {
 	static const char *const known[] = {
 		"priority", "mtu", "retransmit_ms", "handshake_timeout_s", "idle_timeout_s",
-		"max_sessions", "max_handshakes", "queue_len", "handshake_rate", "handshake_burst",
+		"max_sessions", "max_handshakes", "queue_len", "queue_bytes", "handshake_rate", "handshake_burst",
 		"path_timeout_s", "tickets", "ticket_key_file", NULL
 	};
 	const config_setting_t *s = config_setting_get_member(root, "dtls"), *w;
@@ -646,6 +648,7 @@ static void load_dtls(struct loader *l, const config_setting_t *root)
 	get_uint(l, s, "max_sessions", 1, 10000000, &d->max_sessions);
 	get_uint(l, s, "max_handshakes", 1, 10000000, &d->max_handshakes);
 	get_uint(l, s, "queue_len", 1, 64, &d->queue_len);
+	get_uint(l, s, "queue_bytes", 65536, 1u << 30, &d->queue_bytes);
 	get_uint(l, s, "handshake_rate", 0, 1000000, &d->handshake_rate);
 	get_uint(l, s, "handshake_burst", 1, 1000000, &d->handshake_burst);
 	get_uint(l, s, "path_timeout_s", 0, 86400, &d->path_timeout_s);
@@ -719,12 +722,23 @@ static void set_defaults(struct psktun_conf_dtls *d)
 	d->max_sessions = 10000;
 	d->max_handshakes = 0;	/* by mode, once it is known: see below */
 	d->queue_len = 8;
+	/* A router's RAM, not the meters' number, sets this: 4 MiB holds every
+	 * meter's first datagrams through a mass handshake (a thousand meters'
+	 * 8 full-MTU datagrams would take 10 MiB; CoAP and MQTT-SN send tens of
+	 * bytes), and bounds what a LAN flood or a silent cloud can pin. */
+	d->queue_bytes = 4u << 20;
 	/* A router's meters, and a carrier NAT's routers, share one source IP,
-	 * and all shake hands again after a terminator restart: this is only a
-	 * ceiling for one host's flood; cookies and max_handshakes do the rest.
-	 * (1000/s held a 2000-meter burst through one gateway to 1.7k/s.) */
-	d->handshake_rate = 10000;
-	d->handshake_burst = 10000;
+	 * and all shake hands again after a terminator restart. Fair shares of
+	 * the handshake slots keep one source from locking others out (hsslots.c);
+	 * the rate bounds how fast one source churns through its own share, and
+	 * so how long a meter behind the same address keeps its slot when the
+	 * address floods: 1000 slots / 100 a second = 10 s, several NB-IoT round
+	 * trips. 100 full handshakes a second is about 55 kB/s, more than ten
+	 * NB-IoT routers send; a burst of 1000 lets ten gateways (100 handshakes
+	 * at a time each) start at once after a restart. Beyond it, hellos are
+	 * dropped and the clients' retransmissions ask again. */
+	d->handshake_rate = 100;
+	d->handshake_burst = 1000;
 	d->path_timeout_s = 0;
 }
 
@@ -733,21 +747,34 @@ int psktun_config_load(const char *path, struct psktun_config **out, struct pskt
 	struct loader l = { .path = path, .diag = diag };
 	struct psktun_config *c;
 	config_t cfg;
+	struct stat st;
 	FILE *f;
-	int r;
+	int fd, r;
 
 	*out = NULL;
-	/* libconfig says only "file I/O error"; open it first to learn why. */
-	f = fopen(path, "r");
+	/* Opened here, not by libconfig: it would block on a FIFO, and it says
+	 * only "file I/O error" where we can say why. */
+	fd = psktun_file_open(path, &st);
+	if (fd == -EINVAL) {
+		psktun_diag_add(diag, path, 0, "the configuration is not a regular file (it is %s)",
+				psktun_file_kind(st.st_mode));
+		return fd;
+	}
+	if (fd < 0) {
+		psktun_diag_add(diag, path, 0, "cannot open: %s", strerror(-fd));
+		return fd;
+	}
+	f = fdopen(fd, "r");
 	if (!f) {
 		r = -errno;
+		close(fd);
 		psktun_diag_add(diag, path, 0, "cannot open: %s", strerror(-r));
 		return r;
 	}
-	fclose(f);
 
 	c = calloc(1, sizeof(*c));
 	if (!c) {
+		fclose(f);
 		psktun_diag_add(diag, path, 0, "out of memory");
 		return -ENOMEM;
 	}
@@ -756,6 +783,7 @@ int psktun_config_load(const char *path, struct psktun_config **out, struct pskt
 	c->path = strdup(path);
 	c->dir = dir_of(path);
 	if (!c->path || !c->dir) {
+		fclose(f);
 		psktun_config_free(c);
 		psktun_diag_add(diag, path, 0, "out of memory");
 		return -ENOMEM;
@@ -763,7 +791,9 @@ int psktun_config_load(const char *path, struct psktun_config **out, struct pskt
 
 	config_init(&cfg);
 	config_set_include_dir(&cfg, c->dir);
-	if (!config_read_file(&cfg, path)) {
+	r = config_read(&cfg, f);
+	fclose(f);
+	if (!r) {
 		if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO)
 			psktun_diag_add(diag, path, 0, "cannot read: %s", config_error_text(&cfg));
 		else

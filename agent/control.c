@@ -1,10 +1,13 @@
 /* control: the unix socket psktunctl talks to: one command line in, key=value lines out. */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include "addr.h"
 #include "daemon.h"
@@ -26,7 +29,8 @@ struct ctl_client {
 	uv_timer_t timer;	/* CONTROL_CLIENT_TIMEOUT_MS from the connection */
 	unsigned open_handles;
 	bool closing;
-	bool in_waiting;	/* on the `waiting` list: the workers will answer */
+	bool in_waiting;	/* on the `waiting` or `reloading` list: the workers will answer */
+	unsigned reload_seq;	/* on `reloading`: the reload whose outcome it waits for */
 	struct ctl_client *prev, *next;	/* `clients` */
 	struct daemon *d;
 	char line[CONTROL_LINE_MAX];
@@ -41,6 +45,7 @@ struct ctl_client {
 static unsigned n_clients;
 static struct ctl_client *clients;	/* open ones, closed when the daemon stops */
 static struct ctl_client *waiting;	/* `sessions` clients waiting for the workers */
+static struct ctl_client *reloading;	/* `reload` clients waiting for its outcome */
 static bool gather_running;
 
 static void text_printf(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -79,6 +84,7 @@ static void write_stats(struct ctl_client *c)
 {
 	struct daemon *d = c->d, *self[1] = { d }, **all = d->n_all ? d->all : self;
 	unsigned n_all = d->n_all ? d->n_all : 1, sessions = 0, handshaking = 0;
+	uint64_t queued_bytes = 0;
 	uint64_t resumable = 0, resumable_bytes = 0;
 	struct psktun_stats sum;
 
@@ -86,6 +92,7 @@ static void write_stats(struct ctl_client *c)
 	for (unsigned i = 0; i < n_all; i++) {
 		sessions += LOAD(all[i]->n_sessions);
 		handshaking += LOAD(all[i]->n_handshaking);
+		queued_bytes += LOAD(all[i]->queue_budget.used);
 #define X(n) sum.n += LOAD(all[i]->stats.n);
 		PSKTUN_STATS(X)
 #undef X
@@ -99,6 +106,7 @@ static void write_stats(struct ctl_client *c)
 		}
 	}
 	text_printf(&c->out, "sessions=%u\nhandshaking=%u\n", sessions, handshaking);
+	text_printf(&c->out, "queued_bytes=%llu\n", (unsigned long long)queued_bytes);
 	text_printf(&c->out, "resumable=%llu\nresumable_bytes=%llu\n", (unsigned long long)resumable,
 		    (unsigned long long)resumable_bytes);
 #define X(n) text_printf(&c->out, #n "=%llu\n", (unsigned long long)sum.n);
@@ -111,14 +119,16 @@ void control_sessions_text(struct daemon *d, char **out, size_t *len)
 {
 	struct text txt = { NULL, 0, 0 };
 	uint64_t now = daemon_now_ms(d);
-	char addr[PSKTUN_ADDRSTRLEN];
+	char addr[PSKTUN_ADDRSTRLEN], id[PSKTUN_QUOTED_MAX(PSKTUN_IDENTITY_MAX)];
 
 	for (struct tunnel *t = d->tunnels; t; t = t->next) {
 		for (struct session *s = t->sessions; s; s = s->next) {
 			psktun_addr_format((struct sockaddr *)&s->peer, addr, sizeof(addr));
+			/* an identity is one field whatever it holds (log.h) */
+			psktun_quote(s->identity, s->identity_len, id, sizeof(id));
 			text_printf(&txt, "tunnel=%s identity=%s state=%s peer=%s last_activity_s=%llu "
 				    "plain_in=%llu plain_out=%llu records_in=%llu records_out=%llu\n",
-				    t->conf.name, s->identity_len ? s->identity : "-",
+				    t->conf.name, s->identity_len ? id : "-",
 				    session_state_name(s->state), s->peer.ss_family ? addr : "-",
 				    (unsigned long long)((now - s->last_rx_ms) / 1000),
 				    (unsigned long long)s->plain_in, (unsigned long long)s->plain_out,
@@ -255,12 +265,38 @@ static void answer(struct ctl_client *c)
 		start_sessions(c);
 		return;
 	} else if (!strcmp(cmd, "reload")) {
+		/* the next reload to start answers it (one running now read the
+		 * file before the client asked); daemon_reload may answer at once */
+		c->reload_seq = d->reload_seq + 1;
+		c->in_waiting = true;
+		c->next_waiting = reloading;
+		reloading = c;
 		daemon_reload(d);
-		text_printf(&c->out, "reload=done\n");
+		return;
 	} else {
 		text_printf(&c->out, "error=unknown command '%.64s' (try stats, sessions, reload)\n", cmd);
 	}
 	send_answer(c);
+}
+
+void control_reloaded(struct daemon *d, unsigned seq, int r, const char *why)
+{
+	struct ctl_client **pp = &reloading, *c;
+
+	while ((c = *pp)) {
+		if (c->reload_seq > seq) {
+			pp = &c->next_waiting;
+			continue;
+		}
+		*pp = c->next_waiting;
+		c->in_waiting = false;
+		uv_timer_start(&c->timer, on_client_timeout, CONTROL_CLIENT_TIMEOUT_MS, 0);
+		if (r < 0)
+			text_printf(&c->out, "error=reload failed: %s\n", why);
+		else
+			text_printf(&c->out, "reload=done\n");
+		send_answer(c);
+	}
 }
 
 static void alloc_line(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -328,26 +364,146 @@ static void on_connection(uv_stream_t *server, int status)
 	uv_read_start((uv_stream_t *)&c->pipe, alloc_line, on_read);
 }
 
+/* The socket this daemon bound, so that at exit it removes that one only. */
+static char *bound_path;
+static dev_t bound_dev;
+static ino_t bound_ino;
+
+/*
+ * Is another daemon listening on `path`? 1 yes, 0 no (nothing there, or a
+ * stale socket nobody listens on: safe to replace), or a negative errno when
+ * the path cannot be used. Non-blocking: a listener whose backlog is full
+ * (EAGAIN) is still a listener.
+ */
+static int control_in_use(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd, r;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -EEXIST;
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sun.sun_path, path, strlen(path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	r = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0 ? 1
+	  : errno == EAGAIN || errno == EINPROGRESS ? 1
+	  : errno == ECONNREFUSED ? 0 : -errno;
+	close(fd);
+	return r;
+}
+
+/* "the directory D does not exist" when it does not: libuv reports that as EACCES. */
+static bool control_dir_missing(const char *path, char *dir, size_t len)
+{
+	const char *slash = strrchr(path, '/');
+	struct stat st;
+
+	if (!slash)
+		snprintf(dir, len, ".");
+	else
+		snprintf(dir, len, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+	return stat(dir, &st) < 0 && (errno == ENOENT || errno == ENOTDIR);
+}
+
+/* A listening unix socket at `path`, srw-rw---- (root and the daemon's group): fd or -errno. */
+static int control_listen(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	mode_t old;
+	int fd, r;
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sun.sun_path, path, strlen(path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	old = umask(0117);
+	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	if (r < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
 int control_start(struct daemon *d, const char *path)
 {
-	mode_t old;
-	int r;
+	char dir[PATH_MAX];
+	struct stat st;
+	int fd, r;
 
-	uv_pipe_init(d->loop, &d->control, 0);
-	d->control.data = d;
-	d->control_open = true;
-	unlink(path);	/* a socket left by a crashed predecessor */
-	old = umask(0117);	/* srw-rw----: root and the daemon's group */
-	r = uv_pipe_bind(&d->control, path);
-	umask(old);
-	if (r == 0)
-		r = uv_listen((uv_stream_t *)&d->control, 8, on_connection);
+	if (control_dir_missing(path, dir, sizeof(dir))) {
+		log_err("control socket %s: the directory %s does not exist; create it or change 'control'",
+			path, dir);
+		return -ENOENT;
+	}
+	r = control_in_use(path);
+	if (r == 1) {
+		log_err("control socket %s: another psktund answers there; stop it first, or give this one "
+			"another 'control' path", path);
+		return -EADDRINUSE;
+	}
+	if (r == -EEXIST) {
+		log_err("control socket %s: the path exists and is not a socket; remove it or change 'control'",
+			path);
+		return r;
+	}
 	if (r < 0) {
-		log_err("control socket %s: %s; check that its directory exists and is writable",
-			path, uv_strerror(r));
-		return -EIO;
+		log_err("control socket %s: %s", path, strerror(-r));
+		return r;
+	}
+	unlink(path);	/* a stale socket, left by a crashed predecessor (nobody listens) */
+	/* Bound here, not by uv_pipe_bind: libuv unlinks the path it bound when
+	 * the handle closes, whoever's socket is there by then. */
+	r = control_listen(path);
+	if (r >= 0) {
+		fd = r;
+		uv_pipe_init(d->loop, &d->control, 0);
+		d->control.data = d;
+		d->control_open = true;
+		r = uv_pipe_open(&d->control, fd);
+		if (r == 0)
+			r = uv_listen((uv_stream_t *)&d->control, 8, on_connection);
+		else
+			close(fd);
+		if (r < 0)	/* libuv's errors are negative errno on unix */
+			unlink(path);
+	}
+	if (r < 0) {
+		log_err("control socket %s: %s; check that its directory is writable", path, strerror(-r));
+		return r;
+	}
+	free(bound_path);
+	bound_path = strdup(path);
+	if (bound_path && lstat(path, &st) == 0) {
+		bound_dev = st.st_dev;
+		bound_ino = st.st_ino;
 	}
 	return 0;
+}
+
+/* Removes the socket only if it is still the one this daemon bound: another
+ * daemon may have taken the path over since. */
+static void control_unlink(void)
+{
+	struct stat st;
+
+	if (!bound_path)
+		return;
+	if (lstat(bound_path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == bound_dev &&
+	    st.st_ino == bound_ino)
+		unlink(bound_path);
+	free(bound_path);
+	bound_path = NULL;
 }
 
 void control_stop(struct daemon *d)
@@ -361,6 +517,13 @@ void control_stop(struct daemon *d)
 		c->in_waiting = false;
 		client_close(c);
 	}
+	while (reloading) {
+		struct ctl_client *c = reloading;
+
+		reloading = c->next_waiting;
+		c->in_waiting = false;
+		client_close(c);
+	}
 	gather_running = false;
 	while (clients)
 		client_close(clients);
@@ -368,6 +531,5 @@ void control_stop(struct daemon *d)
 		return;
 	d->control_open = false;
 	uv_close((uv_handle_t *)&d->control, NULL);
-	if (d->cfg && d->cfg->control)
-		unlink(d->cfg->control);
+	control_unlink();
 }

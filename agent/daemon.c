@@ -18,26 +18,49 @@ void daemon_rand(void *buf, size_t len)
 	gnutls_rnd(GNUTLS_RND_NONCE, buf, len);
 }
 
+static void log_diag(const struct psktun_diag *diag)
+{
+	for (size_t i = 0; i < diag->n && i < PSKTUN_DIAG_MAX; i++)
+		log_err("%s", diag->line[i]);
+	if (diag->lost)
+		log_err("(%zu more problems not shown)", diag->lost);
+}
+
+static void tunnels_close(struct tunnel *head)
+{
+	for (struct tunnel *t = head, *next; t; t = next) {
+		next = t->next;
+		tunnel_close(t);
+	}
+}
+
 static struct tunnel *tunnels_open(struct daemon *d, const struct psktun_config *cfg)
 {
 	struct tunnel *head = NULL, **tail = &head;
+	struct psktun_diag diag;
 
+	psktun_diag_init(&diag);
 	for (size_t i = 0; i < cfg->n_tunnels; i++) {
 		struct tunnel *t;
 
-		if (tunnel_open(d, &cfg->tunnels[i], cfg->mode, &t) < 0) {
-			while (head) {
-				t = head->next;
-				tunnel_close(head);
-				head = t;
-			}
+		if (tunnel_open(d, cfg, &cfg->tunnels[i], &diag, &t) < 0) {
+			log_diag(&diag);
+			psktun_diag_deinit(&diag);
+			tunnels_close(head);
 			return NULL;
 		}
 		*tail = t;
 		tail = &t->next;
 	}
+	psktun_diag_deinit(&diag);
+	for (struct tunnel *t = head; t; t = t->next)
+		tunnel_start(t);
 	return head;
 }
+
+static void reload_worker_step(struct daemon *d, unsigned cmd);
+static void reload_gathered(struct daemon *d);
+static void reload_abort(struct daemon *d);
 
 static void on_signal(uv_signal_t *h, int signum)
 {
@@ -65,8 +88,10 @@ static void on_wake(uv_async_t *h)
 	struct daemon *d = h->data;
 	unsigned cmd = __atomic_exchange_n(&d->cmd, 0, __ATOMIC_SEQ_CST);
 
-	if (cmd & WORKER_RELOAD)
-		daemon_reload(d);
+	if (cmd & (WORKER_PREPARE | WORKER_COMMIT | WORKER_ABORT))
+		reload_worker_step(d, cmd);
+	if (cmd & WORKER_ACK)
+		reload_gathered(d);
 	if (cmd & WORKER_DUMP) {
 		free(d->dump);
 		d->dump = NULL;
@@ -95,6 +120,7 @@ int daemon_start(struct daemon *d, struct psktun_config *cfg, struct psktun_keys
 
 	d->cfg = cfg;
 	d->keys = keys;
+	d->queue_budget.max = cfg->dtls.queue_bytes;
 	r = dtls_global_init(d, cfg);
 	if (r < 0)
 		return r;
@@ -148,6 +174,7 @@ void daemon_stop(struct daemon *d, int exit_code)
 		d->wake_open = false;
 		uv_close((uv_handle_t *)&d->wake, NULL);
 	}
+	reload_abort(d);	/* one being prepared: its tunnels never started */
 	for (t = d->tunnels; t; t = next) {
 		next = t->next;
 		tunnel_close(t);
@@ -183,12 +210,6 @@ void daemon_signals_close(struct daemon *d)
 	uv_run(d->loop, UV_RUN_DEFAULT);
 }
 
-static void log_diag(const struct psktun_diag *diag)
-{
-	for (size_t i = 0; i < diag->n && i < PSKTUN_DIAG_MAX; i++)
-		log_err("%s", diag->line[i]);
-}
-
 /* Does this session still belong under the new configuration and keys? */
 static bool session_still_valid(struct session *s, const struct psktun_config *cfg,
 				const struct psktun_keys *keys)
@@ -213,58 +234,169 @@ static bool session_still_valid(struct session *s, const struct psktun_config *c
 	return meter;
 }
 
-void daemon_reload(struct daemon *d)
+
+/*
+ * A reload is all or nothing. Prepare does everything that can fail (the
+ * configuration, the keys, the plugins' options, the GnuTLS priority, a new
+ * tunnel for each new or changed `tunnels` entry, with its socket and its
+ * plugin, reading nothing yet) while the running configuration carries on;
+ * commit, which cannot fail, then swaps: the sessions that are no longer
+ * valid and the replaced tunnels close, the new tunnels start. A prepare that
+ * fails rolls back what it opened and leaves everything as it was.
+ *
+ * A replaced tunnel's accept socket (and shared backend socket) on the same
+ * address is shared with its replacement rather than bound again (tunnel.c),
+ * so changing a tunnel's options keeps its port. Moving a tunnel between a
+ * wildcard and a specific address on the same port is refused: both cannot
+ * be bound at once.
+ *
+ * Workers: the leader prepares first; if that succeeds each worker prepares
+ * its own (WORKER_PREPARE) and reports (reload_state, WORKER_ACK). Only when
+ * every worker has prepared does the leader commit and tell them to commit;
+ * if one failed, all roll back. The leader answers psktunctl and logs the
+ * outcome when every worker has done either.
+ */
+enum { RELOAD_IDLE, RELOAD_PREPARING, RELOAD_COMMITTING, RELOAD_ABORTING };
+enum { WSTATE_BUSY, WSTATE_PREPARED, WSTATE_FAILED, WSTATE_DONE };
+
+struct reload {
+	struct psktun_config *cfg;
+	struct psktun_keys *keys;
+	gnutls_priority_t priority;
+	struct tunnel *fresh;		/* new and changed tunnels: open, not started */
+};
+
+static void reload_free(struct reload *rl)
 {
-	struct psktun_config *cfg = NULL, *old_cfg = d->cfg;
-	struct psktun_keys *keys = NULL, *old_keys = d->keys;
-	struct tunnel *old = d->tunnels, *head = NULL, **tail = &head, *t, *next;
+	tunnels_close(rl->fresh);
+	if (rl->priority)
+		gnutls_priority_deinit(rl->priority);
+	psktun_config_free(rl->cfg);
+	psktun_keys_free(rl->keys);
+	free(rl);
+}
+
+static void reload_abort(struct daemon *d)
+{
+	for (struct tunnel *t = d->tunnels; t; t = t->next)
+		t->retiring = t->sock_handed = t->shared_handed = false;
+	if (d->reload)
+		reload_free(d->reload);
+	d->reload = NULL;
+}
+
+static bool conf_listed(const struct psktun_conf_tunnel *c, const struct psktun_config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_tunnels; i++)
+		if (tunnel_conf_equal(c, &cfg->tunnels[i]))
+			return true;
+	return false;
+}
+
+static struct tunnel *running_with(struct tunnel *list, const struct psktun_conf_tunnel *c)
+{
+	for (struct tunnel *t = list; t; t = t->next)
+		if (tunnel_conf_equal(&t->conf, c))
+			return t;
+	return NULL;
+}
+
+/* One line for the log and psktunctl: the first problem, and whether there are more. */
+static void reload_why(struct daemon *d, const struct psktun_diag *diag)
+{
+	if (!diag->n)
+		snprintf(d->reload_why, sizeof(d->reload_why), "out of memory");
+	else
+		snprintf(d->reload_why, sizeof(d->reload_why), "%s%s", diag->line[0],
+			 diag->n + diag->lost > 1 ? " (and more problems: see the log)" : "");
+}
+
+static int reload_prepare(struct daemon *d)
+{
+	struct reload *rl = calloc(1, sizeof(*rl));
 	struct psktun_diag diag;
-	unsigned kept = 0, closed = 0;
+	struct tunnel **tail;
 	int r;
 
-	if (!d->leader) {
-		notify_systemd("RELOADING=1");
-		for (unsigned i = 1; i < d->n_all; i++)
-			daemon_tell(d->all[i], WORKER_RELOAD);
+	if (!rl || d->stopping) {
+		free(rl);
+		snprintf(d->reload_why, sizeof(d->reload_why), rl ? "stopping" : "out of memory");
+		return -ENOMEM;
 	}
+	d->reload = rl;
+	tail = &rl->fresh;
 	psktun_diag_init(&diag);
-	r = psktun_config_load(old_cfg->path, &cfg, &diag);
+	r = psktun_config_load(d->cfg->path, &rl->cfg, &diag);
 	if (r == 0)
-		r = psktun_keys_load(cfg->keys, true, &keys, &diag);
+		r = psktun_keys_load(rl->cfg->keys, true, &rl->keys, &diag);
 	if (r == 0)
-		r = psktun_config_check_keys(cfg, keys, &diag);
-	if (r == 0 && cfg->mode != old_cfg->mode) {
-		psktun_diag_add(&diag, cfg->path, 0, "mode cannot change on reload; restart psktund");
+		r = psktun_config_check_keys(rl->cfg, rl->keys, &diag);
+	if (r == 0 && rl->cfg->mode != d->cfg->mode) {
+		psktun_diag_add(&diag, rl->cfg->path, 0, "mode cannot change on reload; restart psktund");
 		r = -EINVAL;
 	}
+	if (r == 0)	/* a worker only finds the plugins the leader has loaded */
+		r = plugin_check_config(rl->cfg, !d->leader, &diag);
 	if (r == 0)
-		r = dtls_set_priority(d, &cfg->dtls);	/* for new sessions */
+		r = dtls_priority_new(&rl->cfg->dtls, &rl->priority, &diag);
+	if (r == 0) {
+		for (struct tunnel *t = d->tunnels; t; t = t->next)
+			t->retiring = !conf_listed(&t->conf, rl->cfg);
+		for (size_t i = 0; i < rl->cfg->n_tunnels && r == 0; i++) {
+			if (running_with(d->tunnels, &rl->cfg->tunnels[i]))
+				continue;
+			r = tunnel_open(d, rl->cfg, &rl->cfg->tunnels[i], &diag, tail);
+			if (r == 0)
+				tail = &(*tail)->next;
+		}
+	}
 	if (r < 0) {
 		log_diag(&diag);
-		log_err("reload failed; the running configuration stays in force");
-		psktun_diag_deinit(&diag);
-		psktun_config_free(cfg);
-		psktun_keys_free(keys);
-		if (!d->leader)
-			notify_systemd("READY=1");
-		return;
+		reload_why(d, &diag);
+		reload_abort(d);
 	}
 	psktun_diag_deinit(&diag);
+	return r < 0 ? r : 0;
+}
+
+/* Cannot fail: everything that could was done by reload_prepare. */
+static void reload_commit(struct daemon *d)
+{
+	struct reload *rl = d->reload;
+	struct psktun_config *cfg = rl->cfg, *old_cfg = d->cfg;
+	struct psktun_keys *keys = rl->keys, *old_keys = d->keys;
+	struct tunnel *old = d->tunnels, *head = NULL, **tail = &head, *t, **pp;
+	unsigned kept = 0, closed = 0;
+
+	d->reload = NULL;
+	gnutls_priority_deinit(d->priority);	/* for new sessions */
+	d->priority = rl->priority;
 	d->cfg = cfg;
 	d->keys = keys;
+	d->queue_budget.max = cfg->dtls.queue_bytes;	/* what is queued stays */
 
-	/* Unchanged tunnels stay, with the sessions that are still valid. */
+	/* In the new order: unchanged tunnels, with the sessions that are still
+	 * valid, and the new ones. */
 	for (size_t i = 0; i < cfg->n_tunnels; i++) {
-		struct tunnel **pp;
+		bool fresh = false;
 
-		for (pp = &old; *pp; pp = &(*pp)->next)
-			if (tunnel_conf_equal(&(*pp)->conf, &cfg->tunnels[i]))
-				break;
-		if (!*pp)
+		for (pp = &old; *pp && ((*pp)->retiring || !tunnel_conf_equal(&(*pp)->conf, &cfg->tunnels[i]));
+		     pp = &(*pp)->next)
+			;
+		if (!*pp) {
+			for (pp = &rl->fresh; *pp && strcmp((*pp)->conf.name, cfg->tunnels[i].name); pp = &(*pp)->next)
+				;
+			fresh = true;
+		}
+		if (!*pp)	/* cannot be: prepare opened one for each */
 			continue;
 		t = *pp;
 		*pp = t->next;
 		t->next = NULL;
+		*tail = t;
+		tail = &t->next;
+		if (fresh)
+			continue;
 		for (struct session *s = t->sessions, *sn; s; s = sn) {
 			sn = s->next;
 			if (session_still_valid(s, cfg, keys)) {
@@ -276,34 +408,133 @@ void daemon_reload(struct daemon *d)
 		}
 		if (t->mode == PSKTUN_MODE_GATEWAY)
 			gateway_bindings_load(t, cfg);
-		*tail = t;
-		tail = &t->next;
 	}
-	/* Changed or removed tunnels close first, so their ports are free again. */
-	for (t = old; t; t = next) {
-		next = t->next;
+	/* What is left of the old list is replaced or removed: close it (the
+	 * replacements hold their sockets now), then let the new ones read. */
+	for (t = old; t; t = t->next)
 		closed += t->n_sessions;
-		tunnel_close(t);
-	}
-	for (size_t i = 0; i < cfg->n_tunnels; i++) {
-		bool have = false;
-
-		for (t = head; t && !have; t = t->next)
-			have = !strcmp(t->conf.name, cfg->tunnels[i].name);
-		if (have)
-			continue;
-		if (tunnel_open(d, &cfg->tunnels[i], cfg->mode, &t) < 0) {
-			log_err("tunnel %s: could not be opened after reload", cfg->tunnels[i].name);
-			continue;
-		}
-		*tail = t;
-		tail = &t->next;
-	}
+	tunnels_close(old);
 	d->tunnels = head;
+	for (t = head; t; t = t->next)
+		if (!t->started)
+			tunnel_start(t);
+	rl->cfg = NULL;
+	rl->keys = NULL;
+	rl->priority = NULL;
+	reload_free(rl);
 	psktun_config_free(old_cfg);
 	psktun_keys_free(old_keys);
+	d->reload_kept = kept;
+	d->reload_closed = closed;
 	session_wait_next_start(d);	/* max_handshakes may have grown */
-	log_notice("configuration reloaded: %zu tunnels, %zu keys; %u sessions kept, %u closed",
-		   cfg->n_tunnels, keys->n, kept, closed);
+}
+
+static void reload_tell_workers(struct daemon *d, unsigned cmd)
+{
+	for (unsigned i = 1; i < d->n_all; i++) {
+		__atomic_store_n(&d->all[i]->reload_state, WSTATE_BUSY, __ATOMIC_SEQ_CST);
+		daemon_tell(d->all[i], cmd);
+	}
+}
+
+static void reload_finish(struct daemon *d, int r)
+{
+	unsigned kept = d->reload_kept, closed = d->reload_closed;
+
+	d->reload_phase = RELOAD_IDLE;
+	if (r < 0) {
+		log_err("reload failed: %s; the running configuration stays in force", d->reload_why);
+	} else {
+		for (unsigned i = 1; i < d->n_all; i++) {
+			kept += d->all[i]->reload_kept;
+			closed += d->all[i]->reload_closed;
+		}
+		log_notice("configuration reloaded: %zu tunnels, %zu keys; %u sessions kept, %u closed",
+			   d->cfg->n_tunnels, d->keys->n, kept, closed);
+	}
 	notify_systemd("READY=1");
+	control_reloaded(d, d->reload_seq, r, d->reload_why);
+	if (d->reload_again && !d->stopping) {
+		d->reload_again = false;
+		daemon_reload(d);
+	}
+}
+
+void daemon_reload(struct daemon *d)
+{
+	if (d->leader || d->stopping)
+		return;
+	if (d->reload_phase != RELOAD_IDLE) {	/* once more when this one ends */
+		d->reload_again = true;
+		return;
+	}
+	d->reload_seq++;
+	d->reload_phase = RELOAD_PREPARING;
+	d->reload_kept = d->reload_closed = 0;
+	notify_systemd("RELOADING=1");
+	if (reload_prepare(d) < 0) {
+		reload_finish(d, -EINVAL);
+		return;
+	}
+	if (d->n_all <= 1) {
+		reload_commit(d);
+		reload_finish(d, 0);
+		return;
+	}
+	reload_tell_workers(d, WORKER_PREPARE);
+}
+
+/* The leader: a worker has reported; go on when all have. */
+static void reload_gathered(struct daemon *d)
+{
+	unsigned failed = 0;
+
+	if (d->leader || d->stopping || d->reload_phase == RELOAD_IDLE)
+		return;
+	for (unsigned i = 1; i < d->n_all; i++) {
+		int st = __atomic_load_n(&d->all[i]->reload_state, __ATOMIC_SEQ_CST);
+
+		if (st == WSTATE_BUSY)
+			return;
+		if (st == WSTATE_FAILED && !failed)
+			failed = i;
+	}
+	switch (d->reload_phase) {
+	case RELOAD_PREPARING:
+		if (failed) {
+			snprintf(d->reload_why, sizeof(d->reload_why), "worker %u: %.480s", failed,
+				 d->all[failed]->reload_why);
+			reload_abort(d);
+			d->reload_phase = RELOAD_ABORTING;
+			reload_tell_workers(d, WORKER_ABORT);
+		} else {
+			reload_commit(d);
+			d->reload_phase = RELOAD_COMMITTING;
+			reload_tell_workers(d, WORKER_COMMIT);
+		}
+		break;
+	case RELOAD_COMMITTING:
+		reload_finish(d, 0);
+		break;
+	case RELOAD_ABORTING:
+		reload_finish(d, -EINVAL);
+		break;
+	}
+}
+
+/* A worker: one step the leader asked for, then tell it. */
+static void reload_worker_step(struct daemon *d, unsigned cmd)
+{
+	int st = WSTATE_DONE;
+
+	if (cmd & WORKER_PREPARE) {
+		d->reload_kept = d->reload_closed = 0;
+		st = reload_prepare(d) < 0 ? WSTATE_FAILED : WSTATE_PREPARED;
+	} else if ((cmd & WORKER_COMMIT) && d->reload) {
+		reload_commit(d);
+	} else {
+		reload_abort(d);
+	}
+	__atomic_store_n(&d->reload_state, st, __ATOMIC_SEQ_CST);
+	daemon_tell(d->leader, WORKER_ACK);
 }

@@ -7,10 +7,13 @@
 #include <gnutls/dtls.h>
 #include <uv.h>
 #include "config.h"
+#include "hsslots.h"
 #include "htab.h"
 #include "keys.h"
+#include "log.h"
 #include "queue.h"
 #include "ratelimit.h"
+#include "record.h"
 #include "sendbatch.h"
 #include "sessionsock.h"
 #include "resume.h"
@@ -18,8 +21,6 @@
 #include "psktun/plugin.h"
 
 #define PSKTUN_DGRAM_MAX 65536	/* the largest UDP payload we read; libuv's recvmmsg chunk */
-#define DTLS_RECORD_HDR 13	/* type(1) version(2) epoch(2) sequence(6) length(2) */
-#define DTLS_RECORDS_MAX 16	/* records taken from one datagram; a flight has 3 to 5 */
 #define PSKTUN_RX_BATCH 8	/* datagrams one recvmmsg takes from a tunnel's shared socket */
 
 struct daemon;
@@ -36,6 +37,11 @@ enum session_state {
 };
 
 const char *session_state_name(enum session_state st);
+
+/* A session's identity as one token for a log line (log.h: psktun_quote); the
+ * buffer lives until the end of the enclosing block. */
+#define SESSION_ID(s) psktun_quote((s)->identity, (s)->identity_len, \
+	(char[PSKTUN_QUOTED_MAX(PSKTUN_IDENTITY_MAX)]){ 0 }, PSKTUN_QUOTED_MAX(PSKTUN_IDENTITY_MAX))
 
 /* Why a session ends, for the log line and counters. */
 enum close_reason {
@@ -88,11 +94,13 @@ struct session {
 	uint64_t last_rx_ms;		/* last datagram in either direction */
 	uint64_t last_uplink_ms, last_downlink_ms;
 	uint64_t unanswered_since_ms;	/* first uplink record since the last downlink one */
+	bool awaiting_downlink;		/* an uplink record since the last authenticated downlink one */
 	uint64_t rehandshake_ms;	/* last rehandshake, to ignore a burst of hints */
 	uint32_t idle_timeout_s;
 	bool closing_after_send;	/* plugin asked to close after forwarding */
 	bool counted_handshaking;
 
+	struct hs_slot slot;		/* terminator: its handshake slot, whether its address is proven */
 	struct session *replaces;	/* terminator: the established session this one will replace */
 	struct session *replaced_by;
 
@@ -105,6 +113,7 @@ struct session {
 /* A LAN source bound to an identity (gateway): configured or learned via a plugin. */
 struct binding {
 	struct htab_node node;
+	struct htab_node pin_node;	/* a `meters` entry: in tunnel.pinned, by identity */
 	struct sockaddr_storage addr;
 	bool with_port;
 	bool learned;
@@ -136,6 +145,7 @@ struct tunnel {
 	struct htab by_identity;
 	struct htab by_peer;		/* terminator */
 	struct htab bindings;		/* gateway: source -> identity */
+	struct htab pinned;		/* gateway: identity -> its `meters` bindings */
 	struct binding *learned;	/* gateway: learned bindings, newest first */
 	struct resume_store resume;	/* gateway: by identity; terminator: by session ID */
 	struct ratelimit *hs_rate;	/* terminator: handshakes per source IP */
@@ -145,11 +155,20 @@ struct tunnel {
 	const struct plugin *plugin;
 	void *plugin_data;
 	uv_timer_t *plugin_timer;
+	uint32_t plugin_timer_ms;	/* armed before tunnel_start: started then */
 	uv_udp_t *shared_plain;		/* terminator: use_shared_plain() */
+	struct sockaddr_storage shared_addr;
+
+	uv_udp_recv_cb on_recv;		/* the role's, for `sock` from tunnel_start on */
+	bool started;			/* receiving: a reload's new tunnel is not until it commits */
+	bool retiring;			/* a reload being prepared will close it */
+	bool sock_handed, shared_handed;	/* ... and its replacement shares these sockets */
 
 	unsigned open_handles;
 	bool closing;
 };
+
+struct reload;
 
 struct daemon {
 	uv_loop_t *loop;
@@ -162,9 +181,11 @@ struct daemon {
 
 	gnutls_priority_t priority;
 	gnutls_psk_server_credentials_t server_cred;
+	/* The three point into `secrets`: pages out of core dumps (secmem.h). */
+	struct dtls_secrets *secrets;
 	gnutls_datum_t cookie_key;
 	gnutls_datum_t ticket_key;	/* terminator with dtls.tickets: the master ticket key */
-	uint8_t fake_key_secret[32];	/* unknown identities get a key derived from this */
+	uint8_t *fake_key_secret;	/* 32 bytes; unknown identities get a key derived from this */
 
 	/* Workers (terminator, `workers` > 1): threads with a loop each. Worker 0
 	 * (the leader) owns signals and the control socket and tells the others,
@@ -183,6 +204,18 @@ struct daemon {
 	uv_sem_t *started;		/* a worker posts it once its sockets are bound */
 	int start_result;
 
+	/* A reload is prepared (everything that can fail: configuration, keys,
+	 * plugin options, new sockets, new plugin tunnels), then committed or
+	 * rolled back. With workers the leader prepares first, then each worker;
+	 * only when all have prepared does any commit (daemon.c). */
+	struct reload *reload;		/* prepared, not yet committed */
+	int reload_phase;		/* leader: RELOAD_* (daemon.c) */
+	bool reload_again;		/* leader: asked again while one ran */
+	unsigned reload_seq;		/* leader: reloads started so far */
+	int reload_state;		/* worker -> leader, atomic: WSTATE_* (daemon.c) */
+	unsigned reload_kept, reload_closed;	/* sessions, by the last commit */
+	char reload_why[512];		/* the last prepare's failure, one line */
+
 	uv_signal_t sig_hup, sig_term, sig_int;
 	uv_pipe_t control;
 	bool control_open;
@@ -190,6 +223,8 @@ struct daemon {
 	int exit_code;
 
 	struct session *wait_head, *wait_tail;	/* waiting for a handshake slot (max_handshakes) */
+	struct hs_sources hs_sources;	/* terminator: who holds the handshake slots */
+	struct dgram_budget queue_budget;	/* every session's handshake queue: dtls.queue_bytes */
 	struct sockset sockset;		/* every session's own socket */
 	struct {			/* the handshake flight being gathered (dtls.c) */
 		struct session *s;
@@ -204,17 +239,20 @@ struct daemon {
 	uint8_t txbuf[PSKTUN_DGRAM_MAX + 512];	/* decrypted plaintext, plugin rewrites */
 };
 
-#define WORKER_RELOAD 1u
+#define WORKER_PREPARE 1u	/* leader -> worker: prepare a reload */
 #define WORKER_STOP 2u
 #define WORKER_DUMP 4u		/* leader -> worker: list your sessions */
 #define WORKER_DUMPED 8u	/* worker -> leader: done */
+#define WORKER_COMMIT 16u	/* leader -> worker: apply the prepared reload */
+#define WORKER_ABORT 32u	/* leader -> worker: drop it */
+#define WORKER_ACK 64u		/* worker -> leader: reload_state has changed */
 
 /* daemon.c */
 int daemon_start(struct daemon *d, struct psktun_config *cfg, struct psktun_keys *keys);
 void daemon_tell(struct daemon *d, unsigned cmd);
 void daemon_stop(struct daemon *d, int exit_code);
 void daemon_signals_close(struct daemon *d);	/* after the loop has ended */
-void daemon_reload(struct daemon *d);
+void daemon_reload(struct daemon *d);	/* leader: asynchronous with workers; control_reloaded() tells */
 uint64_t daemon_now_ms(const struct daemon *d);
 void daemon_rand(void *buf, size_t len);
 
@@ -222,6 +260,8 @@ void daemon_rand(void *buf, size_t len);
 int dtls_global_init(struct daemon *d, const struct psktun_config *cfg);
 void dtls_global_deinit(struct daemon *d);
 int dtls_set_priority(struct daemon *d, const struct psktun_conf_dtls *c);
+int dtls_priority_new(const struct psktun_conf_dtls *c, gnutls_priority_t *out, struct psktun_diag *diag);
+/* 64 bytes into out->data when it is set (out->size 64), else into a gnutls_malloc'd buffer. */
 int dtls_ticket_key_load(const char *path, gnutls_datum_t *out, struct psktun_diag *diag);
 int dtls_session_client(struct session *s, const struct psktun_key *key);
 int dtls_session_server(struct session *s, gnutls_dtls_prestate_st *prestate);
@@ -230,6 +270,7 @@ void dtls_flight_begin(struct session *s);
 void dtls_flight_end(struct session *s);
 void dtls_key_digest(const struct psktun_key *key, uint8_t out[32]);
 void dtls_save_resumption(struct session *s);
+size_t dtls_plain_max(const struct session *s);
 void dtls_server_cache_stats(uint64_t *n, uint64_t *bytes);
 void dtls_server_cache_deinit(void);
 bool dtls_server_cache_has(struct daemon *d, const uint8_t *id, size_t len);
@@ -252,13 +293,16 @@ struct session *session_find_identity(struct tunnel *t, const char *identity, si
 uint64_t identity_hash(const char *identity, size_t len);
 
 /* tunnel.c */
-int tunnel_open(struct daemon *d, const struct psktun_conf_tunnel *conf, enum psktun_mode mode,
-		struct tunnel **out);
+/* Opens everything that can fail (problems go to diag) but reads nothing
+ * until tunnel_start. During a reload it shares the sockets of a `retiring`
+ * tunnel on the same address. */
+int tunnel_open(struct daemon *d, const struct psktun_config *cfg, const struct psktun_conf_tunnel *conf,
+		struct psktun_diag *diag, struct tunnel **out);
+void tunnel_start(struct tunnel *t);
 void tunnel_close(struct tunnel *t);
 bool tunnel_conf_equal(const struct psktun_conf_tunnel *a, const struct psktun_conf_tunnel *b);
 int tunnel_resolve(struct tunnel *t);
 void tunnel_alloc_rx(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-int tunnel_recv_start(struct tunnel *t, uv_udp_recv_cb on_recv);
 int session_socket_open(struct session *s, session_sock_cb on_recv, const char *what);
 int session_send_plain(struct session *s, const uint8_t *buf, size_t len);
 void session_deliver(struct session *s, uint8_t *buf, size_t len);
@@ -268,26 +312,36 @@ void handle_closed_free_session(uv_handle_t *h);
 void session_sock_closed(void *session);	/* a done callback for session_sock_close */
 
 /* gateway.c */
-int gateway_start(struct tunnel *t);
+int gateway_start(struct tunnel *t, const struct psktun_config *cfg);
 void gateway_stop(struct tunnel *t);
 int gateway_bindings_load(struct tunnel *t, const struct psktun_config *cfg);
 int gateway_session_connect(struct session *s);
 
 /* terminator.c */
-int terminator_start(struct tunnel *t);
+int terminator_start(struct tunnel *t, const struct psktun_config *cfg);
 int terminator_use_shared_plain(struct tunnel *t, const struct sockaddr *local);
+void terminator_shared_plain_start(struct tunnel *t);
 void terminator_established(struct session *s);
 
 /* plugin.c */
 int plugin_load(const char *dir, const char *name, const struct plugin **out);
+const struct plugin *plugin_find(const char *name);	/* loaded already, or NULL */
+/* Every tunnel's plugin loaded (load) or found, and its options checked;
+ * problems go to diag as FILE:LINE. */
+int plugin_check_config(const struct psktun_config *cfg, bool load, struct psktun_diag *diag);
 void plugin_unload_all(void);
-int plugin_tunnel_init(struct tunnel *t);
+int plugin_tunnel_init(struct tunnel *t, const struct psktun_config *cfg, struct psktun_diag *diag);
+void plugin_tunnel_timer_start(struct tunnel *t);
 void plugin_tunnel_fini(struct tunnel *t);
 int plugin_identify(struct tunnel *t, const struct sockaddr *from, const uint8_t *buf,
 		    size_t len, char *id, size_t *id_len);
 enum psktun_verdict plugin_on_plain(struct tunnel *t, struct session *s, const struct sockaddr *from,
 				    uint8_t *buf, size_t *len, size_t cap, enum psktun_reason *reason,
 				    struct session **target);
+/* Gateway: the protocol's refusal of a datagram whose claimed identity its
+ * source may not speak for; true with buf[0..*len) to send back, or false. */
+bool plugin_refusal(struct tunnel *t, const struct sockaddr *from, uint8_t *buf, size_t *len,
+		    size_t cap);
 enum psktun_verdict plugin_on_tunnel(struct session *s, uint8_t *buf, size_t *len, size_t cap,
 				     enum psktun_reason *reason);
 void plugin_session_open(struct session *s);
@@ -299,6 +353,8 @@ int control_start(struct daemon *d, const char *path);
 void control_stop(struct daemon *d);
 void control_sessions_text(struct daemon *d, char **out, size_t *len);
 void control_gathered(struct daemon *d);
+/* The leader's reload number `seq` has ended: r == 0 applied, else `why`. */
+void control_reloaded(struct daemon *d, unsigned seq, int r, const char *why);
 
 /* notify.c: systemd's sd_notify protocol, written directly. */
 void notify_systemd(const char *state);

@@ -5,8 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <gnutls/crypto.h>
 #include "daemon.h"
+#include "file.h"
+#include "secmem.h"
 #include "log.h"
 
 /* One datagram toward the session's DTLS peer. */
@@ -15,16 +18,24 @@ static int send_datagram(struct session *s, const void *data, size_t len)
 	struct tunnel *t = s->t;
 	int r;
 
-	if (t->mode == PSKTUN_MODE_GATEWAY)
+	if (t->mode == PSKTUN_MODE_GATEWAY) {
 		r = s->sock ? session_sock_send(s->sock, data, len) : -EBADF;
-	else
+	} else if (!hs_slot_may_send(s, len)) {
+		/* Its address is unproven (a ClientHello without our cookie)
+		 * and this would send it more than three times what it sent:
+		 * withheld, so a forged hello cannot aim us at a victim. A
+		 * real peer that misses our flight sends its hello again. */
+		t->d->stats.dropped_amplification++;
+		return -EAGAIN;
+	} else {
 		r = sendbatch_add(t->batch, (const struct sockaddr *)&s->peer, data, len);
+	}
 	if (r < 0) {
 		/* A lost datagram: DTLS retransmits its handshake, the
 		 * meter's protocol its requests. Counted, not fatal. */
 		t->d->stats.dropped_send++;
 		log_debug("tunnel %s: send to %s failed: %s", t->conf.name,
-			  s->identity_len ? s->identity : "peer", strerror(-r));
+			  s->identity_len ? SESSION_ID(s) : "peer", strerror(-r));
 	}
 	return r;
 }
@@ -109,11 +120,18 @@ static int pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
 	return s->in ? 1 : 0;
 }
 
+/* The daemon's own secrets, on pages of their own (secmem.h). */
+struct dtls_secrets {
+	uint8_t cookie[GNUTLS_COOKIE_KEY_SIZE];
+	uint8_t ticket[64];
+	uint8_t fake[32];
+};
+
 void dtls_fake_key(struct daemon *d, const char *identity, size_t len, uint8_t *out, size_t out_len)
 {
 	uint8_t mac[32];
 
-	gnutls_hmac_fast(GNUTLS_MAC_SHA256, d->fake_key_secret, sizeof(d->fake_key_secret),
+	gnutls_hmac_fast(GNUTLS_MAC_SHA256, d->fake_key_secret, sizeof(d->secrets->fake),
 			 identity, len, mac);
 	memcpy(out, mac, out_len < sizeof(mac) ? out_len : sizeof(mac));
 	gnutls_memset(mac, 0, sizeof(mac));
@@ -263,19 +281,34 @@ void dtls_save_resumption(struct session *s)
 	gnutls_free(data.data);
 }
 
-int dtls_set_priority(struct daemon *d, const struct psktun_conf_dtls *c)
+int dtls_priority_new(const struct psktun_conf_dtls *c, gnutls_priority_t *out, struct psktun_diag *diag)
 {
 	const char *priority = c->priority ? c->priority
 			     : c->tickets ? PSKTUN_TICKETS_PRIORITY : PSKTUN_DEFAULT_PRIORITY;
-	gnutls_priority_t p;
 	const char *err = NULL;
-	int r = gnutls_priority_init(&p, priority, &err);
+	int r = gnutls_priority_init(out, priority, &err);
 
 	if (r < 0) {
-		log_err("dtls.priority is not a valid GnuTLS priority string (%s at \"%s\")",
-			gnutls_strerror(r), err ? err : "");
+		psktun_diag_add(diag, NULL, 0, "dtls.priority is not a valid GnuTLS priority string (%s at \"%s\")",
+				gnutls_strerror(r), err ? err : "");
 		return -EINVAL;
 	}
+	return 0;
+}
+
+int dtls_set_priority(struct daemon *d, const struct psktun_conf_dtls *c)
+{
+	struct psktun_diag diag;
+	gnutls_priority_t p;
+	int r;
+
+	psktun_diag_init(&diag);
+	r = dtls_priority_new(c, &p, &diag);
+	for (size_t i = 0; i < diag.n && i < PSKTUN_DIAG_MAX; i++)
+		log_err("%s", diag.line[i]);
+	psktun_diag_deinit(&diag);
+	if (r < 0)
+		return r;
 	if (d->priority)
 		gnutls_priority_deinit(d->priority);
 	d->priority = p;
@@ -292,12 +325,20 @@ int dtls_global_init(struct daemon *d, const struct psktun_config *cfg)
 	r = dtls_set_priority(d, &cfg->dtls);
 	if (r < 0)
 		return r;
+	d->secrets = psktun_secmem_alloc(sizeof(*d->secrets));
+	if (!d->secrets) {
+		log_err("no memory for the DTLS secrets");
+		return -ENOMEM;
+	}
+	d->cookie_key = (gnutls_datum_t){ d->secrets->cookie, sizeof(d->secrets->cookie) };
+	d->fake_key_secret = d->secrets->fake;
 	if (cfg->dtls.tickets && cfg->mode == PSKTUN_MODE_TERMINATOR) {
 		struct psktun_diag diag;
 
+		d->ticket_key = (gnutls_datum_t){ d->secrets->ticket, sizeof(d->secrets->ticket) };
 		psktun_diag_init(&diag);
 		r = cfg->dtls.ticket_key_file ? dtls_ticket_key_load(cfg->dtls.ticket_key_file, &d->ticket_key, &diag)
-					      : gnutls_session_ticket_key_generate(&d->ticket_key);
+					      : gnutls_rnd(GNUTLS_RND_KEY, d->ticket_key.data, d->ticket_key.size);
 		for (size_t i = 0; i < diag.n && i < PSKTUN_DIAG_MAX; i++)
 			log_err("%s", diag.line[i]);
 		psktun_diag_deinit(&diag);
@@ -308,12 +349,16 @@ int dtls_global_init(struct daemon *d, const struct psktun_config *cfg)
 	if (r < 0)
 		goto fail;
 	gnutls_psk_set_server_credentials_function2(d->server_cred, psk_server_key);
-	r = gnutls_key_generate(&d->cookie_key, GNUTLS_COOKIE_KEY_SIZE);
+	r = gnutls_rnd(GNUTLS_RND_KEY, d->cookie_key.data, d->cookie_key.size);
 	if (r < 0)
 		goto fail;
-	r = gnutls_rnd(GNUTLS_RND_KEY, d->fake_key_secret, sizeof(d->fake_key_secret));
+	r = gnutls_rnd(GNUTLS_RND_KEY, d->fake_key_secret, sizeof(d->secrets->fake));
 	if (r < 0)
 		goto fail;
+	if (hs_sources_init(&d->hs_sources) < 0) {
+		log_err("out of memory");
+		return -ENOMEM;
+	}
 	return 0;
 fail:
 	log_err("GnuTLS setup failed: %s", gnutls_strerror(r));
@@ -329,26 +374,42 @@ fail:
 int dtls_ticket_key_load(const char *path, gnutls_datum_t *out, struct psktun_diag *diag)
 {
 	uint8_t key[64];
-	char text[256];
 	size_t n = 0, hex = 0;
+	char text[256], chunk[256];
 	struct stat st;
-	FILE *f = fopen(path, "r");
-	int c;
+	int fd = psktun_file_open(path, &st);
 
-	if (!f) {
-		psktun_diag_add(diag, path, 0, "cannot open the ticket key file: %s", strerror(errno));
-		return -ENOENT;
+	if (fd == -EINVAL) {
+		psktun_diag_add(diag, path, 0, "the ticket key file is not a regular file (it is %s)",
+				psktun_file_kind(st.st_mode));
+		return fd;
 	}
-	if (fstat(fileno(f), &st) == 0 && (st.st_mode & (S_IWGRP | S_IRWXO))) {
-		fclose(f);
+	if (fd < 0) {
+		psktun_diag_add(diag, path, 0, "cannot open the ticket key file: %s", strerror(-fd));
+		return fd;
+	}
+	if (st.st_mode & (S_IWGRP | S_IRWXO)) {
+		close(fd);
 		psktun_diag_add(diag, path, 0, "ticket key file is group-writable or open to others "
 				"(mode %04o); run chmod 600 %s", (unsigned)(st.st_mode & 07777), path);
 		return -EPERM;
 	}
-	while ((c = fgetc(f)) != EOF && n < sizeof(text))
-		if (!isspace(c))
-			text[n++] = (char)c;
-	fclose(f);
+	/* read(2) into our own buffers, zeroed after: stdio's would be freed with the key in it */
+	for (;;) {
+		ssize_t got = read(fd, chunk, sizeof(chunk));
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			break;
+		for (ssize_t i = 0; i < got && n < sizeof(text); i++)
+			if (!isspace((unsigned char)chunk[i]))
+				text[n++] = chunk[i];
+		if (n == sizeof(text))
+			break;
+	}
+	gnutls_memset(chunk, 0, sizeof(chunk));
+	close(fd);
 	for (hex = 0; hex + 1 < n && hex / 2 < sizeof(key) && isxdigit((unsigned char)text[hex]) &&
 		      isxdigit((unsigned char)text[hex + 1]); hex += 2) {
 		char byte[3] = { text[hex], text[hex + 1], 0 };
@@ -362,9 +423,12 @@ int dtls_ticket_key_load(const char *path, gnutls_datum_t *out, struct psktun_di
 				sizeof(key), 2 * sizeof(key));
 		return -EINVAL;
 	}
-	out->data = gnutls_malloc(sizeof(key));
-	if (!out->data)
+	if (!out->data || out->size != sizeof(key))
+		out->data = gnutls_malloc(sizeof(key));
+	if (!out->data) {
+		gnutls_memset(key, 0, sizeof(key));
 		return -ENOMEM;
+	}
 	memcpy(out->data, key, sizeof(key));
 	out->size = sizeof(key);
 	gnutls_memset(key, 0, sizeof(key));
@@ -379,17 +443,12 @@ void dtls_global_deinit(struct daemon *d)
 	if (d->server_cred)
 		gnutls_psk_free_server_credentials(d->server_cred);
 	d->server_cred = NULL;
-	if (d->cookie_key.data) {
-		gnutls_memset(d->cookie_key.data, 0, d->cookie_key.size);
-		gnutls_free(d->cookie_key.data);
-	}
-	d->cookie_key.data = NULL;
-	if (d->ticket_key.data) {
-		gnutls_memset(d->ticket_key.data, 0, d->ticket_key.size);
-		gnutls_free(d->ticket_key.data);
-	}
-	d->ticket_key.data = NULL;
-	gnutls_memset(d->fake_key_secret, 0, sizeof(d->fake_key_secret));
+	psktun_secmem_free(d->secrets, sizeof(*d->secrets));	/* zeroes them */
+	d->secrets = NULL;
+	d->cookie_key = (gnutls_datum_t){ NULL, 0 };
+	d->ticket_key = (gnutls_datum_t){ NULL, 0 };
+	d->fake_key_secret = NULL;
+	hs_sources_deinit(&d->hs_sources);
 	gnutls_global_deinit();
 }
 
@@ -411,10 +470,40 @@ static int session_common(struct session *s)
 	return 0;
 }
 
+/*
+ * The gateway's PSK, handed to GnuTLS only while it computes the premaster
+ * secret (it zeroes and frees the copy then): credentials set with the key
+ * would keep a copy on GnuTLS's heap, in every core dump, for the session's
+ * life. The key is the one the session started with (its digest), or none.
+ */
+static int psk_client_key(gnutls_session_t tls, gnutls_datum_t *username, gnutls_datum_t *key)
+{
+	struct session *s = gnutls_session_get_ptr(tls);
+	const struct psktun_key *k = psktun_keys_find(s->t->d->keys, s->identity, s->identity_len);
+	uint8_t digest[32];
+
+	if (!k)
+		return -1;
+	dtls_key_digest(k, digest);
+	if (memcmp(digest, s->key_digest, sizeof(digest)))
+		return -1;
+	username->data = gnutls_malloc(k->identity_len + 1);
+	key->data = gnutls_malloc(k->key_len);
+	if (!username->data || !key->data) {
+		gnutls_free(username->data);
+		gnutls_free(key->data);
+		username->data = key->data = NULL;
+		return -1;
+	}
+	memcpy(username->data, k->identity, k->identity_len + 1);
+	username->size = k->identity_len;
+	memcpy(key->data, k->key, k->key_len);
+	key->size = k->key_len;
+	return 0;
+}
+
 int dtls_session_client(struct session *s, const struct psktun_key *key)
 {
-	gnutls_datum_t user = { (unsigned char *)key->identity, key->identity_len };
-	gnutls_datum_t k = { key->key, key->key_len };
 	const gnutls_datum_t *resumption;
 	int r;
 
@@ -425,9 +514,7 @@ int dtls_session_client(struct session *s, const struct psktun_key *key)
 	r = gnutls_psk_allocate_client_credentials(&s->client_cred);
 	if (r < 0)
 		goto fail;
-	r = gnutls_psk_set_client_credentials2(s->client_cred, &user, &k, GNUTLS_PSK_KEY_RAW);
-	if (r < 0)
-		goto fail;
+	gnutls_psk_set_client_credentials_function2(s->client_cred, psk_client_key);
 	r = gnutls_credentials_set(s->tls, GNUTLS_CRD_PSK, s->client_cred);
 	if (r < 0)
 		goto fail;
@@ -441,7 +528,7 @@ int dtls_session_client(struct session *s, const struct psktun_key *key)
 	return 0;
 fail:
 	log_err("tunnel %s: cannot set up a DTLS session for %s: %s", s->t->conf.name,
-		s->identity, gnutls_strerror_name(r));
+		SESSION_ID(s), gnutls_strerror_name(r));
 	dtls_session_deinit(s);
 	return -EIO;
 }
@@ -483,6 +570,23 @@ void dtls_session_deinit(struct session *s)
 	if (s->client_cred)
 		gnutls_psk_free_client_credentials(s->client_cred);
 	s->client_cred = NULL;
+}
+
+/* AES-128-CCM-8: an 8-byte explicit nonce and an 8-byte tag; no DTLS 1.2 suite adds less. */
+#define DTLS_OVERHEAD_MIN 16
+
+/*
+ * The most plaintext one record can carry. Once a suite is agreed GnuTLS
+ * knows exactly; before, the configured MTU less the record header and the
+ * smallest overhead of any suite is a bound nothing larger can ever pass.
+ */
+size_t dtls_plain_max(const struct session *s)
+{
+	unsigned mtu = s->t->d->cfg->dtls.mtu;
+
+	if (s->state == SESSION_ESTABLISHED && s->tls)
+		return gnutls_dtls_get_data_mtu(s->tls);
+	return mtu > DTLS_RECORD_HDR + DTLS_OVERHEAD_MIN ? mtu - DTLS_RECORD_HDR - DTLS_OVERHEAD_MIN : 0;
 }
 
 void dtls_key_digest(const struct psktun_key *key, uint8_t out[32])

@@ -37,6 +37,20 @@ static struct binding *binding_add(struct tunnel *t, const struct sockaddr *addr
 	return b;
 }
 
+/* Is this identity pinned by a `meters` entry (to some source)? */
+static bool identity_pinned(struct tunnel *t, const char *id, size_t len)
+{
+	uint64_t h = identity_hash(id, len);
+
+	for (struct htab_node *n = htab_first(&t->pinned, h); n; n = htab_next(n, h)) {
+		struct binding *b = container_of(n, struct binding, pin_node);
+
+		if (b->identity_len == len && !memcmp(b->identity, id, len))
+			return true;
+	}
+	return false;
+}
+
 static void binding_remove_learned(struct tunnel *t, struct binding *b)
 {
 	for (struct binding **pp = &t->learned; *pp; pp = &(*pp)->next_learned) {
@@ -89,6 +103,7 @@ static void bindings_clear(struct tunnel *t, bool keep_learned)
 				binding_remove_learned(t, b);
 			} else {
 				htab_remove(&t->bindings, &b->node);
+				htab_remove(&t->pinned, &b->pin_node);
 				free(b);
 			}
 		}
@@ -97,21 +112,36 @@ static void bindings_clear(struct tunnel *t, bool keep_learned)
 
 int gateway_bindings_load(struct tunnel *t, const struct psktun_config *cfg)
 {
+	struct binding *b, *next;
+
 	bindings_clear(t, true);
 	for (size_t i = 0; i < cfg->n_meters; i++) {
 		const struct psktun_conf_meter *m = &cfg->meters[i];
+		size_t len = strlen(m->identity);
 
-		if (!binding_add(t, (const struct sockaddr *)&m->addr, m->has_port, m->identity,
-				 strlen(m->identity)))
+		b = binding_add(t, (const struct sockaddr *)&m->addr, m->has_port, m->identity, len);
+		if (!b)
 			return -ENOMEM;
+		htab_insert(&t->pinned, &b->pin_node, identity_hash(m->identity, len));
+	}
+	/* A source learned for an identity that is pinned now speaks for it no more. */
+	for (b = t->learned; b; b = next) {
+		next = b->next_learned;
+		if (identity_pinned(t, b->identity, b->identity_len))
+			binding_remove_learned(t, b);
 	}
 	return 0;
 }
 
-/* A plaintext (epoch 0) alert on an established session: the server lost it (see terminator.c). */
-static bool lost_by_cloud(const uint8_t *p, size_t len)
+/*
+ * A plaintext (epoch 0) alert on an established session: the server lost it
+ * (see terminator.c). It is unauthenticated: believed only while an uplink
+ * record waits for its answer, which is when a server that lost the session
+ * sends it. Any other time it is a forgery, and GnuTLS discards it.
+ */
+static bool lost_by_cloud(const struct session *s, const uint8_t *p, size_t len)
 {
-	return len >= 15 && p[0] == 21 && p[3] == 0 && p[4] == 0;
+	return s->state == SESSION_ESTABLISHED && s->awaiting_downlink && dtls_is_plain_alert(p, len);
 }
 
 static void on_cloud(struct session *s, ssize_t nread, uint8_t *data, bool truncated)
@@ -120,7 +150,7 @@ static void on_cloud(struct session *s, ssize_t nread, uint8_t *data, bool trunc
 		return;
 	if (nread < 0) {
 		/* ICMP port unreachable on the connected socket: nobody listens there now. */
-		log_info("tunnel %s: session %s: %s from the cloud", s->t->conf.name, s->identity,
+		log_info("tunnel %s: session %s: %s from the cloud", s->t->conf.name, SESSION_ID(s),
 			 strerror(-nread));
 		if (s->state == SESSION_ESTABLISHED)
 			session_rehandshake(s);
@@ -130,9 +160,9 @@ static void on_cloud(struct session *s, ssize_t nread, uint8_t *data, bool trunc
 		s->t->d->stats.dropped_malformed++;
 		return;
 	}
-	if (s->state == SESSION_ESTABLISHED && lost_by_cloud(data, nread)) {
+	if (lost_by_cloud(s, data, nread)) {
 		log_info("tunnel %s: session %s: the cloud no longer knows this session", s->t->conf.name,
-			 s->identity);
+			 SESSION_ID(s));
 		session_rehandshake(s);
 		return;
 	}
@@ -144,7 +174,12 @@ int gateway_session_connect(struct session *s)
 	return session_socket_open(s, on_cloud, "the DTLS server");
 }
 
-/* Which meter sent this? A `meters` source, else a source a plugin bound earlier, else the plugin. */
+/*
+ * Which meter sent this? A `meters` source, else a source a plugin bound
+ * earlier, else the plugin. An identity pinned by a `meters` entry is spoken
+ * for by its own source only: when the plugin finds it claimed from another,
+ * -EACCES, and nothing is bound.
+ */
 static int meter_identify(struct tunnel *t, const struct sockaddr *from, const uint8_t *buf,
 			  size_t len, char *id, size_t *id_len)
 {
@@ -163,6 +198,8 @@ static int meter_identify(struct tunnel *t, const struct sockaddr *from, const u
 		return r;
 	if (!psktun_keys_find(t->d->keys, id, *id_len))
 		return -ENOENT;
+	if (identity_pinned(t, id, *id_len))
+		return -EACCES;
 	binding_learn(t, from, id, *id_len);
 	return 0;
 }
@@ -189,6 +226,18 @@ static void on_meter(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
 		return;
 	}
 	r = meter_identify(t, from, data, len, id, &id_len);
+	if (r == -EACCES) {
+		char where[PSKTUN_ADDRSTRLEN];
+
+		log_info("tunnel %s: %s claims identity %.*s, which meters pins to another source: refused",
+			 t->conf.name, psktun_addr_format(from, where, sizeof(where)), (int)id_len, id);
+		d->stats.dropped_policy++;
+		if (plugin_refusal(t, from, data, &len, PSKTUN_DGRAM_MAX)) {
+			d->stats.replies_local++;
+			tunnel_send_plain(t, from, data, len);
+		}
+		return;
+	}
 	if (r < 0) {
 		/* Nobody we know; the plugin may still answer on the LAN (SEARCHGW). */
 		if (r == -ENOENT && t->plugin &&
@@ -248,15 +297,16 @@ static void on_meter(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
 		session_close(s, CLOSE_UNUSED);
 }
 
-int gateway_start(struct tunnel *t)
+int gateway_start(struct tunnel *t, const struct psktun_config *cfg)
 {
-	int r = gateway_bindings_load(t, t->d->cfg);
+	int r = gateway_bindings_load(t, cfg);
 
 	if (r < 0)
 		return r;
 	/* Plugins may answer or advertise to a LAN broadcast address. */
 	uv_udp_set_broadcast(&t->sock, 1);
-	return tunnel_recv_start(t, on_meter);
+	t->on_recv = on_meter;	/* from tunnel_start on */
+	return 0;
 }
 
 void gateway_stop(struct tunnel *t)

@@ -7,7 +7,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "file.h"
 #include "keys.h"
+#include "secmem.h"
 
 #define KEYS_FILE_MAX (64u << 20)	/* far beyond any real deployment */
 
@@ -15,7 +17,6 @@ static void key_clear(struct psktun_key *e)
 {
 	if (e->key)
 		explicit_bzero(e->key, e->key_len);
-	free(e->key);
 	free(e->identity);
 	memset(e, 0, sizeof(*e));
 }
@@ -27,7 +28,14 @@ void psktun_keys_free(struct psktun_keys *k)
 	for (size_t i = 0; i < k->n; i++)
 		key_clear(&k->v[i]);
 	free(k->v);
+	psktun_secmem_free(k->secret, k->secret_cap);
 	free(k);
+}
+
+void psktun_keys_relock(const struct psktun_keys *k)
+{
+	if (k)
+		psktun_secmem_relock(k->secret, k->secret_cap);
 }
 
 /* Reads the whole file; the buffer holds keys, so it is zeroed before every free. */
@@ -127,15 +135,13 @@ static int add_entry(struct psktun_keys *k, size_t *cap, const char *id, size_t 
 	}
 	e = &k->v[k->n];
 	memset(e, 0, sizeof(*e));
-	e->identity = strndup(id, idlen);
-	e->key = malloc(keylen);
-	if (!e->identity || !e->key) {
-		free(e->identity);
-		free(e->key);
-		e->identity = NULL;
-		e->key = NULL;
+	if (k->secret_cap - k->secret_len < keylen)	/* cannot happen: sized by the file */
 		return -ENOMEM;
-	}
+	e->identity = strndup(id, idlen);
+	if (!e->identity)
+		return -ENOMEM;
+	e->key = k->secret + k->secret_len;
+	k->secret_len += keylen;
 	e->identity_len = idlen;
 	e->key_len = keylen;
 	e->line = line;
@@ -256,22 +262,15 @@ int psktun_keys_load(const char *path, bool check_mode, struct psktun_keys **out
 	int fd, r;
 
 	*out = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	fd = psktun_file_open(path, &st);
+	if (fd == -EINVAL) {
+		psktun_diag_add(diag, path, 0, "key file is not a regular file (it is %s)",
+				psktun_file_kind(st.st_mode));
+		return fd;
+	}
 	if (fd < 0) {
-		r = -errno;
-		psktun_diag_add(diag, path, 0, "cannot open key file: %s", strerror(-r));
-		return r;
-	}
-	/* fstat on the open fd: the file checked is the file read. */
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		psktun_diag_add(diag, path, 0, "cannot stat key file: %s", strerror(-r));
-		goto out_close;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		r = -EINVAL;
-		psktun_diag_add(diag, path, 0, "key file is not a regular file");
-		goto out_close;
+		psktun_diag_add(diag, path, 0, "cannot open key file: %s", strerror(-fd));
+		return fd;
 	}
 	if (check_mode && (st.st_mode & (S_IWGRP | S_IRWXO))) {
 		r = -EPERM;
@@ -287,9 +286,18 @@ int psktun_keys_load(const char *path, bool check_mode, struct psktun_keys **out
 		goto out_close;
 	}
 	k = calloc(1, sizeof(*k));
+	/* Two hex digits a key byte: half the file holds every key. */
+	if (k && len / 2) {
+		k->secret_cap = len / 2;
+		k->secret = psktun_secmem_alloc(k->secret_cap);
+		if (!k->secret) {
+			free(k);
+			k = NULL;
+		}
+	}
 	if (!k) {
 		r = -ENOMEM;
-		psktun_diag_add(diag, path, 0, "out of memory");
+		psktun_diag_add(diag, path, 0, "out of memory for the key store");
 		goto out_buf;
 	}
 	r = parse(k, path, buf, len, diag);

@@ -13,7 +13,7 @@
 struct psktun_key {
 	char *identity;		/* NUL-terminated, owned */
 	size_t identity_len;
-	uint8_t *key;		/* owned, zeroed when freed */
+	uint8_t *key;		/* in the store's secret pages (secmem), zeroed when freed */
 	size_t key_len;
 	int line;		/* in the key file (addition) */
 };
@@ -22,6 +22,8 @@ struct psktun_key {
 struct psktun_keys {
 	struct psktun_key *v;
 	size_t n;
+	uint8_t *secret;	/* every key's bytes: psktun_secmem pages, out of core dumps */
+	size_t secret_len, secret_cap;
 };
 
 /*
@@ -39,6 +41,9 @@ int psktun_keys_load(const char *path, bool check_mode, struct psktun_keys **out
 
 /* NULL if absent. */
 const struct psktun_key *psktun_keys_find(const struct psktun_keys *k, const char *identity, size_t len);
+
+/* Locks the key pages again after fork() (daemonizing), which drops the lock. */
+void psktun_keys_relock(const struct psktun_keys *k);
 
 /* Zeroes every key, frees everything; NULL is fine. */
 void psktun_keys_free(struct psktun_keys *k);

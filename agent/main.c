@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,8 @@ static void usage(FILE *f)
 		   "  -f       stay in the foreground and log to stderr\n"
 		   "  -n       check the configuration and the key file, then exit\n"
 		   "  -v       more log detail (repeatable)\n"
-		   "  -V       print the version\n", DEFAULT_CONFIG);
+		   "  -V       print the version\n"
+		   "  -h, --help  this text\n", DEFAULT_CONFIG);
 }
 
 static void print_diag(const struct psktun_diag *diag)
@@ -43,16 +45,7 @@ static int load(const char *path, struct psktun_config **cfg, struct psktun_keys
 	r = psktun_config_check_keys(*cfg, *keys, diag);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < (*cfg)->n_tunnels; i++) {
-		const struct psktun_conf_tunnel *t = &(*cfg)->tunnels[i];
-		const struct plugin *p;
-
-		if (t->plugin && plugin_load((*cfg)->plugin_dir, t->plugin, &p) < 0) {
-			psktun_diag_add(diag, path, t->line, "plugin '%s' cannot be loaded from %s",
-					t->plugin, (*cfg)->plugin_dir);
-			r = -EINVAL;
-		}
-	}
+	r = plugin_check_config(*cfg, true, diag);	/* loads them before any worker starts */
 	if ((*cfg)->dtls.ticket_key_file && (*cfg)->mode == PSKTUN_MODE_TERMINATOR) {
 		gnutls_datum_t key = { NULL, 0 };
 
@@ -212,8 +205,20 @@ int main(int argc, char **argv)
 	static struct daemon d;
 	uv_thread_t tid[64];
 	uv_sem_t started;
+	struct sigaction ignore = { .sa_handler = SIG_IGN };
 
-	while ((opt = getopt(argc, argv, "c:fnvVh")) != -1) {
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 }
+	};
+
+	/* A control client that hangs up before reading its answer turns the
+	 * answer's write into EPIPE, and the default SIGPIPE into our death.
+	 * libuv writes to unix sockets with write(2), which has no MSG_NOSIGNAL,
+	 * so the signal is ignored for the whole process, before any thread. */
+	sigaction(SIGPIPE, &ignore, NULL);
+	while ((opt = getopt_long(argc, argv, "c:fnvVh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': path = optarg; break;
 		case 'f': foreground = true; break;
@@ -253,6 +258,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "psktund: cannot become a daemon: %s\n", strerror(errno));
 		return 1;
 	}
+	if (!foreground)
+		psktun_keys_relock(keys);	/* fork() kept the pages out of dumps, not locked */
 	d.loop = uv_default_loop();
 	d.loop->data = &d;
 	config_path = path;

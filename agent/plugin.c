@@ -15,6 +15,10 @@ struct plugin {
 	const struct psktun_plugin *p;
 };
 
+/* Written only by the thread that loads the configuration before the workers
+ * start (main.c) and by the leader while it prepares a reload, which it does
+ * before it tells any worker to prepare theirs (daemon.c): a worker only
+ * reads it (plugin_find), never while it is written. */
 #define PLUGINS_MAX 16
 static struct plugin loaded[PLUGINS_MAX];
 static size_t n_loaded;
@@ -24,18 +28,23 @@ static size_t n_loaded;
 #define PT(x) ((struct psktun_tunnel *)(x))
 #define PS(x) ((struct psktun_session *)(x))
 
+const struct plugin *plugin_find(const char *name)
+{
+	for (size_t i = 0; i < n_loaded; i++)
+		if (!strcmp(loaded[i].name, name))
+			return &loaded[i];
+	return NULL;
+}
+
 int plugin_load(const char *dir, const char *name, const struct plugin **out)
 {
 	const struct psktun_plugin *p;
 	char path[4096];
 	void *h;
 
-	for (size_t i = 0; i < n_loaded; i++) {
-		if (!strcmp(loaded[i].name, name)) {
-			*out = &loaded[i];
-			return 0;
-		}
-	}
+	*out = plugin_find(name);
+	if (*out)
+		return 0;
 	if (n_loaded == PLUGINS_MAX || strlen(name) >= sizeof(loaded[0].name))
 		return -ENOSPC;
 	snprintf(path, sizeof(path), "%s/%s.so", dir, name);
@@ -82,28 +91,91 @@ void plugin_unload_all(void)
 	n_loaded = 0;
 }
 
-int plugin_tunnel_init(struct tunnel *t)
+/* The options as the ABI passes them; *out is NULL when there are none. */
+static int options_view(const struct psktun_conf_tunnel *c, struct psktun_option **out)
 {
-	const struct psktun_plugin *p = t->plugin->p;
-	struct psktun_option *opts = NULL;
+	*out = NULL;
+	if (!c->n_options)
+		return 0;
+	*out = calloc(c->n_options, sizeof(**out));
+	if (!*out)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->n_options; i++) {
+		(*out)[i].key = c->options[i].key;
+		(*out)[i].value = c->options[i].value;
+	}
+	return 0;
+}
+
+static int check_options(const struct plugin *pl, const struct psktun_config *cfg,
+			 const struct psktun_conf_tunnel *c, struct psktun_diag *diag)
+{
+	enum psktun_role role = cfg->mode == PSKTUN_MODE_GATEWAY ? PSKTUN_ROLE_GATEWAY
+								 : PSKTUN_ROLE_TERMINATOR;
+	struct psktun_option *opts;
+	char err[256] = "";
 	int r;
 
-	if (!p->init)
-		return 0;
-	if (t->conf.n_options) {
-		opts = calloc(t->conf.n_options, sizeof(*opts));
-		if (!opts)
-			return -ENOMEM;
-		for (size_t i = 0; i < t->conf.n_options; i++) {
-			opts[i].key = t->conf.options[i].key;
-			opts[i].value = t->conf.options[i].value;
-		}
+	if (!pl->p->check_options) {
+		if (!c->n_options)
+			return 0;
+		psktun_diag_add(diag, cfg->path, c->line, "tunnel %s: plugin %s takes no options",
+				c->name, c->plugin);
+		return -EINVAL;
 	}
+	r = options_view(c, &opts);
+	if (r < 0)
+		return r;
+	r = pl->p->check_options(role, opts, c->n_options, err, sizeof(err));
+	free(opts);
+	if (r < 0) {
+		err[sizeof(err) - 1] = '\0';
+		psktun_diag_add(diag, cfg->path, c->line, "tunnel %s: plugin %s: %s", c->name, c->plugin,
+				*err ? err : "invalid options");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int plugin_check_config(const struct psktun_config *cfg, bool load, struct psktun_diag *diag)
+{
+	int r = 0;
+
+	for (size_t i = 0; i < cfg->n_tunnels; i++) {
+		const struct psktun_conf_tunnel *c = &cfg->tunnels[i];
+		const struct plugin *pl = NULL;
+
+		if (!c->plugin)
+			continue;
+		if (load ? plugin_load(cfg->plugin_dir, c->plugin, &pl) < 0 : !(pl = plugin_find(c->plugin))) {
+			psktun_diag_add(diag, cfg->path, c->line, "plugin '%s' cannot be loaded from %s",
+					c->plugin, cfg->plugin_dir);
+			r = -EINVAL;
+			continue;
+		}
+		if (check_options(pl, cfg, c, diag) < 0)
+			r = -EINVAL;
+	}
+	return r;
+}
+
+int plugin_tunnel_init(struct tunnel *t, const struct psktun_config *cfg, struct psktun_diag *diag)
+{
+	const struct psktun_plugin *p = t->plugin->p;
+	struct psktun_option *opts;
+	int r;
+
+	r = check_options(t->plugin, cfg, &t->conf, diag);
+	if (r < 0 || !p->init)
+		return r;
+	r = options_view(&t->conf, &opts);
+	if (r < 0)
+		return r;
 	r = p->init(&plugin_host, PT(t), opts, t->conf.n_options, &t->plugin_data);
 	free(opts);
 	if (r < 0)
-		log_err("tunnel %s: plugin %s refused its options (%s)", t->conf.name, t->plugin->name,
-			strerror(-r));
+		psktun_diag_add(diag, cfg->path, t->conf.line, "tunnel %s: plugin %s could not open it: %s",
+				t->conf.name, t->plugin->name, strerror(-r));
 	return r < 0 ? r : 0;
 }
 
@@ -152,6 +224,23 @@ enum psktun_verdict plugin_on_plain(struct tunnel *t, struct session *s, const s
 	return v;
 }
 
+bool plugin_refusal(struct tunnel *t, const struct sockaddr *from, uint8_t *buf, size_t *len,
+		    size_t cap)
+{
+	struct psktun_dgram ctx = {
+		.tunnel = PT(t), .tunnel_data = t->plugin_data, .from = from,
+		.flags = PSKTUN_DGRAM_IDENTITY_REFUSED,
+	};
+	size_t n = *len;
+
+	if (!t->plugin || !t->plugin->p->on_plain || n + 256 > cap)
+		return false;
+	if (t->plugin->p->on_plain(&ctx, buf, &n, cap) != PSKTUN_REPLY || n == 0 || n > cap)
+		return false;
+	*len = n;
+	return true;
+}
+
 enum psktun_verdict plugin_on_tunnel(struct session *s, uint8_t *buf, size_t *len, size_t cap,
 				     enum psktun_reason *reason)
 {
@@ -180,7 +269,7 @@ void plugin_session_open(struct session *s)
 	s->plugin_open = true;
 	if (t->plugin->p->session_open && t->plugin->p->session_open(t->plugin_data, PS(s), &s->plugin_data) < 0)
 		log_warn("tunnel %s: plugin %s could not open session %s", t->conf.name, t->plugin->name,
-			 s->identity);
+			 SESSION_ID(s));
 }
 
 void plugin_session_close(struct session *s)
@@ -327,6 +416,7 @@ static int host_tunnel_timer(struct psktun_tunnel *pt, uint32_t ms)
 {
 	struct tunnel *t = T(pt);
 
+	t->plugin_timer_ms = ms;
 	if (!ms) {
 		if (t->plugin_timer)
 			uv_timer_stop(t->plugin_timer);
@@ -339,8 +429,18 @@ static int host_tunnel_timer(struct psktun_tunnel *pt, uint32_t ms)
 		uv_timer_init(t->d->loop, t->plugin_timer);
 		t->plugin_timer->data = t;
 	}
-	uv_timer_start(t->plugin_timer, on_tunnel_timer, ms, 0);
+	if (t->started)		/* else tunnel_start arms it: nothing fires before a reload commits */
+		plugin_tunnel_timer_start(t);
 	return 0;
+}
+
+void plugin_tunnel_timer_start(struct tunnel *t)
+{
+	uint32_t ms = t->plugin_timer_ms;
+
+	t->plugin_timer_ms = 0;
+	if (t->plugin_timer && ms)
+		uv_timer_start(t->plugin_timer, on_tunnel_timer, ms, 0);
 }
 
 static int host_use_shared_plain(struct psktun_tunnel *pt, const char *local)

@@ -1,5 +1,6 @@
-/* psktunctl: asks a running psktund for stats, sessions or a reload over its control socket. */
+/* psktunctl: asks a running psktund for stats, sessions or a reload over its control socket; makes keys. */
 #include <errno.h>
+#include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,16 +8,17 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
-#include <gnutls/gnutls.h>
-#include <gnutls/crypto.h>
+
+#include "genkey.h"
 
 #define DEFAULT_SOCKET "/run/psktun/control"
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: psktunctl [-s SOCKET] stats | sessions | reload | metrics\n"
-		   "       psktunctl genkey IDENTITY\n"
-		   "  -s SOCKET  the daemon's control socket (default: %s)\n", DEFAULT_SOCKET);
+		   "       psktunctl genkey [-a] [-o FILE] IDENTITY... | - | -p PREFIX -n COUNT\n"
+		   "  -s SOCKET  the daemon's control socket (default: %s)\n"
+		   "  -h, --help this text; psktunctl genkey --help: genkey's options\n", DEFAULT_SOCKET);
 }
 
 /* Sends one command, reads the whole answer into a malloc'd string. */
@@ -74,40 +76,87 @@ static int ask(const char *path, const char *cmd, char **out)
 	return 0;
 }
 
-/* key=value lines as Prometheus text: counters get _total, the rest are gauges. */
-static void print_metrics(char *stats)
+/* A stats line: NAME=DIGITS, NAME from [a-z0-9_] (a valid metric name once prefixed). */
+static bool stat_line(const char *line, size_t len)
 {
-	for (char *line = strtok(stats, "\n"); line; line = strtok(NULL, "\n")) {
-		char *eq = strchr(line, '=');
-		bool gauge;
+	size_t i = 0, eq;
 
-		if (!eq)
-			continue;
-		*eq = '\0';
-		gauge = !strcmp(line, "sessions") || !strcmp(line, "handshaking") ||
-			!strcmp(line, "resumable") || !strcmp(line, "resumable_bytes");
-		printf("# TYPE psktun_%s%s %s\npsktun_%s%s %s\n", line, gauge ? "" : "_total",
-		       gauge ? "gauge" : "counter", line, gauge ? "" : "_total", eq + 1);
-	}
+	while (i < len && ((line[i] >= 'a' && line[i] <= 'z') || (line[i] >= '0' && line[i] <= '9') ||
+			   line[i] == '_'))
+		i++;
+	if (i == 0 || i == len || line[i] != '=')
+		return false;
+	eq = i++;
+	if (i == len || eq > 64)
+		return false;
+	for (; i < len; i++)
+		if (line[i] < '0' || line[i] > '9')
+			return false;
+	return true;
 }
 
-static int genkey(const char *identity)
+/* The stats lines that are levels, not counts: Prometheus gauges. */
+static bool is_gauge(const char *name, size_t len)
 {
-	unsigned char key[16];
+	static const char *const gauges[] = {
+		"sessions", "handshaking", "resumable", "resumable_bytes", "queued_bytes",
+	};
 
-	if (!*identity || strchr(identity, ':') || strchr(identity, '\n')) {
-		fprintf(stderr, "psktunctl: an identity must be non-empty and contain no ':' or newline\n");
-		return 2;
+	for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++)
+		if (strlen(gauges[i]) == len && !strncmp(name, gauges[i], len))
+			return true;
+	return false;
+}
+
+/*
+ * The stats answer as Prometheus text: counters get _total, the rest are
+ * gauges. All or nothing: a line that is not NAME=DIGITS makes it an error
+ * (stderr, exit 1) and nothing reaches stdout, so a scraper never reads a
+ * broken exposition.
+ */
+static int print_metrics(const char *stats)
+{
+	size_t n = 0;
+	char *text = NULL;
+	FILE *f;
+
+	for (const char *p = stats, *nl; *p; p = nl + 1) {
+		size_t len = strcspn(p, "\n");
+
+		nl = p + len;
+		if (!*nl || !stat_line(p, len)) {
+			fprintf(stderr, "psktunctl: psktund's stats answer has a line that is not NAME=NUMBER: \"%.*s\"\n",
+				(int)(len > 80 ? 80 : len), p);
+			return 1;
+		}
 	}
-	if (gnutls_rnd(GNUTLS_RND_KEY, key, sizeof(key)) < 0) {
-		fprintf(stderr, "psktunctl: GnuTLS's random generator failed\n");
+	if (!*stats) {
+		fprintf(stderr, "psktunctl: psktund sent no stats\n");
 		return 1;
 	}
-	printf("%s:", identity);
-	for (size_t i = 0; i < sizeof(key); i++)
-		printf("%02x", key[i]);
-	printf("\n");
-	gnutls_memset(key, 0, sizeof(key));
+	f = open_memstream(&text, &n);
+	if (!f) {
+		fprintf(stderr, "psktunctl: out of memory\n");
+		return 1;
+	}
+	for (const char *p = stats, *eq, *nl; *p; p = nl + 1) {
+		int len;
+		bool gauge;
+
+		eq = strchr(p, '=');
+		nl = strchr(p, '\n');
+		len = (int)(eq - p);
+		gauge = is_gauge(p, (size_t)len);
+		fprintf(f, "# TYPE psktun_%.*s%s %s\npsktun_%.*s%s %.*s\n", len, p, gauge ? "" : "_total",
+			gauge ? "gauge" : "counter", len, p, gauge ? "" : "_total", (int)(nl - eq - 1), eq + 1);
+	}
+	if (fclose(f) != 0) {
+		free(text);
+		fprintf(stderr, "psktunctl: out of memory\n");
+		return 1;
+	}
+	fwrite(text, 1, n, stdout);
+	free(text);
 	return 0;
 }
 
@@ -117,7 +166,13 @@ int main(int argc, char **argv)
 	char *out = NULL;
 	int opt, r;
 
-	while ((opt = getopt(argc, argv, "s:h")) != -1) {
+	static const struct option longopts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+
+	while ((opt = getopt_long(argc, argv, "+s:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 's': path = optarg; break;
 		case 'h': usage(stdout); return 0;
@@ -129,13 +184,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	cmd = argv[optind];
-	if (!strcmp(cmd, "genkey")) {
-		if (optind + 2 != argc) {
-			usage(stderr);
-			return 2;
-		}
-		return genkey(argv[optind + 1]);
-	}
+	if (!strcmp(cmd, "genkey"))
+		return psktunctl_genkey(argc - optind, argv + optind);
 	if (optind + 1 != argc || (strcmp(cmd, "stats") && strcmp(cmd, "sessions") &&
 				   strcmp(cmd, "reload") && strcmp(cmd, "metrics"))) {
 		usage(stderr);
@@ -147,11 +197,30 @@ int main(int argc, char **argv)
 			path, strerror(-r), path);
 		return 1;
 	}
-	if (!strcmp(cmd, "metrics"))
-		print_metrics(out);
-	else
+	/* An error is the daemon's whole answer: it goes to stderr, never into
+	 * the stream a script or a scraper reads. */
+	if (!strncmp(out, "error=", 6)) {
+		size_t len = strcspn(out + 6, "\n");
+
+		fprintf(stderr, "psktunctl: %.*s\n", (int)len, out + 6);
+		free(out);
+		return 1;
+	}
+	if (!*out && strcmp(cmd, "sessions")) {	/* no sessions is an empty answer; nothing else is */
+		fprintf(stderr, "psktunctl: psktund closed the connection without an answer\n");
+		free(out);
+		return 1;
+	}
+	if (!strcmp(cmd, "metrics")) {
+		r = print_metrics(out);
+	} else {
 		fputs(out, stdout);
-	r = strncmp(out, "error=", 6) ? 0 : 1;
+		r = 0;
+	}
 	free(out);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "psktunctl: cannot write the answer: %s\n", strerror(errno));
+		return 1;
+	}
 	return r;
 }

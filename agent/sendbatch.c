@@ -43,7 +43,7 @@ void sendbatch_flush(struct sendbatch *b)
 		return;
 	}
 	while (done < b->n) {
-		r = sendmmsg(fd, b->msg + done, b->n - done, MSG_DONTWAIT);
+		r = sendmmsg(fd, b->msg + done, b->n - done, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (r > 0) {
 			done += r;
 			continue;

@@ -1,5 +1,6 @@
 /* tunnel: one `tunnels` entry: its accept socket, the `connect` address, its plugin. */
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,15 +110,19 @@ static void tunnel_alloc_rx_batch(uv_handle_t *h, size_t suggested, uv_buf_t *bu
 	buf->len = sizeof(d->rxbuf);
 }
 
-int tunnel_recv_start(struct tunnel *t, uv_udp_recv_cb on_recv)
+/* The tunnel goes live: until now (a reload being prepared) it read nothing. */
+void tunnel_start(struct tunnel *t)
 {
-	int r = uv_udp_recv_start(&t->sock, tunnel_alloc_rx_batch, on_recv);
+	int r;
 
-	if (r < 0) {
+	t->started = true;
+	r = uv_udp_recv_start(&t->sock, tunnel_alloc_rx_batch, t->on_recv);
+	if (r < 0)	/* only for a closing handle or no callback: a bug, not a condition */
 		log_err("tunnel %s: cannot receive on %s: %s", t->conf.name, t->conf.accept, uv_strerror(r));
-		return -EIO;
-	}
-	return 0;
+	if (t->shared_plain)
+		terminator_shared_plain_start(t);
+	if (t->plugin_timer_ms)
+		plugin_tunnel_timer_start(t);
 }
 
 /* A datagram for the session's plain side: gateway, to the meter's latest
@@ -182,7 +187,7 @@ int session_socket_open(struct session *s, session_sock_cb on_recv, const char *
 
 	if (r < 0) {
 		log_warn("tunnel %s: cannot open a socket to %s %s for %s: %s", t->conf.name, what,
-			 t->conf.connect, s->identity, strerror(-r));
+			 t->conf.connect, SESSION_ID(s), strerror(-r));
 		return -EIO;
 	}
 	return 0;
@@ -280,14 +285,45 @@ static int bind_reuseport(uv_udp_t *u, const struct sockaddr *addr)
 	return r;
 }
 
-int tunnel_open(struct daemon *d, const struct psktun_conf_tunnel *conf, enum psktun_mode mode,
-		struct tunnel **out)
+/* A socket of a tunnel that a reload retires, for the tunnel that replaces it:
+ * the same socket (dup), so nothing is unbound on the way and no datagram
+ * waiting in it is lost. */
+static int share_socket(uv_udp_t *from, uv_udp_t *to)
+{
+	uv_os_fd_t fd;
+	int r, nfd;
+
+	r = uv_fileno((uv_handle_t *)from, &fd);
+	if (r < 0)
+		return r;
+	nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (nfd < 0)
+		return uv_translate_sys_error(errno);
+	r = uv_udp_open(to, nfd);
+	if (r < 0)
+		close(nfd);
+	return r;
+}
+
+/* Is there a tunnel the reload retires that listens where this one will? */
+static struct tunnel *retiring_on(struct daemon *d, const struct sockaddr_storage *addr)
+{
+	for (struct tunnel *o = d->tunnels; o; o = o->next)
+		if (o->retiring && !o->sock_handed && o->sock_open &&
+		    psktun_addr_equal((const struct sockaddr *)&o->accept_addr, (const struct sockaddr *)addr, true))
+			return o;
+	return NULL;
+}
+
+int tunnel_open(struct daemon *d, const struct psktun_config *cfg, const struct psktun_conf_tunnel *conf,
+		struct psktun_diag *diag, struct tunnel **out)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM,
 				  .ai_flags = AI_PASSIVE };
+	enum psktun_mode mode = cfg->mode;
 	char host[256], port[16];
 	uv_getaddrinfo_t req;
-	struct tunnel *t;
+	struct tunnel *t, *old;
 	int r;
 
 	t = calloc(1, sizeof(*t));
@@ -299,20 +335,22 @@ int tunnel_open(struct daemon *d, const struct psktun_conf_tunnel *conf, enum ps
 	if (r < 0)
 		goto fail;
 	if (htab_init(&t->by_identity, 64) < 0 || htab_init(&t->by_peer, 64) < 0 ||
-	    htab_init(&t->bindings, 64) < 0 || resume_store_init(&t->resume, d->cfg->dtls.max_sessions) < 0) {
+	    htab_init(&t->bindings, 64) < 0 || htab_init(&t->pinned, 64) < 0 ||
+	    resume_store_init(&t->resume, cfg->dtls.max_sessions) < 0) {
 		r = -ENOMEM;
 		goto fail;
 	}
 	if (psktun_hostport_split(conf->connect, t->connect_host, sizeof(t->connect_host),
 				  t->connect_port, sizeof(t->connect_port)) < 0 ||
 	    psktun_hostport_split(conf->accept, host, sizeof(host), port, sizeof(port)) < 0) {
-		log_err("tunnel %s: bad address", conf->name);
+		psktun_diag_add(diag, cfg->path, conf->line, "tunnel %s: bad address", conf->name);
 		r = -EINVAL;
 		goto fail;
 	}
 	r = uv_getaddrinfo(d->loop, &req, NULL, host, port, &hints);
 	if (r < 0) {
-		log_err("tunnel %s: cannot resolve accept %s: %s", conf->name, conf->accept, uv_strerror(r));
+		psktun_diag_add(diag, cfg->path, conf->line, "tunnel %s: cannot resolve accept %s: %s",
+				conf->name, conf->accept, uv_strerror(r));
 		r = -EINVAL;
 		goto fail;
 	}
@@ -330,13 +368,20 @@ int tunnel_open(struct daemon *d, const struct psktun_conf_tunnel *conf, enum ps
 	t->sock.data = t;
 	t->sock_open = true;
 	t->open_handles = 1;
-	r = d->reuseport ? bind_reuseport(&t->sock, (struct sockaddr *)&t->accept_addr)
-			 : uv_udp_bind(&t->sock, (struct sockaddr *)&t->accept_addr, 0);
+	old = retiring_on(d, &t->accept_addr);
+	if (old)
+		r = share_socket(&old->sock, &t->sock);
+	else
+		r = d->reuseport ? bind_reuseport(&t->sock, (struct sockaddr *)&t->accept_addr)
+				 : uv_udp_bind(&t->sock, (struct sockaddr *)&t->accept_addr, 0);
 	if (r < 0) {
-		log_err("tunnel %s: cannot listen on %s: %s", conf->name, conf->accept, uv_strerror(r));
+		psktun_diag_add(diag, cfg->path, conf->line, "tunnel %s: cannot listen on %s: %s",
+				conf->name, conf->accept, uv_strerror(r));
 		r = -EADDRINUSE;
 		goto fail_sock;
 	}
+	if (old)
+		old->sock_handed = true;
 	{
 		/* A burst of meters (a router or a terminator restarting) must not
 		 * overflow the shared socket: ask for 1 MiB; the kernel caps it at
@@ -352,18 +397,25 @@ int tunnel_open(struct daemon *d, const struct psktun_conf_tunnel *conf, enum ps
 	}
 	sendbatch_init(t->batch, d->loop, &t->sock, &d->stats.dropped_send);
 	if (conf->plugin) {
-		r = plugin_load(d->cfg->plugin_dir, conf->plugin, &t->plugin);
-		if (r < 0)
+		t->plugin = plugin_find(conf->plugin);	/* plugin_check_config loaded it */
+		if (!t->plugin) {
+			psktun_diag_add(diag, cfg->path, conf->line, "tunnel %s: plugin '%s' is not loaded",
+					conf->name, conf->plugin);
+			r = -ENOENT;
 			goto fail_sock;
-		r = plugin_tunnel_init(t);
+		}
+		r = plugin_tunnel_init(t, cfg, diag);
 		if (r < 0) {
 			t->plugin = NULL;
 			goto fail_sock;
 		}
 	}
-	r = mode == PSKTUN_MODE_GATEWAY ? gateway_start(t) : terminator_start(t);
-	if (r < 0)
+	r = mode == PSKTUN_MODE_GATEWAY ? gateway_start(t, cfg) : terminator_start(t, cfg);
+	if (r < 0) {
+		psktun_diag_add(diag, cfg->path, conf->line, "tunnel %s: cannot be set up: %s", conf->name,
+				strerror(-r));
 		goto fail_sock;
+	}
 	*out = t;
 	return 0;
 fail_sock:
@@ -374,6 +426,7 @@ fail:
 	htab_deinit(&t->by_identity);
 	htab_deinit(&t->by_peer);
 	htab_deinit(&t->bindings);
+	htab_deinit(&t->pinned);
 	conf_tunnel_free(&t->conf);
 	free(t);
 	return r;
@@ -398,6 +451,7 @@ void tunnel_close(struct tunnel *t)
 		}
 	}
 	htab_deinit(&t->bindings);
+	htab_deinit(&t->pinned);
 	htab_deinit(&t->by_identity);
 	htab_deinit(&t->by_peer);
 	resume_store_deinit(&t->resume);

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +51,7 @@ struct coap_tunnel {
 	char query[QUERY_NAME_MAX + 1];
 	size_t query_len;
 	unsigned path_index;		/* 1-based */
+	bool allow_proxy;		/* forward Proxy-Uri / Proxy-Scheme */
 	uint32_t answer_timeout_ms;	/* 0: do not track */
 };
 
@@ -69,7 +71,7 @@ struct coap_session {
 enum identity_lookup {
 	LOOKUP_ABSENT,
 	LOOKUP_FOUND,
-	LOOKUP_CONFLICT,	/* the query parameter twice, different values */
+	LOOKUP_AMBIGUOUS,	/* a backend might read another identity: see find_identity() */
 };
 
 /* Strict decimal in [lo, hi]. */
@@ -128,12 +130,67 @@ static int parse_identity_spec(struct coap_tunnel *ct, const char *spec)
 	return -EINVAL;
 }
 
+/* The one parser for options: coap_check_options and coap_init both use it. */
+static int parse_tunnel_options(struct coap_tunnel *ct, const struct psktun_option *opts,
+				size_t n_opts, char *err, size_t err_len)
+{
+	unsigned long n;
+
+	ct->answer_timeout_ms = ANSWER_TIMEOUT_DEFAULT_MS;
+	for (size_t i = 0; i < n_opts; i++) {
+		const char *key = opts[i].key, *value = opts[i].value;
+
+		if (key == NULL || value == NULL) {
+			snprintf(err, err_len, "coap: option without a key or value");
+			return -EINVAL;
+		}
+		if (strcmp(key, "identity") == 0) {
+			if (parse_identity_spec(ct, value) < 0) {
+				snprintf(err, err_len,
+					 "coap: identity = \"%.64s\": expected \"query:NAME\" (NAME up to %d characters, no '=' or '&') or \"path:N\" (N from 1 to %d)",
+					 value, QUERY_NAME_MAX, PATH_INDEX_MAX);
+				return -EINVAL;
+			}
+		} else if (strcmp(key, "allow_proxy") == 0) {
+			if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0) {
+				snprintf(err, err_len,
+					 "coap: allow_proxy = \"%.64s\": expected true or false", value);
+				return -EINVAL;
+			}
+			ct->allow_proxy = strcmp(value, "true") == 0;
+		} else if (strcmp(key, "answer_timeout_ms") == 0) {
+			if (parse_uint(value, 0, ANSWER_TIMEOUT_MAX_MS, &n) < 0) {
+				snprintf(err, err_len,
+					 "coap: answer_timeout_ms = \"%.64s\": expected milliseconds from 0 (off) to %u",
+					 value, ANSWER_TIMEOUT_MAX_MS);
+				return -EINVAL;
+			}
+			ct->answer_timeout_ms = (uint32_t)n;
+		} else {
+			snprintf(err, err_len,
+				 "coap: unknown option \"%.64s\" (known: identity, allow_proxy, answer_timeout_ms)", key);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int coap_check_options(enum psktun_role role, const struct psktun_option *opts,
+			      size_t n_opts, char *err, size_t err_len)
+{
+	struct coap_tunnel scratch;
+
+	(void)role;
+	memset(&scratch, 0, sizeof(scratch));
+	return parse_tunnel_options(&scratch, opts, n_opts, err, err_len);
+}
+
 static int coap_init(const struct psktun_host *host, struct psktun_tunnel *t,
 		     const struct psktun_option *opts, size_t n_opts,
 		     void **tunnel_data)
 {
 	struct coap_tunnel *ct;
-	unsigned long n;
+	char err[256];
 
 	if (host == NULL || host->abi != PSKTUN_PLUGIN_ABI ||
 	    host->size < sizeof(struct psktun_host))
@@ -144,42 +201,13 @@ static int coap_init(const struct psktun_host *host, struct psktun_tunnel *t,
 	ct->host = host;
 	ct->tunnel = t;
 	ct->role = host->role(t);
-	ct->answer_timeout_ms = ANSWER_TIMEOUT_DEFAULT_MS;
-
-	for (size_t i = 0; i < n_opts; i++) {
-		const char *key = opts[i].key, *value = opts[i].value;
-
-		if (key == NULL || value == NULL) {
-			host->log(t, PSKTUN_LOG_ERR, "coap: option without a key or value");
-			goto invalid;
-		}
-		if (strcmp(key, "identity") == 0) {
-			if (parse_identity_spec(ct, value) < 0) {
-				host->log(t, PSKTUN_LOG_ERR,
-					  "coap: identity = \"%s\": expected \"query:NAME\" (NAME up to %d characters, no '=' or '&') or \"path:N\" (N from 1 to %d)",
-					  value, QUERY_NAME_MAX, PATH_INDEX_MAX);
-				goto invalid;
-			}
-		} else if (strcmp(key, "answer_timeout_ms") == 0) {
-			if (parse_uint(value, 0, ANSWER_TIMEOUT_MAX_MS, &n) < 0) {
-				host->log(t, PSKTUN_LOG_ERR,
-					  "coap: answer_timeout_ms = \"%s\": expected milliseconds from 0 (off) to %u",
-					  value, ANSWER_TIMEOUT_MAX_MS);
-				goto invalid;
-			}
-			ct->answer_timeout_ms = (uint32_t)n;
-		} else {
-			host->log(t, PSKTUN_LOG_ERR,
-				  "coap: unknown option \"%s\" (known: identity, answer_timeout_ms)",
-				  key);
-			goto invalid;
-		}
+	if (parse_tunnel_options(ct, opts, n_opts, err, sizeof(err)) < 0) {
+		host->log(t, PSKTUN_LOG_ERR, "%s", err);
+		free(ct);
+		return -EINVAL;
 	}
 	*tunnel_data = ct;
 	return 0;
-invalid:
-	free(ct);
-	return -EINVAL;
 }
 
 static void coap_fini(void *tunnel_data)
@@ -187,7 +215,69 @@ static void coap_fini(void *tunnel_data)
 	free(tunnel_data);
 }
 
-/* The request's identity value, as the tunnel's `identity` option names it. */
+static bool has_any(const uint8_t *s, size_t len, const char *set)
+{
+	for (size_t i = 0; i < len; i++)
+		if (s[i] == '\0' || strchr(set, s[i]) != NULL)
+			return true;
+	return false;
+}
+
+/*
+ * A non-empty Uri-Path segment that a backend which rebuilds the URI as
+ * text, or normalises it (RFC 3986 5.2.4, percent-decoding), would read as
+ * something else: another number of segments, a query, a fragment, a
+ * parameter. (A NUL would end it early for a C string.)
+ */
+static bool segment_is_ambiguous(const struct coap_opt *o)
+{
+	if ((o->len == 1 && o->value[0] == '.') ||
+	    (o->len == 2 && o->value[0] == '.' && o->value[1] == '.'))
+		return true;
+	return has_any(o->value, o->len, "/?#%;");
+}
+
+static int lower(int c)
+{
+	return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c;
+}
+
+/* A query parameter name that a lenient backend might take for NAME without
+ * it being NAME byte for byte: another case, blanks around it, or anything
+ * percent-encoded (which could decode to it). */
+static bool name_looks_like(const struct coap_tunnel *ct, const uint8_t *name, size_t len)
+{
+	if (memchr(name, '%', len) != NULL)
+		return true;
+	while (len > 0 && (name[0] == ' ' || name[0] == '\t')) {
+		name++;
+		len--;
+	}
+	while (len > 0 && (name[len - 1] == ' ' || name[len - 1] == '\t'))
+		len--;
+	if (len != ct->query_len)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (lower(name[i]) != lower((unsigned char)ct->query[i]))
+			return false;
+	return true;
+}
+
+/*
+ * The request's identity value, as the tunnel's `identity` option names it.
+ * It counts only when stated once, in exactly that place, with nothing a
+ * backend might read as another identity (the rule in psktun.conf(5)):
+ *  - no Proxy-Uri or Proxy-Scheme (unless allow_proxy): they name another
+ *    request target, which the checks below never see;
+ *  - no Uri-Path segment "." or "..", none empty but the last, none
+ *    holding '/', '?', '#', '%' or ';' (segment_is_ambiguous());
+ *  - query:NAME: no Uri-Query holding '&' or ';' (several parameters in one
+ *    option), none named like NAME but for case, blanks or percent-encoding,
+ *    and NAME itself at most once;
+ *  - path:N: the N-th segment, which with the rules above stays the N-th
+ *    however the backend normalises the path.
+ * Anything else is LOOKUP_AMBIGUOUS.
+ */
 static enum identity_lookup find_identity(const struct coap_tunnel *ct,
 					  const struct coap_msg *m,
 					  const uint8_t **value, size_t *len)
@@ -196,39 +286,55 @@ static enum identity_lookup find_identity(const struct coap_tunnel *ct,
 	struct coap_opt_iter it;
 	struct coap_opt o;
 	unsigned segment = 0;
-	const uint8_t *v;
-	size_t vlen;
+	bool pending_empty = false;
+	const uint8_t *eq;
+	size_t nlen;
 
 	coap_opt_iter_init(&it, m);
 	while (coap_opt_next(&it, &o)) {
-		if (ct->kind == IDENTITY_PATH && o.number == COAP_OPT_URI_PATH) {
-			if (++segment == ct->path_index) {
+		/* An empty segment is ambiguous unless it is the last one
+		 * ("/a/"): one a backend merges ("//") shifts the rest. */
+		if (pending_empty && o.number == COAP_OPT_URI_PATH)
+			return LOOKUP_AMBIGUOUS;
+		switch (o.number) {
+		case COAP_OPT_PROXY_URI:
+		case COAP_OPT_PROXY_SCHEME:
+			if (!ct->allow_proxy)
+				return LOOKUP_AMBIGUOUS;
+			continue;
+		case COAP_OPT_URI_PATH:
+			if (o.len == 0)
+				pending_empty = true;
+			else if (segment_is_ambiguous(&o))
+				return LOOKUP_AMBIGUOUS;
+			if (ct->kind == IDENTITY_PATH && ++segment == ct->path_index) {
 				*value = o.value;
 				*len = o.len;
-				return LOOKUP_FOUND;
+				found = LOOKUP_FOUND;
 			}
 			continue;
-		}
-		if (ct->kind != IDENTITY_QUERY || o.number != COAP_OPT_URI_QUERY ||
-		    o.len < ct->query_len ||
-		    memcmp(o.value, ct->query, ct->query_len) != 0)
+		case COAP_OPT_URI_QUERY:
+			break;
+		default:
 			continue;
+		}
+		if (ct->kind != IDENTITY_QUERY)
+			continue;
+		if (has_any(o.value, o.len, "&;"))
+			return LOOKUP_AMBIGUOUS;
+		eq = memchr(o.value, '=', o.len);
+		nlen = eq != NULL ? (size_t)(eq - o.value) : o.len;
+		if (nlen != ct->query_len || memcmp(o.value, ct->query, nlen) != 0) {
+			if (name_looks_like(ct, o.value, nlen))
+				return LOOKUP_AMBIGUOUS;
+			continue;
+		}
+		if (found == LOOKUP_FOUND)
+			return LOOKUP_AMBIGUOUS;
 		/* "NAME" alone counts as an empty value, so it cannot slip
 		 * past the check as something the backend reads otherwise. */
-		if (o.len == ct->query_len) {
-			v = o.value + o.len;
-			vlen = 0;
-		} else if (o.value[ct->query_len] == '=') {
-			v = o.value + ct->query_len + 1;
-			vlen = o.len - ct->query_len - 1;
-		} else {
-			continue;
-		}
-		if (found == LOOKUP_FOUND &&
-		    (vlen != *len || memcmp(v, *value, vlen) != 0))
-			return LOOKUP_CONFLICT;
-		*value = v;
-		*len = vlen;
+		*value = eq != NULL ? eq + 1 : o.value + o.len;
+		*len = eq != NULL ? o.len - nlen - 1 : 0;
 		found = LOOKUP_FOUND;
 	}
 	return found;
@@ -271,7 +377,7 @@ static bool names_other_identity(const struct coap_tunnel *ct,
 	switch (find_identity(ct, m, &value, &vlen)) {
 	case LOOKUP_ABSENT:
 		return false;
-	case LOOKUP_CONFLICT:
+	case LOOKUP_AMBIGUOUS:
 		return true;
 	case LOOKUP_FOUND:
 		break;
@@ -380,6 +486,9 @@ static enum psktun_verdict coap_on_plain(struct psktun_dgram *ctx, uint8_t *buf,
 	 * meter not answering them is no sign of a dead tunnel. */
 	if (ct->role != PSKTUN_ROLE_GATEWAY)
 		return PSKTUN_FORWARD;
+	/* The daemon refuses the identity this request claims from its source. */
+	if (ctx->flags & PSKTUN_DGRAM_IDENTITY_REFUSED)
+		return refuse(ctx, &m, buf, len, cap);
 	if (names_other_identity(ct, ctx->session, &m))
 		return refuse(ctx, &m, buf, len, cap);
 	if (m.type == COAP_CON)
@@ -460,6 +569,7 @@ const struct psktun_plugin psktun_plugin = {
 	.size = sizeof(struct psktun_plugin),
 	.name = "coap",
 	.version = PACKAGE_VERSION,
+	.check_options = coap_check_options,
 	.init = coap_init,
 	.fini = coap_fini,
 	.identify = coap_identify,

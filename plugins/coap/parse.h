@@ -28,6 +28,8 @@ enum coap_type {
 /* Option numbers the plugin looks at (RFC 7252, section 12.2). */
 #define COAP_OPT_URI_PATH	11
 #define COAP_OPT_URI_QUERY	15
+#define COAP_OPT_PROXY_URI	35
+#define COAP_OPT_PROXY_SCHEME	39
 
 /*
  * A parsed message. Every pointer points into the buffer given to

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,21 +92,26 @@ static bool is_identity(const struct tunnel *tun, struct psktun_session *s,
 
 /* Answer the datagram in buf with a CONNACK "rejected: not supported",
  * the only refusal CONNECT has (section 5.3.10). */
-static enum psktun_verdict refuse_connect(const struct tunnel *tun, struct psktun_dgram *ctx,
-					  const struct mqttsn_msg *m, uint8_t *buf,
-					  size_t *len, size_t cap)
+static enum psktun_verdict connack_refusal(struct psktun_dgram *ctx, uint8_t *buf,
+					   size_t *len, size_t cap)
 {
-	int n;
+	int n = mqttsn_write_connack(buf, cap, MQTTSN_RC_NOT_SUPPORTED);
 
-	tun->host->log(tun->t, PSKTUN_LOG_NOTICE,
-		       "CONNECT with ClientId '%.*s' refused: not the session's identity",
-		       (int)m->client_id_len, (const char *)m->client_id);
-	n = mqttsn_write_connack(buf, cap, MQTTSN_RC_NOT_SUPPORTED);
 	if (n < 0)
 		return drop(ctx, PSKTUN_REASON_POLICY);
 	*len = (size_t)n;
 	ctx->reason = PSKTUN_REASON_POLICY;
 	return PSKTUN_REPLY;
+}
+
+static enum psktun_verdict refuse_connect(const struct tunnel *tun, struct psktun_dgram *ctx,
+					  const struct mqttsn_msg *m, uint8_t *buf,
+					  size_t *len, size_t cap)
+{
+	tun->host->log(tun->t, PSKTUN_LOG_NOTICE,
+		       "CONNECT with ClientId '%.*s' refused: not the session's identity",
+		       (int)m->client_id_len, (const char *)m->client_id);
+	return connack_refusal(ctx, buf, len, cap);
 }
 
 /* CONNECT keep-alive and a sleeping DISCONNECT's duration. */
@@ -295,6 +301,13 @@ static enum psktun_verdict gateway_plain(struct tunnel *tun, struct psktun_dgram
 
 	if (mqttsn_parse(buf, *len, &m) < 0)
 		return drop(ctx, PSKTUN_REASON_MALFORMED);
+	/* The daemon refuses the ClientId of a CONNECT (or PINGREQ) from
+	 * this source: a CONNECT has its refusal, a PINGREQ none. */
+	if (ctx->flags & PSKTUN_DGRAM_IDENTITY_REFUSED) {
+		if (m.type == MQTTSN_CONNECT)
+			return connack_refusal(ctx, buf, len, cap);
+		return drop(ctx, PSKTUN_REASON_POLICY);
+	}
 	if (m.type == MQTTSN_SEARCHGW)
 		return reply_gwinfo(tun, ctx, buf, len, cap);
 	/* No session: the host asks before it knows the meter (only a
@@ -501,15 +514,22 @@ static int parse_addr(const char *s, struct sockaddr_storage *out)
 	return 0;
 }
 
-static int bad_option(const struct tunnel *tun, const struct psktun_option *o, const char *why)
+/* Where apply_options writes what is wrong: check_options' buffer. */
+struct option_err {
+	char *buf;
+	size_t len;
+};
+
+static int bad_option(struct option_err *e, const struct psktun_option *o, const char *why)
 {
-	tun->host->log(tun->t, PSKTUN_LOG_ERR, "mqttsn option %s = \"%s\": %s",
-		       o->key, o->value ? o->value : "", why);
+	snprintf(e->buf, e->len, "mqttsn option %.64s = \"%.64s\": %s",
+		 o->key, o->value ? o->value : "", why);
 	return -EINVAL;
 }
 
+/* The one parser for options: check_options and init both use it. */
 static int apply_options(struct tunnel *tun, const struct psktun_option *opts, size_t n_opts,
-			 const char **forwarder)
+			 const char **forwarder, struct option_err *e)
 {
 	bool gateway = tun->role == PSKTUN_ROLE_GATEWAY;
 	bool have_to = false;
@@ -519,55 +539,68 @@ static int apply_options(struct tunnel *tun, const struct psktun_option *opts, s
 		const struct psktun_option *o = &opts[i];
 
 		if (!o->key) {
-			tun->host->log(tun->t, PSKTUN_LOG_ERR, "mqttsn option without a name");
+			snprintf(e->buf, e->len, "mqttsn option without a name");
 			return -EINVAL;
 		}
 		if (!strcmp(o->key, "gateway_id")) {
 			if (!gateway)
-				return bad_option(tun, o, "only for mode = \"gateway\"");
+				return bad_option(e, o, "only for mode = \"gateway\"");
 			if (parse_uint(o->value, 255, &v) < 0)
-				return bad_option(tun, o, "want 0..255");
+				return bad_option(e, o, "want 0..255");
 			tun->gateway_id = (uint8_t)v;
 		} else if (!strcmp(o->key, "advertise_s")) {
 			if (!gateway)
-				return bad_option(tun, o, "only for mode = \"gateway\"");
+				return bad_option(e, o, "only for mode = \"gateway\"");
 			if (parse_uint(o->value, 65535, &v) < 0)
-				return bad_option(tun, o, "want seconds, 0..65535 (0: off)");
+				return bad_option(e, o, "want seconds, 0..65535 (0: off)");
 			tun->advertise_s = (uint16_t)v;
 		} else if (!strcmp(o->key, "advertise_to")) {
 			if (!gateway)
-				return bad_option(tun, o, "only for mode = \"gateway\"");
+				return bad_option(e, o, "only for mode = \"gateway\"");
 			if (parse_addr(o->value, &tun->advertise_to) < 0)
-				return bad_option(tun, o, "want a numeric \"ip:port\" or \"[ipv6]:port\"");
+				return bad_option(e, o, "want a numeric \"ip:port\" or \"[ipv6]:port\"");
 			have_to = true;
 		} else if (!strcmp(o->key, "answer_timeout_ms")) {
 			if (!gateway)
-				return bad_option(tun, o, "only for mode = \"gateway\"");
+				return bad_option(e, o, "only for mode = \"gateway\"");
 			if (parse_uint(o->value, ANSWER_TIMEOUT_MAX_MS, &v) < 0)
-				return bad_option(tun, o, "want milliseconds, 0..86400000 (0: off)");
+				return bad_option(e, o, "want milliseconds, 0..86400000 (0: off)");
 			tun->answer_timeout_ms = (uint32_t)v;
 		} else if (!strcmp(o->key, "forwarder")) {
 			if (gateway)
-				return bad_option(tun, o, "only for mode = \"terminator\"");
+				return bad_option(e, o, "only for mode = \"terminator\"");
 			if (!o->value || !*o->value)
-				return bad_option(tun, o, "want a local \"host:port\"");
+				return bad_option(e, o, "want a local \"host:port\"");
 			*forwarder = o->value;
 		} else {
-			return bad_option(tun, o, "unknown option");
+			return bad_option(e, o, "unknown option");
 		}
 	}
 	if (tun->advertise_s > 0 && !have_to) {
-		tun->host->log(tun->t, PSKTUN_LOG_ERR,
-			       "mqttsn option advertise_s needs advertise_to (\"ip:port\")");
+		snprintf(e->buf, e->len, "mqttsn option advertise_s needs advertise_to (\"ip:port\")");
 		return -EINVAL;
 	}
 	return 0;
+}
+
+static int check_options(enum psktun_role role, const struct psktun_option *opts, size_t n_opts,
+			 char *err, size_t err_len)
+{
+	struct option_err e = { err, err_len };
+	const char *forwarder = NULL;
+	struct tunnel scratch;
+
+	memset(&scratch, 0, sizeof(scratch));
+	scratch.role = role;
+	return apply_options(&scratch, opts, n_opts, &forwarder, &e);
 }
 
 static int init(const struct psktun_host *host, struct psktun_tunnel *t,
 		const struct psktun_option *opts, size_t n_opts, void **tunnel_data)
 {
 	const char *forwarder = NULL;
+	char err[256];
+	struct option_err e = { err, sizeof(err) };
 	struct tunnel *tun;
 	int rc;
 
@@ -582,9 +615,11 @@ static int init(const struct psktun_host *host, struct psktun_tunnel *t,
 	tun->gateway_id = GATEWAY_ID_DEFAULT;
 	tun->answer_timeout_ms = ANSWER_TIMEOUT_DEFAULT_MS;
 
-	rc = apply_options(tun, opts, n_opts, &forwarder);
-	if (rc < 0)
+	rc = apply_options(tun, opts, n_opts, &forwarder, &e);
+	if (rc < 0) {
+		host->log(t, PSKTUN_LOG_ERR, "%s", err);
 		goto fail;
+	}
 	if (forwarder) {
 		rc = host->use_shared_plain(t, forwarder);
 		if (rc < 0) {
@@ -635,6 +670,7 @@ const struct psktun_plugin psktun_plugin = {
 	.size = sizeof(struct psktun_plugin),
 	.name = "mqttsn",
 	.version = "MQTT-SN v1.2, " PACKAGE_VERSION,
+	.check_options = check_options,
 	.init = init,
 	.fini = fini,
 	.identify = identify,

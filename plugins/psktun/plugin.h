@@ -16,6 +16,24 @@
  * equals NAME. The plugin never calls the daemon's own symbols: everything it
  * may do is in the `struct psktun_host` table handed to init().
  *
+ * Versioning
+ *   PSKTUN_PLUGIN_ABI is one integer, and the daemon loads only plugins built
+ *   for exactly its own. It goes up by one with every change that a plugin
+ *   or a daemon built against the previous header would get wrong:
+ *   - a member removed, moved, renamed or retyped, or a callback's
+ *     arguments, result or meaning changed;
+ *   - a new callback the daemon relies on (one whose absence changes what
+ *     the daemon does, like check_options: without it a tunnel takes no
+ *     options), or a new host function a plugin must check for;
+ *   - a `reserved` slot taken for anything else than an optional callback
+ *     or host function that a NULL (all reserved slots are zero) leaves
+ *     harmless.
+ *   Only that last kind of growth keeps the number: a new optional member
+ *   takes the first `reserved` slot, so `size` and every offset stay the
+ *   same. Growing a struct past its reserved slots is a new ABI too.
+ *   ABI 2 added check_options (ABI 1 plugins had no way to check options
+ *   without opening a tunnel).
+ *
  * Words used below
  *   tunnel side: the DTLS session (gateway: toward the cloud; terminator:
  *                toward the gateway or device). Datagrams seen here are
@@ -41,8 +59,8 @@
 extern "C" {
 #endif
 
-/* Bump on any incompatible change to the structs below. */
-#define PSKTUN_PLUGIN_ABI 1
+/* See "Versioning" above. */
+#define PSKTUN_PLUGIN_ABI 2
 
 /* Opaque handles owned by the daemon. */
 struct psktun_session;	/* one DTLS session: one meter on one tunnel */
@@ -88,6 +106,14 @@ struct psktun_option {
 	const char *value;
 };
 
+/* psktun_dgram.flags, set by the daemon. */
+/* Gateway on_plain, session NULL: the identity the datagram claims (what
+ * identify() returned) may not be spoken for from its source: a `meters`
+ * entry pins it to another. The plugin may put the protocol's refusal in
+ * buf and return PSKTUN_REPLY (it goes back to the source); any other
+ * verdict drops the datagram. The daemon counts dropped_policy either way. */
+#define PSKTUN_DGRAM_IDENTITY_REFUSED	0x1u
+
 /* Per-datagram context, filled by the daemon; `reason` and `target` are
  * written by the plugin. */
 struct psktun_dgram {
@@ -99,7 +125,9 @@ struct psktun_dgram {
 	enum psktun_reason reason;	/* out: counter for DROP/REPLY */
 	struct psktun_session *target;	/* out: on_plain with session NULL,
 					 * the session to forward into */
-	uint64_t reserved[4];
+	uint32_t flags;			/* PSKTUN_DGRAM_* */
+	uint32_t reserved32;
+	uint64_t reserved[3];
 };
 
 /*
@@ -175,10 +203,29 @@ struct psktun_plugin {
 	const char *name;		/* must equal the file name without .so */
 	const char *version;		/* free text, logged at load */
 
-	/* Once per tunnel that names this plugin. Unknown or invalid options
-	 * must fail with -EINVAL after logging what is wrong. `opts` is valid
-	 * only during the call: copy what you keep. Store per-tunnel state
-	 * in *tunnel_data. */
+	/*
+	 * Checks a tunnel's options without opening anything: `psktund -n`,
+	 * the start and every reload call it before any tunnel is touched, so
+	 * a reload with options the plugin refuses leaves the running tunnels
+	 * as they are. `role` is the daemon's mode. Returns 0, or -EINVAL after
+	 * writing one sentence that names the option and says what is wrong
+	 * into err[0..err_len) (NUL-terminated, cut to fit; the daemon adds
+	 * the file, line and tunnel). It keeps no state, calls no host
+	 * function and may run on any thread, any number of times. NULL: the
+	 * plugin takes no options, and the daemon refuses any.
+	 * init() must accept whatever this accepts: let both use one parser.
+	 */
+	int (*check_options)(enum psktun_role role, const struct psktun_option *opts,
+			     size_t n_opts, char *err, size_t err_len);
+
+	/* Once per tunnel that names this plugin, with options check_options
+	 * accepted. It may still fail (-EINVAL, -ENOMEM, or what a host
+	 * function returned) after logging why. `opts` is valid only during
+	 * the call: copy what you keep. Store per-tunnel state in
+	 * *tunnel_data. During a reload a tunnel is initialised before the one
+	 * it replaces is closed: the host shares that one's sockets with it
+	 * (use_shared_plain on the same address), and the new tunnel sees no
+	 * datagram before the reload commits. */
 	int (*init)(const struct psktun_host *host, struct psktun_tunnel *t,
 		    const struct psktun_option *opts, size_t n_opts,
 		    void **tunnel_data);
@@ -191,15 +238,21 @@ struct psktun_plugin {
 	 * entry) and return 0; return -ENOENT if the datagram names nobody
 	 * (the daemon drops it, dropped_unknown) or -EBADMSG if it is
 	 * malformed (dropped_malformed). The daemon then checks the identity
-	 * against the key file and, if it is there, binds the source to it.
+	 * against the key file and, if it is there, binds the source to it,
+	 * unless a `meters` entry pins that identity to another source: then
+	 * it binds nothing and calls on_plain() with session NULL and
+	 * PSKTUN_DGRAM_IDENTITY_REFUSED for the protocol's refusal.
 	 */
 	int (*identify)(void *tunnel_data, const struct sockaddr *from,
 			const uint8_t *buf, size_t len, char *id, size_t *id_len);
 
 	/* Datagram from the plain side. Gateway: from a meter, before it
 	 * enters the meter's session (ctx->session is set; it may still be
-	 * handshaking). Terminator: from the backend, before it enters the
-	 * session (ctx->session is NULL for the shared socket). */
+	 * handshaking), or from a source that names no meter (session NULL:
+	 * only a REPLY is honoured, e.g. to discovery; see also
+	 * PSKTUN_DGRAM_IDENTITY_REFUSED). Terminator: from the backend,
+	 * before it enters the session (ctx->session is NULL for the shared
+	 * socket, which takes datagrams from the `connect` address only). */
 	enum psktun_verdict (*on_plain)(struct psktun_dgram *ctx, uint8_t *buf,
 					size_t *len, size_t cap);
 	/* Datagram decrypted from the session, before it goes to the plain

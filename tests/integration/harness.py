@@ -287,6 +287,30 @@ def write_keys(path, keys, mode=0o600):
     return path
 
 
+_FIELD = re.compile(r'([a-z_]+)=("(?:[^"\\]|\\.)*"|[^\s"=\\]*)(?: |$)')
+_ESC = re.compile(r'\\(x[0-9a-f]{2}|.)')
+
+
+def control_fields(line):
+    """A psktunctl `key=value ...` line as a dict; a quoted value (an
+    identity holding space, '=', '"', '\\' or other bytes) decoded. Fails on
+    anything that is not exactly such fields."""
+    out, pos = {}, 0
+    while pos < len(line):
+        m = _FIELD.match(line, pos)
+        if not m:
+            raise Fail('not a key=value field at %d of %r' % (pos, line))
+        k, v = m.group(1), m.group(2)
+        if v.startswith('"'):
+            v = _ESC.sub(lambda e: chr(int(e.group(1)[1:], 16)) if e.group(1)[0] == 'x' and len(e.group(1)) == 3
+                         else {'n': '\n', 'r': '\r', 't': '\t'}.get(e.group(1), e.group(1)), v[1:-1])
+        if k in out:
+            raise Fail('field %s twice in %r' % (k, line))
+        out[k] = v
+        pos = m.end()
+    return out
+
+
 def _q(s):
     return '"%s"' % s.replace('\\', '\\\\').replace('"', '\\"')
 
@@ -573,7 +597,7 @@ class Daemon:
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         self.err = _Capture(self.name, self.proc.stdout, self.logfile)
-        self.wait_log(r'\bready\b', timeout)
+        self.wait_log(r'psktund \S+ ready', timeout)   # not 'worker 1 ready': the leader's
         self.started = True
         return self
 
@@ -606,11 +630,7 @@ class Daemon:
 
     def sessions(self):
         """One dict per session line (its key=value fields)."""
-        out = []
-        for line in self.ctl('sessions').splitlines():
-            if line.strip():
-                out.append(dict(f.split('=', 1) for f in line.split() if '=' in f))
-        return out
+        return [control_fields(line) for line in self.ctl('sessions').splitlines() if line.strip()]
 
     def session(self, identity):
         """The session line of `identity` as a dict, or None: numeric fields

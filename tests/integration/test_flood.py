@@ -18,7 +18,9 @@ meter -> gateway -> psktund terminator -> echo, the meter asking every
     many per source address, from many addresses: they pass the cookie
     check, so handshake_rate/handshake_burst (per source IP) and
     max_handshakes decide: dropped_limit beyond them, the rest start a
-    handshake that never finishes and times out (handshakes_failed).
+    handshake that never finishes and times out (handshakes_failed); with
+    every slot taken, a source holding fewer than the largest holder takes
+    that one's oldest (handshakes_evicted, also in handshakes_failed).
 
 Asserted: every meter request answered; the counters account for every
 flood datagram the kernel delivered (per category, exactly); at no time
@@ -266,7 +268,7 @@ def flood_run(env, rounds=100, quiet=False, stalled=False):
               'cookie-answering hellos), kernel drops at the terminator socket %d (of them the '
               'gateway\'s %d), in the input backlog %d; terminator counters: '
               'dropped_malformed %d, dropped_unknown %d, cookies_sent %d, dropped_limit %d, '
-              'handshakes_started %d -> failed %d, lost_session_alerts %d; handshaking peak %d '
+              'handshakes_started %d -> failed %d (evicted %d), lost_session_alerts %d; handshaking peak %d '
               '(max_handshakes %d); meter: %d requests all answered, first try %d (%.0f%%), '
               'latency %s; terminator VmRSS %d KiB before, peak %d, after %d: growth %+d KiB '
               '(peak %+d)%s' % (
@@ -274,7 +276,7 @@ def flood_run(env, rounds=100, quiet=False, stalled=False):
                   ', '.join('%s %d' % kv for kv in sorted(fl.sent.items())), fl.hvr, drops, gw_lost, backlog,
                   d['dropped_malformed'], d['dropped_unknown'], d['cookies_sent'],
                   d['dropped_limit'], d['handshakes_started'], d['handshakes_failed'],
-                  d['lost_session_alerts'], hs_peak[0], MAX_HANDSHAKES, s['requests'],
+                  d['handshakes_evicted'], d['lost_session_alerts'], hs_peak[0], MAX_HANDSHAKES, s['requests'],
                   s['first_try'], resil.pct(s['first_try'], s['requests']),
                   resil.stats_line(lat, 'ms', 1000), rss0, rss_peak[0], rss1, rss1 - rss0,
                   rss_peak[0] - rss0, ' (AddressSanitizer build)' if asan else ''), flush=True)
@@ -340,15 +342,18 @@ def check_flood(r):
        'handshakes_started + dropped_limit for the cookie-answering hellos')
     # The limits, whatever the machine's speed.  All slots are free when the
     # cookie-answering hellos start, and the first sources' bursts fill them;
-    # afterwards a handshake starts only when one timed out (max_handshakes),
-    # and from each address at most BURST plus RATE a second of the time
-    # they took to arrive (handshake_rate).
+    # afterwards a handshake starts only in a slot that freed up: one timed
+    # out, or a source holding fewer than the largest holder evicted that
+    # one's oldest (fair shares; an eviction counts in handshakes_failed too).
+    # From each address at most BURST plus RATE a second of the time they
+    # took to arrive (handshake_rate).
     rend = r['real_end']
     started, failed = rend['handshakes_started'], rend['handshakes_failed']
+    evicted = rend['handshakes_evicted']
     if not MAX_HANDSHAKES <= started <= MAX_HANDSHAKES + failed:
         raise Fail('handshakes_started %d when the cookie-answering hellos were read: want '
-                   'max_handshakes (%d) plus the %d that timed out meanwhile'
-                   % (started, MAX_HANDSHAKES, failed))
+                   'max_handshakes (%d) plus the %d that ended meanwhile (%d evicted)'
+                   % (started, MAX_HANDSHAKES, failed, evicted))
     eq(rend['handshaking'], started - failed, 'handshaking == started - failed (none completed)')
     per_source = min(REAL_PER_SOURCE, BURST + int(RATE * (r['t_real'] + 1)))
     if started > N_SOURCES * per_source:
@@ -356,6 +361,11 @@ def check_flood(r):
                    'handshake_rate %d/s over %.1fs)' % (started, N_SOURCES, per_source, BURST,
                                                        RATE, r['t_real']))
     eq(d['handshakes_started'], started, 'no flood handshake started after the cookie-answering hellos')
+    # 20 sources x BURST want more than MAX_HANDSHAKES: unless slots freed up
+    # by themselves meanwhile (a slow machine), fair shares had to evict
+    if not evicted and not failed - evicted:
+        raise Fail('handshakes_evicted 0 and none timed out: %d sources wanted more than %d slots'
+                   % (N_SOURCES, MAX_HANDSHAKES))
     if r['hs_peak'] > MAX_HANDSHAKES:
         raise Fail('%d handshakes in progress at once, max_handshakes is %d'
                    % (r['hs_peak'], MAX_HANDSHAKES))

@@ -267,6 +267,34 @@ def test_terminator_refuses_request_naming_another_identity(env):
     eq(term.stats()['dropped_policy'], 2, 'terminator dropped_policy at the end')
 
 
+def test_terminator_refuses_an_identity_a_backend_could_read_twice(env):
+    """coap-client-gnutls authenticated as meter-0001, with its own ep= and a
+    second identity a lenient backend could read: '&' inside one Uri-Query
+    (%26), the name in capitals, a Proxy-Uri. Each gets 4.03 from the
+    terminator (dropped_policy) and nothing reaches the backend."""
+    pdir = _setup(env)
+    h.need('coap-client-gnutls')
+    backend = CoapBackend(env)
+    term = _daemon(env, pdir, 'terminator', 'terminator', backend.addr)
+    base = 'coaps://%s' % term.addr
+    shapes = [
+        ('amp', base + '/rd?ep=meter-0001&lt=300%26ep=meter-0002', []),
+        ('caps', base + '/rd?ep=meter-0001&EP=meter-0002', []),
+        ('proxy', base + '/rd?ep=meter-0001', ['-O', '35,coap://cloud/rd?ep=meter-0002']),
+    ]
+    for n, (name, uri, extra) in enumerate(shapes, 1):
+        rc, out, logtext = h.coap_client(env, 'gnutls', uri, 'meter-0001', KEYS['meter-0001'],
+                                         timeout_s=5, extra=extra, name=name)
+        if '4.03' not in out + logtext:
+            raise Fail('%s: coap-client did not report 4.03: rc %r, out %r, log %r'
+                       % (name, rc, out, logtext))
+        term.wait_stat('dropped_policy', n)
+    eq(backend.received(), [], 'backend after the refused requests')
+    st = term.stats()
+    eq((st['dropped_policy'], st['replies_local'], st['plain_out']), (3, 3, 0),
+       'terminator dropped_policy, replies_local, plain_out')
+
+
 def test_gateway_refuses_bound_meter_naming_another_identity(env):
     """A source bound to meter-0001 by a meters entry registers as
     ep=meter-0002: 4.03 on the LAN, nothing goes out, no handshake."""
@@ -294,6 +322,53 @@ def test_gateway_refuses_bound_meter_naming_another_identity(env):
                                plain_in=2, plain_out=1, records_out=0, replies_local=1,
                                dropped_unknown=0, dropped_malformed=0, dropped_policy=2,
                                dropped_overflow=0), 'gateway stats')
+
+
+def _meter_at(env, ip, name):
+    """A meter whose socket is bound to another loopback address."""
+    m = env.meter(name=name)
+    m.sock.close()
+    m.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    m.sock.bind((ip, 0))
+    m.port = m.sock.getsockname()[1]
+    m.source = '%s:%d' % (ip, m.port)
+    return m
+
+
+def test_pinned_identity_belongs_to_its_source(env):
+    """meter-0001 is pinned (meters entry) to the real meter's source; another
+    LAN source (127.0.0.2) registering as ep=meter-0001 gets 4.03 from the
+    gateway (a NON: nothing), never reaches the backend nor the session, and
+    `sessions` keeps the real meter's address; one dropped_policy each."""
+    pdir = _setup(env)
+    backend = CoapBackend(env)
+    meter = env.meter(name='meter-0001')
+    attacker = _meter_at(env, '127.0.0.2', 'attacker')
+    term = _daemon(env, pdir, 'terminator', 'terminator', backend.addr)
+    gw = _daemon(env, pdir, 'gateway', 'gateway', term.addr, meters=[('meter-0001', meter.source)])
+    r = h.coap_decode(meter.request(_get(0x6001, b'm', 'x', 'meter-0001'), gw.addr))
+    eq((r['type'], r['code'], r['mid'], r['payload']), (h.COAP_ACK, CONTENT, 0x6001, b'backend:x'),
+       "the real meter's request answered")
+    before = gw.stats()
+
+    req = h.coap_encode(h.COAP_CON, h.COAP_POST, 0x6002, b'\x66',
+                        [(h.OPT_URI_PATH, b'rd'), (h.OPT_URI_QUERY, b'ep=meter-0001')], b'</3/0>')
+    eq(attacker.request(req, gw.addr), h.coap_encode(h.COAP_ACK, FORBIDDEN, 0x6002, b'\x66'),
+       'the answer to the other source (4.03 bytes)')
+    attacker.send(_get(0x6003, b'\x67', 'x', 'meter-0001', mtype=h.COAP_NON), gw.addr)
+    gw.wait_stat('dropped_policy', 2)
+    r = h.coap_decode(meter.request(_get(0x6004, b'n', 'y'), gw.addr))
+    eq((r['type'], r['code'], r['mid'], r['payload']), (h.COAP_ACK, CONTENT, 0x6004, b'backend:y'),
+       "the real meter's next request answered")
+    eq((attacker.pending(), meter.pending()), ([], []), 'anything else at either source')
+    eq(len(backend.received()), 2, "datagrams at the backend (the real meter's two)")
+    after = gw.stats()
+    eq({k: after[k] - before[k] for k in ('plain_in', 'plain_out', 'replies_local', 'dropped_policy',
+                                          'dropped_unknown', 'sessions', 'handshakes_started')},
+       dict(plain_in=3, plain_out=2, replies_local=1, dropped_policy=2, dropped_unknown=0,
+            sessions=0, handshakes_started=0), 'gateway counters since the real first request')
+    eq([(s['identity'], s['state'], s['peer']) for s in gw.sessions()],
+       [('meter-0001', 'established', meter.source)], 'gateway sessions (identity, state, peer)')
 
 
 def test_silent_cloud_reported_and_rehandshaked_then_served_again(env):

@@ -182,6 +182,80 @@ def test_gateway_refuses_connect_with_another_client_id(env):
        'gateway sessions')
 
 
+def test_pinned_identity_belongs_to_its_source(env):
+    """meter-0001 is pinned (meters entry) to the real meter's source. Another
+    LAN source (127.0.0.2) that sends CONNECT meter-0001 gets CONNACK 0x03
+    from the gateway and nothing else: it does not enter meter-0001's
+    session, replies still go to the real meter, `sessions` keeps the real
+    meter's address; a PINGREQ naming meter-0001 from there is dropped. Each
+    refusal is one dropped_policy."""
+    pdir = _setup(env)
+    meter = sn.Client((h.LO, 0))
+    env.defer(meter.close)
+    attacker = sn.Client(bind=('127.0.0.2', 0))
+    env.defer(attacker.close)
+    msource = '%s:%d' % meter.address
+    backend, term, gw = _chain(env, pdir, meters=[('meter-0001', msource)])
+    meter.server = attacker.server = (h.LO, gw.port)
+    conn = sn.connect('meter-0001', duration=60)
+    meter.send(conn)
+    src = _backend_got(backend, conn, "the real meter's CONNECT at the backend")
+    backend.reply(sn.connack(0), src)
+    _expect_raw(meter, sn.connack(0), 'CONNACK at the real meter')
+    before = gw.stats()
+
+    attacker.send(conn)
+    _backend_quiet(backend, "after the other source's CONNECT")
+    _expect_raw(attacker, sn.connack(sn.RC_NOT_SUPPORTED), 'CONNACK to the other source')
+    attacker.send(sn.pingreq('meter-0001'))
+    gw.wait_stat('dropped_policy', 2)
+    _backend_quiet(backend, "after the other source's PINGREQ")
+    # the cloud's next datagram for meter-0001 goes to the real meter only
+    pub = sn.publish(5, b'reading', msg_id=7, qos=1)
+    backend.reply(pub, src)
+    _expect_raw(meter, pub, 'PUBLISH from the cloud at the real meter')
+    _client_quiet(attacker, 'the other source after the refusals')
+    after = gw.stats()
+    eq({k: after[k] - before[k] for k in ('plain_in', 'plain_out', 'records_out', 'replies_local',
+                                          'dropped_policy', 'dropped_unknown', 'sessions')},
+       dict(plain_in=2, plain_out=2, records_out=0, replies_local=1, dropped_policy=2,
+            dropped_unknown=0, sessions=0), 'gateway counters for the other source')
+    eq([(s['identity'], s['state'], s['peer']) for s in gw.sessions()],
+       [('meter-0001', 'established', msource)], 'gateway sessions (identity, state, peer)')
+    eq(term.stats()['plain_out'], 1, 'datagrams at the backend (the real CONNECT only)')
+
+
+def test_reload_that_pins_an_identity_forgets_other_sources(env):
+    """Another source (127.0.0.2) was learned for meter-0001 from its CONNECT;
+    a reload pins meter-0001 to the real meter's source: that source speaks
+    for meter-0001 no more (its PUBLISH is dropped_unknown), the real meter
+    does."""
+    pdir = _setup(env)
+    meter = sn.Client((h.LO, 0))
+    env.defer(meter.close)
+    other = sn.Client(bind=('127.0.0.2', 0))
+    env.defer(other.close)
+    backend, term, gw = _chain(env, pdir)
+    meter.server = other.server = (h.LO, gw.port)
+    conn = sn.connect('meter-0001', duration=60)
+    other.send(conn)
+    src = _backend_got(backend, conn, "the other source's CONNECT (no pin yet)")
+    gw.meters = [('meter-0001', '%s:%d' % meter.address)]
+    gw.write()
+    eq(gw.reload(), 'configuration reloaded', 'reload outcome')
+    before = gw.stats()
+    pub = sn.publish(5, b'forged', msg_id=1, qos=1)
+    other.send(pub)
+    _backend_quiet(backend, "after the other source's PUBLISH")
+    gw.wait_stat('dropped_unknown', before['dropped_unknown'] + 1)
+    own = sn.publish(5, b'21.5', msg_id=2, qos=1)
+    meter.send(own)
+    eq(_backend_got(backend, own, "the real meter's PUBLISH"), src, 'backend socket (same session)')
+    after = gw.stats()
+    eq({k: after[k] - before[k] for k in ('plain_in', 'dropped_unknown', 'dropped_policy')},
+       dict(plain_in=2, dropped_unknown=1, dropped_policy=0), 'gateway counters after the reload')
+
+
 def test_terminator_refuses_connect_with_another_client_id(env):
     """An opaque gateway carries meter-0001's datagrams in meter-0001's
     session; a CONNECT meter-0002 in it is answered with CONNACK 0x03 by the
@@ -265,6 +339,39 @@ def test_forwarder_encapsulation_toward_the_backend(env):
     st = term.stats()
     eq((st['plain_out'], st['plain_in'], st['dropped_unknown'], st['dropped_policy']), (2, 4, 2, 0),
        'terminator plain_out, plain_in, dropped_unknown, dropped_policy')
+
+
+def test_forwarder_socket_answers_only_the_backend(env):
+    """The forwarder socket takes replies from the configured backend address
+    only: an encapsulated CONNACK for meter-0001 from another port of the
+    backend's host, and from the backend's port on another loopback address,
+    is dropped (dropped_policy) and never reaches the meter; the backend's
+    own reply still does."""
+    pdir = _setup(env)
+    fport = h.free_udp_port()
+    backend, term, gw = _chain(env, pdir, term_options=dict(forwarder='%s:%d' % (h.LO, fport)))
+    c = _client(env, gw)
+    conn = sn.connect('meter-0001', duration=30)
+    c.send(conn)
+    src = _backend_got(backend, sn.encapsulate('meter-0001', conn), 'encapsulated CONNECT')
+    forged = sn.encapsulate('meter-0001', sn.connack(0))
+    other_port = sn.Client(bind=(h.LO, 0))
+    env.defer(other_port.close)
+    other_host = sn.Client(bind=('127.0.0.2', backend.address[1]))
+    env.defer(other_host.close)
+    before = term.stats()
+    other_port.send(forged, src)
+    other_host.send(forged, src)
+    _client_quiet(c, 'after replies from elsewhere than the backend')
+    term.wait_stat('dropped_policy', 2)
+    after = term.stats()
+    eq({k: after[k] - before[k] for k in ('plain_in', 'plain_out', 'records_out', 'dropped_policy',
+                                          'dropped_unknown')},
+       dict(plain_in=2, plain_out=0, records_out=0, dropped_policy=2, dropped_unknown=0),
+       'terminator counters for the two forged replies')
+    backend.reply(sn.encapsulate('meter-0001', sn.connack(0)), src)
+    _expect_raw(c, sn.connack(0), "the backend's CONNACK at the client")
+    eq(term.stats()['dropped_policy'], 2, 'terminator dropped_policy at the end')
 
 
 def _idle_seen(gw, identity, seen):

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "psktun/plugin.h"
+#include "parse.h"	/* to build requests */
 
 extern const struct psktun_plugin psktun_plugin;
 
@@ -501,6 +502,37 @@ static void test_gateway_answers_meter_naming_another_identity_with_403(void **s
 	assert_int_equal(fx.ctx.reason, PSKTUN_REASON_POLICY);
 }
 
+/* The daemon refuses the identity this request claims (a `meters` entry
+ * pins it to another source): 4.03 for a CON, a NON dropped. */
+static void test_gateway_refused_identity_gets_403(void **state)
+{
+	static const uint8_t forbidden_2002[] = { 0x60, 0x83, 0x20, 0x02 };
+	static const uint8_t register_0001_non[] = {
+		0x50, 0x02, 0x20, 0x03,
+		0xb2, 'r', 'd',
+		0x0d, 0x00, 'e', 'p', '=', 'm', 'e', 't', 'e', 'r', '-', '0', '0', '0', '1',
+	};
+
+	open_with_ep(PSKTUN_ROLE_GATEWAY);
+	load(register_0001, sizeof(register_0001));
+	fx.ctx.session = NULL;
+	fx.ctx.session_data = NULL;
+	fx.ctx.flags = PSKTUN_DGRAM_IDENTITY_REFUSED;
+	assert_int_equal(psktun_plugin.on_plain(&fx.ctx, fx.buf, &fx.len, sizeof(fx.buf)),
+			 PSKTUN_REPLY);
+	assert_int_equal(fx.ctx.reason, PSKTUN_REASON_POLICY);
+	assert_int_equal(fx.len, sizeof(forbidden_2002));
+	assert_memory_equal(fx.buf, forbidden_2002, sizeof(forbidden_2002));
+	load(register_0001_non, sizeof(register_0001_non));
+	fx.ctx.session = NULL;
+	fx.ctx.session_data = NULL;
+	fx.ctx.flags = PSKTUN_DGRAM_IDENTITY_REFUSED;
+	assert_int_equal(psktun_plugin.on_plain(&fx.ctx, fx.buf, &fx.len, sizeof(fx.buf)),
+			 PSKTUN_DROP);
+	assert_int_equal(fx.ctx.reason, PSKTUN_REASON_POLICY);
+	assert_int_equal(session.timer_calls, 0);
+}
+
 static void test_gateway_forwards_own_identity_and_cloud_requests(void **state)
 {
 	open_with_ep(PSKTUN_ROLE_GATEWAY);
@@ -509,6 +541,217 @@ static void test_gateway_forwards_own_identity_and_cloud_requests(void **state)
 	assert_memory_equal(fx.buf, register_0001, sizeof(register_0001));
 	/* The cloud's requests toward the meter are not checked. */
 	assert_int_equal(TUNNEL(register_0002), PSKTUN_FORWARD);
+}
+
+/* --- one identity, stated once, in one place (issue 10, item 6) --- */
+
+#define OPT_URI_HOST	3
+#define OPT_PROXY_URI	35
+#define OPT_PROXY_SCHEME 39
+
+struct topt {
+	uint16_t number;
+	const char *value;
+};
+
+#define SHAPE(...) ((const struct topt[]){ __VA_ARGS__ }), \
+	sizeof((const struct topt[]){ __VA_ARGS__ }) / sizeof(struct topt)
+
+/* CON POST, mid 0x7007, token 77, with these options (in number order). */
+static size_t build(uint8_t *buf, size_t cap, const struct topt *o, size_t n)
+{
+	static const uint8_t token[] = { 0x77 };
+	uint16_t prev = 0;
+	size_t pos;
+	int h;
+
+	h = coap_write_header(buf, cap, COAP_CON, COAP_CODE(0, 2), 0x7007, token, 1);
+	assert_true(h > 0);
+	pos = (size_t)h;
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(coap_write_option(buf, cap, &pos, &prev, o[i].number,
+						   (const uint8_t *)o[i].value,
+						   (uint16_t)strlen(o[i].value)), 0);
+	return pos;
+}
+
+/*
+ * A request the session meter-0001 sends must be refused with 4.03 at the
+ * gateway (from the meter) and at the terminator (out of the session), and
+ * name nobody to identify() at the gateway. Every shape is tried; each miss
+ * is printed (`what` names the shape) and counted in `misses`.
+ */
+static unsigned misses;
+
+static void refused(const struct psktun_option *opt, const char *what,
+		    const struct topt *o, size_t n)
+{
+	static const uint8_t forbidden_7007[] = { 0x61, 0x83, 0x70, 0x07, 0x77 };
+	static const enum psktun_role roles[] = { PSKTUN_ROLE_GATEWAY, PSKTUN_ROLE_TERMINATOR };
+	uint8_t msg[512];
+	size_t len = build(msg, sizeof(msg), o, n);
+	char id[64];
+	size_t id_len = sizeof(id);
+	enum psktun_verdict v;
+
+	for (size_t r = 0; r < 2; r++) {
+		assert_int_equal(open_tunnel(roles[r], opt, 1), 0);
+		v = roles[r] == PSKTUN_ROLE_GATEWAY ? plain(msg, len) : from_tunnel(msg, len);
+		if (v != PSKTUN_REPLY || fx.ctx.reason != PSKTUN_REASON_POLICY ||
+		    fx.len != sizeof(forbidden_7007) ||
+		    memcmp(fx.buf, forbidden_7007, sizeof(forbidden_7007)) != 0) {
+			print_message("not refused: %s (%s): verdict %d, reason %d, %zu bytes\n",
+				      what, roles[r] == PSKTUN_ROLE_GATEWAY ? "gateway" : "terminator",
+				      (int)v, (int)fx.ctx.reason, fx.len);
+			misses++;
+		}
+		if (roles[r] == PSKTUN_ROLE_GATEWAY &&
+		    identify(msg, len, id, &id_len) != -ENOENT) {
+			print_message("identified: %s names '%.*s'\n", what, (int)id_len, id);
+			misses++;
+		}
+		teardown(NULL);
+	}
+}
+
+static const struct psktun_option ep_opt = { "identity", "query:ep" };
+static const struct psktun_option path2_opt = { "identity", "path:2" };
+
+static void test_query_identity_in_one_option_with_another_parameter_is_refused(void **state)
+{
+	misses = 0;
+	refused(&ep_opt, "lt=300&ep=meter-0002",
+		       SHAPE({ COAP_OPT_URI_PATH, "rd" }, { COAP_OPT_URI_QUERY, "lt=300&ep=meter-0002" }));
+	refused(&ep_opt, "ep=meter-0001, lt=300&ep=meter-0002",
+		       SHAPE({ COAP_OPT_URI_PATH, "rd" }, { COAP_OPT_URI_QUERY, "ep=meter-0001" },
+			     { COAP_OPT_URI_QUERY, "lt=300&ep=meter-0002" }));
+	refused(&ep_opt, "ep=meter-0001&lt=300",
+		       SHAPE({ COAP_OPT_URI_PATH, "rd" }, { COAP_OPT_URI_QUERY, "ep=meter-0001&lt=300" }));
+	refused(&ep_opt, "ep=meter-0001;ep=meter-0002",
+		       SHAPE({ COAP_OPT_URI_PATH, "rd" },
+			     { COAP_OPT_URI_QUERY, "ep=meter-0001;ep=meter-0002" }));
+	assert_int_equal(misses, 0);
+}
+
+static void test_query_name_in_another_case_or_spelling_is_refused(void **state)
+{
+	misses = 0;
+	refused(&ep_opt, "EP=meter-0002",
+		       SHAPE({ COAP_OPT_URI_PATH, "rd" }, { COAP_OPT_URI_QUERY, "EP=meter-0002" }));
+	refused(&ep_opt, "ep=meter-0001, Ep=meter-0002",
+		       SHAPE({ COAP_OPT_URI_PATH, "rd" }, { COAP_OPT_URI_QUERY, "ep=meter-0001" },
+			     { COAP_OPT_URI_QUERY, "Ep=meter-0002" }));
+	refused(&ep_opt, "%65p=meter-0002",
+		       SHAPE({ COAP_OPT_URI_PATH, "rd" }, { COAP_OPT_URI_QUERY, "%65p=meter-0002" }));
+	refused(&ep_opt, "' ep=meter-0002'",
+		       SHAPE({ COAP_OPT_URI_PATH, "rd" }, { COAP_OPT_URI_QUERY, " ep=meter-0002" }));
+	assert_int_equal(misses, 0);
+}
+
+static void test_query_identity_stated_twice_is_refused_even_if_equal(void **state)
+{
+	misses = 0;
+	refused(&ep_opt, "ep=meter-0001 twice",
+		       SHAPE({ COAP_OPT_URI_PATH, "rd" }, { COAP_OPT_URI_QUERY, "ep=meter-0001" },
+			     { COAP_OPT_URI_QUERY, "ep=meter-0001" }));
+	assert_int_equal(misses, 0);
+}
+
+static void test_proxy_options_are_refused(void **state)
+{
+	misses = 0;
+	refused(&ep_opt, "Proxy-Uri with ep=meter-0002",
+		       SHAPE({ OPT_PROXY_URI, "coap://cloud/rd?ep=meter-0002" }));
+	refused(&ep_opt, "Proxy-Uri beside the own ep",
+		       SHAPE({ COAP_OPT_URI_QUERY, "ep=meter-0001" },
+			     { OPT_PROXY_URI, "coap://cloud/rd?ep=meter-0002" }));
+	refused(&ep_opt, "Proxy-Scheme with Uri-Host",
+		       SHAPE({ OPT_URI_HOST, "meter-0002.cloud" }, { COAP_OPT_URI_PATH, "rd" },
+			     { COAP_OPT_URI_QUERY, "ep=meter-0001" }, { OPT_PROXY_SCHEME, "coap" }));
+	refused(&path2_opt, "Proxy-Uri, path:2",
+		       SHAPE({ OPT_PROXY_URI, "coap://cloud/bs/meter-0002" }));
+	assert_int_equal(misses, 0);
+}
+
+static void test_path_segments_that_read_otherwise_are_refused(void **state)
+{
+	misses = 0;
+	refused(&path2_opt, "one segment rd/meter-0002",
+		       SHAPE({ COAP_OPT_URI_PATH, "rd/meter-0002" }));
+	refused(&path2_opt, "bs, meter-0001/../../bs/meter-0002",
+		       SHAPE({ COAP_OPT_URI_PATH, "bs" },
+			     { COAP_OPT_URI_PATH, "meter-0001/../../bs/meter-0002" }));
+	refused(&path2_opt, "bs, meter-0001, .., .., bs, meter-0002",
+		       SHAPE({ COAP_OPT_URI_PATH, "bs" }, { COAP_OPT_URI_PATH, "meter-0001" },
+			     { COAP_OPT_URI_PATH, ".." }, { COAP_OPT_URI_PATH, ".." },
+			     { COAP_OPT_URI_PATH, "bs" }, { COAP_OPT_URI_PATH, "meter-0002" }));
+	refused(&path2_opt, "., meter-0001, meter-0002",
+		       SHAPE({ COAP_OPT_URI_PATH, "." }, { COAP_OPT_URI_PATH, "meter-0001" },
+			     { COAP_OPT_URI_PATH, "meter-0002" }));
+	refused(&path2_opt, "(empty), meter-0001, meter-0002",
+		       SHAPE({ COAP_OPT_URI_PATH, "" }, { COAP_OPT_URI_PATH, "meter-0001" },
+			     { COAP_OPT_URI_PATH, "meter-0002" }));
+	refused(&path2_opt, "bs, meter-0001, %2e%2e, %2e%2e, bs, meter-0002",
+		       SHAPE({ COAP_OPT_URI_PATH, "bs" }, { COAP_OPT_URI_PATH, "meter-0001" },
+			     { COAP_OPT_URI_PATH, "%2e%2e" }, { COAP_OPT_URI_PATH, "%2e%2e" },
+			     { COAP_OPT_URI_PATH, "bs" }, { COAP_OPT_URI_PATH, "meter-0002" }));
+	/* In query mode, a segment that reads as the start of a query. */
+	refused(&ep_opt, "segment rd?ep=meter-0002",
+		       SHAPE({ COAP_OPT_URI_PATH, "rd?ep=meter-0002" }));
+	refused(&ep_opt, "segment .. before rd",
+		       SHAPE({ COAP_OPT_URI_PATH, ".." }, { COAP_OPT_URI_PATH, "rd" },
+			     { COAP_OPT_URI_QUERY, "ep=meter-0001" }));
+	assert_int_equal(misses, 0);
+}
+
+/* What stays allowed: the identity once where configured, other parameters
+ * in options of their own, a trailing empty segment, no identity at all. */
+static void test_unambiguous_requests_still_pass(void **state)
+{
+	uint8_t msg[512];
+	size_t len;
+	char id[64];
+	size_t id_len = sizeof(id);
+
+	len = build(msg, sizeof(msg), SHAPE({ OPT_URI_HOST, "cloud" }, { COAP_OPT_URI_PATH, "rd" },
+					    { COAP_OPT_URI_QUERY, "ep=meter-0001" },
+					    { COAP_OPT_URI_QUERY, "lt=300" },
+					    { COAP_OPT_URI_QUERY, "epx=1" }));
+	assert_int_equal(open_tunnel(PSKTUN_ROLE_GATEWAY, &ep_opt, 1), 0);
+	assert_int_equal(identify(msg, len, id, &id_len), 0);
+	assert_int_equal(id_len, 10);
+	assert_memory_equal(id, "meter-0001", 10);
+	assert_int_equal(plain(msg, len), PSKTUN_FORWARD);
+	teardown(NULL);
+	assert_int_equal(open_tunnel(PSKTUN_ROLE_TERMINATOR, &ep_opt, 1), 0);
+	assert_int_equal(from_tunnel(msg, len), PSKTUN_FORWARD);
+	assert_int_equal(fx.ctx.reason, PSKTUN_REASON_NONE);
+	teardown(NULL);
+
+	len = build(msg, sizeof(msg), SHAPE({ COAP_OPT_URI_PATH, "bs" },
+					    { COAP_OPT_URI_PATH, "meter-0001" },
+					    { COAP_OPT_URI_PATH, "" }));
+	assert_int_equal(open_tunnel(PSKTUN_ROLE_TERMINATOR, &path2_opt, 1), 0);
+	assert_int_equal(from_tunnel(msg, len), PSKTUN_FORWARD);
+	assert_int_equal(fx.ctx.reason, PSKTUN_REASON_NONE);
+}
+
+/* allow_proxy = true: Proxy-Uri and Proxy-Scheme pass (unchecked). */
+static void test_allow_proxy_forwards_proxy_options(void **state)
+{
+	static const struct psktun_option opts[] = {
+		{ "identity", "query:ep" },
+		{ "allow_proxy", "true" },
+	};
+	static const struct psktun_option bad = { "allow_proxy", "yes" };
+	uint8_t msg[512];
+	size_t len = build(msg, sizeof(msg), SHAPE({ OPT_PROXY_URI, "coap://cloud/rd?x=1" }));
+
+	assert_int_equal(open_tunnel(PSKTUN_ROLE_TERMINATOR, opts, 2), 0);
+	assert_int_equal(from_tunnel(msg, len), PSKTUN_FORWARD);
+	assert_int_equal(fx.ctx.reason, PSKTUN_REASON_NONE);
+	teardown(NULL);
+	assert_int_equal(open_tunnel(PSKTUN_ROLE_TERMINATOR, &bad, 1), -EINVAL);
 }
 
 static void test_ping_is_forwarded_both_ways(void **state)
@@ -704,12 +947,30 @@ static void test_session_close_cancels_an_armed_timer(void **state)
 	fx.tunnel_data = NULL;
 }
 
+/* -n, start and reload ask check_options; init uses the same parser. */
+static void test_check_options_refuses_what_init_refuses_with_one_sentence(void **state)
+{
+	const struct psktun_option good[] = { { "identity", "query:ep" }, { "answer_timeout_ms", "0" } };
+	const struct psktun_option bad[] = { { "answer_timeout_ms", "banana" } };
+	const struct psktun_option unknown[] = { { "colour", "red" } };
+	char err[256] = "";
+
+	(void)state;
+	assert_int_equal(psktun_plugin.check_options(PSKTUN_ROLE_GATEWAY, good, 2, err, sizeof(err)), 0);
+	assert_int_equal(psktun_plugin.check_options(PSKTUN_ROLE_TERMINATOR, NULL, 0, err, sizeof(err)), 0);
+	assert_int_equal(psktun_plugin.check_options(PSKTUN_ROLE_GATEWAY, bad, 1, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "coap: answer_timeout_ms = \"banana\": expected milliseconds from 0 (off) to 3600000");
+	assert_int_equal(psktun_plugin.check_options(PSKTUN_ROLE_TERMINATOR, unknown, 1, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "coap: unknown option \"colour\" (known: identity, allow_proxy, answer_timeout_ms)");
+}
+
 #define T(f) cmocka_unit_test_teardown(f, teardown)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_exports_abi_struct_named_coap),
+		T(test_check_options_refuses_what_init_refuses_with_one_sentence),
 		T(test_init_accepts_the_documented_options),
 		T(test_init_rejects_unknown_option_with_a_log_line),
 		T(test_init_rejects_bad_identity_specs),
@@ -727,7 +988,15 @@ int main(void)
 		T(test_terminator_forwards_own_identity_and_requests_without_ep),
 		T(test_terminator_without_identity_option_forwards_any_ep),
 		T(test_gateway_answers_meter_naming_another_identity_with_403),
+		T(test_gateway_refused_identity_gets_403),
 		T(test_gateway_forwards_own_identity_and_cloud_requests),
+		T(test_query_identity_in_one_option_with_another_parameter_is_refused),
+		T(test_query_name_in_another_case_or_spelling_is_refused),
+		T(test_query_identity_stated_twice_is_refused_even_if_equal),
+		T(test_proxy_options_are_refused),
+		T(test_path_segments_that_read_otherwise_are_refused),
+		T(test_unambiguous_requests_still_pass),
+		T(test_allow_proxy_forwards_proxy_options),
 		T(test_ping_is_forwarded_both_ways),
 		T(test_malformed_is_dropped_both_ways),
 		T(test_unanswered_con_reports_silent_after_default_30s),

@@ -308,7 +308,7 @@ static void directory_is_not_a_key_file(void **state)
 {
 	path = test_dir;
 	assert_int_equal(psktun_keys_load(path, true, &keys, &diag), -EINVAL);
-	expect_diag(1, 0, "key file is not a regular file");
+	expect_diag(1, 0, "key file is not a regular file (it is a directory)");
 }
 
 static void free_null_is_fine(void **state)

@@ -431,6 +431,30 @@ static void gateway_connect_of_another_clientid_is_refused_with_connack_3(void *
 	rig_fini(&r);
 }
 
+/* The daemon refuses the identity (pinned to another source): a CONNECT
+ * gets CONNACK 0x03 even though it names "the session's" identity, a
+ * PINGREQ is dropped, a SEARCHGW is not answered. */
+static void gateway_refused_identity_gets_the_protocols_refusal(void **state)
+{
+	struct rig r;
+
+	assert_int_equal(rig_init(&r, PSKTUN_ROLE_GATEWAY, NULL, 0), 0);
+	rig_load(&r, NULL, VEC(0x10, 0x04, 0x04, 0x01, 0x00, 0x3c, METER1),
+		 VLEN(0x10, 0x04, 0x04, 0x01, 0x00, 0x3c, METER1));
+	r.ctx.flags = PSKTUN_DGRAM_IDENTITY_REFUSED;
+	assert_int_equal(P->on_plain(&r.ctx, r.buf, &r.len, sizeof(r.buf)), PSKTUN_REPLY);
+	ASSERT_BUF(&r, 0x03, 0x05, 0x03);
+	assert_int_equal(r.ctx.reason, PSKTUN_REASON_POLICY);
+	rig_load(&r, NULL, VEC(0x0c, 0x16, METER1), VLEN(0x0c, 0x16, METER1));
+	r.ctx.flags = PSKTUN_DGRAM_IDENTITY_REFUSED;
+	assert_int_equal(P->on_plain(&r.ctx, r.buf, &r.len, sizeof(r.buf)), PSKTUN_DROP);
+	assert_int_equal(r.ctx.reason, PSKTUN_REASON_POLICY);
+	assert_int_equal(F.n_idle, 0);
+	assert_int_equal(F.n_session_timer, 0);
+	assert_int_equal(F.plain.n, 0);
+	rig_fini(&r);
+}
+
 static void gateway_connect_of_own_clientid_is_forwarded(void **state)
 {
 	struct rig r;
@@ -952,9 +976,31 @@ static void good_options_are_accepted(void **state)
 	rig_fini(&r);
 }
 
+/* -n, start and reload ask check_options; init uses the same parser. */
+static void check_options_refuses_what_init_refuses_with_one_sentence(void **state)
+{
+	const struct psktun_option good[] = { OPT("gateway_id", "7"), OPT("advertise_s", "0") };
+	const struct psktun_option bad[] = { OPT("answer_timeout_ms", "banana") };
+	const struct psktun_option gw_only[] = { OPT("gateway_id", "7") };
+	const struct psktun_option lonely[] = { OPT("advertise_s", "60") };
+	char err[256] = "";
+
+	assert_int_equal(P->check_options(PSKTUN_ROLE_GATEWAY, good, 2, err, sizeof(err)), 0);
+	assert_int_equal(P->check_options(PSKTUN_ROLE_GATEWAY, NULL, 0, err, sizeof(err)), 0);
+	assert_int_equal(P->check_options(PSKTUN_ROLE_GATEWAY, bad, 1, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "mqttsn option answer_timeout_ms = \"banana\": want milliseconds, 0..86400000 (0: off)");
+	assert_int_equal(P->check_options(PSKTUN_ROLE_TERMINATOR, gw_only, 1, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "mqttsn option gateway_id = \"7\": only for mode = \"gateway\"");
+	assert_int_equal(P->check_options(PSKTUN_ROLE_GATEWAY, lonely, 1, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "mqttsn option advertise_s needs advertise_to (\"ip:port\")");
+	assert_int_equal(P->check_options(PSKTUN_ROLE_GATEWAY, bad, 1, err, 8), -EINVAL);
+	assert_string_equal(err, "mqttsn ");	/* cut to fit, terminated */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(check_options_refuses_what_init_refuses_with_one_sentence),
 		cmocka_unit_test(exports_abi_size_name_and_callbacks),
 		cmocka_unit_test(searchgw_is_answered_locally_with_gwinfo),
 		cmocka_unit_test(gwinfo_carries_option_gateway_id),
@@ -966,6 +1012,7 @@ int main(void)
 		cmocka_unit_test(identify_names_the_connect_clientid),
 		cmocka_unit_test(identify_others_name_nobody),
 		cmocka_unit_test(gateway_connect_of_another_clientid_is_refused_with_connack_3),
+		cmocka_unit_test(gateway_refused_identity_gets_the_protocols_refusal),
 		cmocka_unit_test(gateway_connect_of_own_clientid_is_forwarded),
 		cmocka_unit_test(terminator_connect_of_another_clientid_is_refused_with_connack_3),
 		cmocka_unit_test(terminator_connect_of_own_clientid_is_forwarded),
