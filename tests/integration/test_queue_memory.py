@@ -23,6 +23,11 @@ FITS_EACH = 9          # queue_len (8) + 1
 BUDGET = 4 << 20       # dtls.queue_bytes' default
 
 
+def asan(pid):
+    with open('/proc/%d/maps' % pid) as f:
+        return any('libasan' in line for line in f)
+
+
 def rss_kib(pid):
     with open('/proc/%d/status' % pid) as f:
         for line in f:
@@ -72,9 +77,16 @@ def test_a_thousand_stuck_meters_stay_within_the_queue_budget(env):
         METERS * FITS_EACH - queued, queued * FITS, -(-queued // 8), 0, 0),
        'plain_in, dropped_oversize, dropped_overflow, queued_bytes, sessions, dropped_unknown, '
        'handshakes_completed')
-    # what the queues hold is bounded by the budget; the rest is 1,000 sessions' bookkeeping
-    if rss - rss0 > 16 * 1024:
-        raise Fail('gateway RSS grew by %d KiB (from %d to %d KiB)' % (rss - rss0, rss0, rss))
+    # what the queues hold is bounded by the budget; the rest is 1,000 sessions' bookkeeping.
+    # Under AddressSanitizer every allocation carries redzones and shadow, and
+    # freed memory waits in the quarantine (up to 256 MiB): 28-29 MiB was seen
+    # there on a busy machine, against 16 MiB allowed.  The budget is checked
+    # by the plain build (and exactly, above, by queued_bytes); under the
+    # sanitizer a looser bound (as in test_flood) only catches gross growth.
+    bound = 64 * 1024 if asan(gw.proc.pid) else 16 * 1024
+    if rss - rss0 > bound:
+        raise Fail('gateway RSS grew by %d KiB (from %d to %d KiB), bound %d KiB'
+                   % (rss - rss0, rss0, rss, bound))
 
 
 if __name__ == '__main__':
