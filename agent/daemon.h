@@ -103,6 +103,9 @@ struct session {
 	uint32_t idle_timeout_s;
 	bool closing_after_send;	/* plugin asked to close after forwarding */
 	bool counted_handshaking;
+	int16_t alert_ignored;		/* a plaintext alert a handshake holds (session_on_record), or -1 */
+	int alert_last_in;		/* the handshake's last message in when it came */
+	uint64_t alert_ms;		/* when it came */
 
 	struct hs_slot slot;		/* terminator: its handshake slot, whether its address is proven */
 	struct session *replaces;	/* terminator: the established session this one will replace */

@@ -149,12 +149,19 @@ static void on_cloud(struct session *s, ssize_t nread, uint8_t *data, bool trunc
 	if (nread == 0)
 		return;
 	if (nread < 0) {
-		/* ICMP port unreachable on the connected socket: nobody listens there now. */
-		log_info("tunnel %s: session %s: %s from the cloud", s->t->conf.name, SESSION_ID(s),
-			 strerror(-nread));
+		/* ICMP port unreachable on the connected socket: nobody listens
+		 * there now. Like a plaintext alert it is unauthenticated, and
+		 * anyone who knows the socket's addresses can forge one: believed
+		 * only while an uplink record waits for its answer, which is
+		 * when a dead server's host sends it (lost_by_cloud). */
+		bool believed = s->state == SESSION_ESTABLISHED && s->awaiting_downlink;
+
+		log_info("tunnel %s: session %s: %s from the cloud%s", s->t->conf.name, SESSION_ID(s),
+			 strerror(-nread), believed || s->state != SESSION_ESTABLISHED ? ""
+			 : " (ignored: no uplink waits for an answer)");
 		if (s->state == SESSION_HANDSHAKING)
 			s->unreachable = true;
-		if (s->state == SESSION_ESTABLISHED) {
+		if (believed) {
 			session_rehandshake(s);
 			session_replay_sent(s);
 		}

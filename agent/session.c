@@ -110,6 +110,7 @@ struct session *session_new(struct tunnel *t, const char *identity, size_t len)
 	s->timer.data = s;
 	s->open_handles = 1;
 	s->last_rx_ms = daemon_now_ms(d);
+	s->alert_ignored = -1;
 
 	s->next = t->sessions;
 	if (t->sessions)
@@ -291,6 +292,7 @@ void session_handshake_begin(struct session *s)
 	struct daemon *d = s->t->d;
 
 	s->state = SESSION_HANDSHAKING;
+	s->alert_ignored = -1;
 	s->counted_handshaking = true;
 	d->n_handshaking++;
 	if (!s->repeat)
@@ -300,17 +302,56 @@ void session_handshake_begin(struct session *s)
 	s->unreachable = s->unknown_identity = false;
 }
 
+/* "alert handshake_failure": RFC 5246's name, from GNUTLS_A_HANDSHAKE_FAILURE. */
+static void alert_name(gnutls_alert_description_t desc, char *buf, size_t len)
+{
+	const char *alert = gnutls_alert_get_strname(desc);
+
+	if (alert && !strncmp(alert, "GNUTLS_A_", 9))
+		alert += 9;
+	if (alert)
+		snprintf(buf, len, "alert %s", alert);
+	else
+		snprintf(buf, len, "alert %d", (int)desc);
+	for (char *p = buf; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+}
+
+/*
+ * A plaintext alert held during a handshake (session_on_record): how long
+ * until it ends the handshake, 0 now, UINT64_MAX when none is held or the
+ * handshake has moved on since (a forged alert, overtaken by the real flight).
+ */
+static uint64_t alert_left_ms(struct session *s)
+{
+	uint64_t limit, elapsed;
+
+	if (s->alert_ignored < 0)
+		return UINT64_MAX;
+	if (!s->tls || (int)gnutls_handshake_get_last_in(s->tls) != s->alert_last_in) {
+		s->alert_ignored = -1;
+		return UINT64_MAX;
+	}
+	limit = 2 * (uint64_t)s->t->d->cfg->dtls.retransmit_ms;
+	elapsed = daemon_now_ms(s->t->d) - s->alert_ms;
+	return elapsed >= limit ? 0 : limit - elapsed;
+}
+
 /* Why a handshake failed, from what GnuTLS said and what the session saw. */
 static enum psktun_failure failure_reason(struct session *s, int r, const char **detail,
 					  char *buf, size_t len)
 {
-	const char *alert;
 	bool gw = s->t->mode == PSKTUN_MODE_GATEWAY;
 	char id[PSKTUN_IDENTITY_MAX + 1];
 
 	*detail = NULL;
 	switch (r) {
 	case GNUTLS_E_TIMEDOUT:
+		if (s->alert_ignored >= 0) {	/* held, and nothing moved the handshake on */
+			alert_name((gnutls_alert_description_t)s->alert_ignored, buf, len);
+			*detail = buf;
+			return PSKTUN_FAIL_peer_alert;
+		}
 		if (s->unknown_identity)
 			return PSKTUN_FAIL_unknown_identity;
 		/* A wrong key shows only as a Finished the other side cannot
@@ -325,13 +366,7 @@ static enum psktun_failure failure_reason(struct session *s, int r, const char *
 		}
 		return PSKTUN_FAIL_silent;
 	case GNUTLS_E_FATAL_ALERT_RECEIVED:
-		/* "alert handshake_failure", RFC 5246's name, from GNUTLS_A_HANDSHAKE_FAILURE */
-		alert = gnutls_alert_get_strname(gnutls_alert_get(s->tls));
-		if (alert && !strncmp(alert, "GNUTLS_A_", 9))
-			alert += 9;
-		snprintf(buf, len, "alert %s", alert ? alert : "?");
-		for (char *p = buf; *p; p++)
-			*p = (char)tolower((unsigned char)*p);
+		alert_name(gnutls_alert_get(s->tls), buf, len);
 		*detail = buf;
 		return PSKTUN_FAIL_peer_alert;
 	case GNUTLS_E_NO_CIPHER_SUITES:
@@ -399,6 +434,8 @@ void session_handshake_step(struct session *s)
 		}
 		if (ms > hs_slot_hello_left_ms(s))
 			ms = hs_slot_hello_left_ms(s);
+		if (ms > alert_left_ms(s))
+			ms = alert_left_ms(s);
 		arm(s, ms);
 		return;
 	}
@@ -466,12 +503,16 @@ static void on_timer(uv_timer_t *timer)
 	struct session *s = timer->data;
 	struct daemon *d = s->t->d;
 	uint64_t now, idle_ms;
+	char alert[48];
 
 	switch (s->state) {
 	case SESSION_HANDSHAKING:
 		if (!hs_slot_hello_left_ms(s))
 			session_failed(s, PSKTUN_FAIL_silent, "no second flight in time while slots run short");
-		else
+		else if (!alert_left_ms(s)) {
+			alert_name((gnutls_alert_description_t)s->alert_ignored, alert, sizeof(alert));
+			session_failed(s, PSKTUN_FAIL_peer_alert, alert);
+		} else
 			session_handshake_step(s);
 		break;
 	case SESSION_ESTABLISHED:
@@ -719,9 +760,28 @@ void session_on_record(struct session *s, const uint8_t *data, size_t len)
 			dropped = true;
 			break;
 		}
-		if (s->state == SESSION_HANDSHAKING && dtls_record_epoch(data) > 0)
-			s->peer_finished = true;
-		on_one_record(s, data, n);
+		if (s->state == SESSION_HANDSHAKING && data[0] == DTLS_CT_ALERT && dtls_record_epoch(data) == 0) {
+			/* Unauthenticated, and GnuTLS ends a handshake on any
+			 * alert: one forged datagram would cost a gateway its
+			 * back-off, a terminator's peer its handshake_timeout_s.
+			 * Held instead: it ends the handshake only if nothing
+			 * moves it on within two retransmission intervals
+			 * (alert_left_ms), so a real peer's alert still ends it
+			 * soon and a forged one is overtaken by the real flight. */
+			d->stats.records_discarded++;
+			if (s->alert_ignored < 0) {
+				s->alert_ignored = n > DTLS_RECORD_HDR + 1 ? data[DTLS_RECORD_HDR + 1] : 0;
+				s->alert_ms = daemon_now_ms(d);
+				s->alert_last_in = s->tls ? (int)gnutls_handshake_get_last_in(s->tls) : -1;
+				arm(s, alert_left_ms(s));
+			}
+			log_debug("tunnel %s: a plaintext alert (%d) during a handshake held",
+				  s->t->conf.name, data[DTLS_RECORD_HDR + 1]);
+		} else {
+			if (s->state == SESSION_HANDSHAKING && dtls_record_epoch(data) > 0)
+				s->peer_finished = true;
+			on_one_record(s, data, n);
+		}
 		data += n;
 		len -= n;
 	}
