@@ -154,6 +154,10 @@ def restart_run(env, kill=True, down_s=DOWN_S, quiet=False):
             # close_notify reached the gateway: every session there closed
             h.wait_until(lambda: gw.stats()['sessions_closed'] - g0['sessions_closed'] >= len(keys),
                          h.T, 'gateway sessions closed by the peer')
+            # the counter comes over the control socket, the log lines through
+            # a pipe and a reader thread: wait for them too (capped), then count
+            h.wait_until(lambda: gw.log_text().count('closed by peer') >= len(keys), h.T,
+                         'gateway log lines "closed by peer"')
             closed_by_peer = gw.log_text().count('closed by peer')
             t_ready = resil.restart(term, t_down + down_s)
         h.wait_until(lambda: all(x is not None for x in next_answer_after(meters, t_ready)),

@@ -30,6 +30,14 @@ ADDR = r'127\.0\.0\.1:\d+'
 AGE = r'\d+ s'
 
 
+def log_line(d, rx, what):
+    """one_line of d's log, once it is there: a counter read over the control
+    socket can change before the log line has come through the pipe."""
+    h.await_condition(lambda: any(re.fullmatch(rx, ln) for ln in d.log_text().splitlines()),
+                      what)
+    return one_line(d.log_text(), rx, what)
+
+
 def one_line(text, rx, what):
     """The one line of text that matches rx whole; printed for the record."""
     got = [ln for ln in text.splitlines() if re.fullmatch(rx, ln)]
@@ -78,11 +86,10 @@ def test_terminator_wrong_key_unknown_identity_never_seen(env):
     h.gnutls_cli(env, term.port, bad_key, 'meter-9999', name='unknown-identity')
     wait_failed(term, 2, 'unknown identity')
 
-    log = term.log_text()
-    one_line(log, LOG % ('warning', r"tunnel t1: handshake with meter-0002 at %s failed: "
+    log_line(term, LOG % ('warning', r"tunnel t1: handshake with meter-0002 at %s failed: "
                          r"the client's Finished did not verify: wrong key\?" % ADDR),
              'terminator log, wrong key')
-    one_line(log, LOG % ('warning', r'tunnel t1: handshake with meter-9999 at %s failed: '
+    log_line(term, LOG % ('warning', r'tunnel t1: handshake with meter-9999 at %s failed: '
                          r'unknown identity' % ADDR), 'terminator log, unknown identity')
     show_line(term, 'meter-0001', r'established, peer %s, seen %s ago, handshake %s ago \(full\), '
               r'air in \d+ B/\d+ out \d+ B/\d+, plain in 10 B/1 out 5 B/1, 1 handshake, 0 failures'
@@ -113,7 +120,7 @@ def test_terminator_answers_no_common_suite_with_handshake_failure_counted_once(
                               extra=['-cipher', 'PSK-AES256-GCM-SHA384'])
     ossl.wait_err(r'alert handshake failure')
     ossl.wait_exit()
-    one_line(term.log_text(), LOG % ('warning', r'tunnel t1: handshake with a client at %s failed: '
+    log_line(term, LOG % ('warning', r'tunnel t1: handshake with a client at %s failed: '
                                      r'no cipher suite in common \(handshake_failure alert sent\)'
                                      % ADDR), 'terminator log, no common suite')
 
@@ -148,7 +155,7 @@ def test_terminator_client_silent_after_the_cookie(env):
     s, src, _, _ = _raw_handshake_start(env, term, suite=0xc0a8)     # PSK-AES128-CCM8: accepted
     eq(s.recv(2048)[:1], b'\x16', 'the server\'s flight (a handshake record)')
     wait_failed(term, 1, 'silent client')
-    one_line(term.log_text(), LOG % ('warning', r'tunnel t1: handshake with a client at %s failed: '
+    log_line(term, LOG % ('warning', r'tunnel t1: handshake with a client at %s failed: '
                                      r'the client went silent after the cookie' % re.escape(src)),
              'terminator log, client silent after the cookie')
     eq(term.stats()['handshake_failures.silent'], 1, 'handshake_failures.silent')
@@ -163,7 +170,7 @@ def test_terminator_too_many_handshakes_from_one_address(env):
     # A second handshake from the same IP at once: over handshake_rate.
     _, src, _, _ = _raw_handshake_start(env, term, suite=0xc0a8)
     term.wait_stat('dropped_limit', 1)
-    one_line(term.log_text(), LOG % ('warning', r'tunnel t1: handshake from %s refused: too many '
+    log_line(term, LOG % ('warning', r'tunnel t1: handshake from %s refused: too many '
                                      r'handshakes \(over handshake_rate from this address\)'
                                      % re.escape(src)), 'terminator log, too many handshakes')
     eq(term.stats()['handshake_failures.too_many_handshakes'], 1, 'handshake_failures.too_many_handshakes')
@@ -233,10 +240,10 @@ def test_gateway_wrong_key(env):
     m.send(b'reading-000042', gw.addr)
     wait_failed(gw, 1, 'wrong key')
     wait_failed(term, 1, 'wrong key')
-    one_line(gw.log_text(), LOG % ('warning', r'tunnel t1: handshake for meter-0002 with %s failed: '
+    log_line(gw, LOG % ('warning', r'tunnel t1: handshake for meter-0002 with %s failed: '
                                    r'our Finished was not accepted: wrong key\?; retry 1 in \d+ ms'
                                    % re.escape(term.addr)), 'gateway log, wrong key')
-    one_line(term.log_text(), LOG % ('warning', r"tunnel t1: handshake with meter-0002 at %s failed: "
+    log_line(term, LOG % ('warning', r"tunnel t1: handshake with meter-0002 at %s failed: "
                                      r"the client's Finished did not verify: wrong key\?" % ADDR),
              'terminator log, wrong key (gateway)')
     show_line(gw, 'meter-0002', r'(backoff|handshaking), peer %s, seen %s ago, no handshake, '
@@ -262,7 +269,7 @@ def test_gateway_server_down(env):
         m.send(b'hello', gw.addr)
         wait_failed(gw, 1, 'server down')
         detail = r' \(ICMP: port unreachable\)' if not cloud else ''
-        one_line(gw.log_text(), LOG % ('warning', r'tunnel t1: handshake for meter-0001 with '
+        log_line(gw, LOG % ('warning', r'tunnel t1: handshake for meter-0001 with '
                                        r'127\.0\.0\.1:%d failed: no answer from the server%s; '
                                        r'retry 1 in \d+ ms' % (port, detail)),
                  'gateway log, server down (%s)' % name)
@@ -286,7 +293,7 @@ def test_gateway_server_ends_the_handshake_with_an_alert(env):
     gw = h.gateway(env, GOOD, [('meter-0001', m.source)], '%s:%d' % (h.LO, port), dtls=DTLS, verbose=0)
     m.send(b'hello', gw.addr)
     wait_failed(gw, 1, 'alert')
-    one_line(gw.log_text(), LOG % ('warning', r'tunnel t1: handshake for meter-0001 with 127\.0\.0\.1:%d '
+    log_line(gw, LOG % ('warning', r'tunnel t1: handshake for meter-0001 with 127\.0\.0\.1:%d '
                                    r'failed: the server ended the handshake \(alert handshake_failure\); '
                                    r'retry 1 in \d+ ms' % port), 'gateway log, server alert')
     show_line(gw, 'meter-0001', r'(backoff|handshaking), peer %s, seen %s ago, no handshake, '
@@ -304,7 +311,7 @@ def test_gateway_unprovisioned_source_logged_once(env):
     for i in range(5):
         stranger.send(b'who-am-i-%d' % i, gw.addr)
     gw.wait_stat('dropped_unknown', 5)
-    one_line(gw.log_text(), LOG % ('warning', r'tunnel t1: datagram from %s dropped: unknown source '
+    log_line(gw, LOG % ('warning', r'tunnel t1: datagram from %s dropped: unknown source '
                                    r'\(no meters entry\)' % re.escape(stranger.source)),
              'gateway log, unprovisioned source (5 datagrams, one line)')
     one_line(gw.ctl('show'), r'    source %s: 5 times, last %s ago' % (re.escape(stranger.source), AGE),
@@ -327,7 +334,7 @@ def test_gateway_unknown_identity_from_coap_ep(env):
     for mid in (1, 2):
         m.send(h.coap_get(mid, b't', 'time', ('ep=meter-9999',)), (h.LO, port))
     gw.wait_stat('dropped_unknown', 2)
-    one_line(gw.log_text(), LOG % ('warning', r'tunnel t1: datagram from %s dropped: unknown identity '
+    log_line(gw, LOG % ('warning', r'tunnel t1: datagram from %s dropped: unknown identity '
                                    r'meter-9999 \(not in the key file\)' % re.escape(m.source)),
              'gateway log, unknown ep=')
     one_line(gw.ctl('show'), r'    identity meter-9999 from %s: 2 times, last %s ago'
@@ -367,7 +374,7 @@ def test_meter_silent_and_traffic_on_the_air(env):
        ['300', '2', '304', '2'], 'terminator plain side')
 
     gw.wait_log(r'session meter-0001 down \(idle; was established\)', 20)
-    one_line(gw.log_text(), LOG % ('notice', r'tunnel t1: session meter-0001 down '
+    log_line(gw, LOG % ('notice', r'tunnel t1: session meter-0001 down '
                                    r'\(idle; was established\)'), 'gateway log, meter silent')
     show_line(gw, 'meter-0001', r'no session, peer %s, seen %s ago, handshake %s ago \(full\), '
               r'air in %s B/%s out %s B/%s, plain in 300 B/2 out 304 B/2, 1 handshake, 0 failures'
