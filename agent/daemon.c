@@ -180,6 +180,7 @@ void daemon_stop(struct daemon *d, int exit_code)
 	}
 	d->tunnels = NULL;
 	sockset_close(&d->sockset);	/* after the sessions: they close their sockets */
+	session_starter_close(d);
 	control_stop(d);
 	if (d->leader || !d->sig_hup.loop)
 		return;
@@ -277,8 +278,10 @@ static void reload_free(struct reload *rl)
 
 static void reload_abort(struct daemon *d)
 {
-	for (struct tunnel *t = d->tunnels; t; t = t->next)
+	for (struct tunnel *t = d->tunnels; t; t = t->next) {
 		t->retiring = t->sock_handed = t->shared_handed = false;
+		t->sock_handed_to = NULL;
+	}
 	if (d->reload)
 		reload_free(d->reload);
 	d->reload = NULL;

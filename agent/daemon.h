@@ -12,6 +12,7 @@
 #include "log.h"
 #include "queue.h"
 #include "ratelimit.h"
+#include "rxsock.h"
 #include "sendbatch.h"
 #include "sessionsock.h"
 #include "resume.h"
@@ -22,6 +23,7 @@
 #define DTLS_RECORD_HDR 13	/* type(1) version(2) epoch(2) sequence(6) length(2) */
 #define DTLS_RECORDS_MAX 16	/* records taken from one datagram; a flight has 3 to 5 */
 #define PSKTUN_RX_BATCH 8	/* datagrams one recvmmsg takes from a tunnel's shared socket */
+#define PSKTUN_RCVBUF (4 << 20)	/* receive buffer of a tunnel's shared socket: a burst of meters */
 
 struct daemon;
 struct tunnel;
@@ -128,6 +130,7 @@ struct tunnel {
 
 	uv_udp_t sock;			/* accept: gateway plaintext from meters; terminator DTLS */
 	bool sock_open;
+	struct rxsock *rx;		/* reads `sock` from tunnel_start on */
 	struct sendbatch *batch;	/* what leaves `sock` this loop iteration */
 	struct sockaddr_storage accept_addr;
 
@@ -161,6 +164,7 @@ struct tunnel {
 	bool started;			/* receiving: a reload's new tunnel is not until it commits */
 	bool retiring;			/* a reload being prepared will close it */
 	bool sock_handed, shared_handed;	/* ... and its replacement shares these sockets */
+	struct tunnel *sock_handed_to;	/* that replacement: it counts the socket's drops on from ours */
 
 	unsigned open_handles;
 	bool closing;
@@ -221,6 +225,9 @@ struct daemon {
 	int exit_code;
 
 	struct session *wait_head, *wait_tail;	/* waiting for a handshake slot (max_handshakes) */
+	uv_check_t starter_check;	/* ... started from here (session.c: start_turn) */
+	uv_idle_t starter_idle;
+	bool starter_open;
 	struct sockset sockset;		/* every session's own socket */
 	struct {			/* the handshake flight being gathered (dtls.c) */
 		struct session *s;
@@ -284,6 +291,7 @@ void session_set_idle(struct session *s, uint32_t seconds);
 void session_report_silent(struct session *s);
 void session_rehandshake(struct session *s);
 void session_wait_next_start(struct daemon *d);
+void session_starter_close(struct daemon *d);
 struct session *session_find_identity(struct tunnel *t, const char *identity, size_t len);
 uint64_t identity_hash(const char *identity, size_t len);
 

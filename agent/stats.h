@@ -27,7 +27,8 @@
 	X(dropped_overflow) \
 	X(dropped_limit) \
 	X(dropped_send) \
-	X(dropped_closed)
+	X(dropped_closed) \
+	X(dropped_kernel)
 
 struct psktun_stats {
 #define X(n) uint64_t n;
