@@ -612,7 +612,7 @@ static void load_dtls(struct loader *l, const config_setting_t *root)
 {
 	static const char *const known[] = {
 		"priority", "mtu", "retransmit_ms", "handshake_timeout_s", "idle_timeout_s",
-		"max_sessions", "max_handshakes", "queue_len", "handshake_rate", "handshake_burst",
+		"max_sessions", "max_handshakes", "queue_len", "queue_bytes", "handshake_rate", "handshake_burst",
 		"path_timeout_s", "tickets", "ticket_key_file", NULL
 	};
 	const config_setting_t *s = config_setting_get_member(root, "dtls"), *w;
@@ -648,6 +648,7 @@ static void load_dtls(struct loader *l, const config_setting_t *root)
 	get_uint(l, s, "max_sessions", 1, 10000000, &d->max_sessions);
 	get_uint(l, s, "max_handshakes", 1, 10000000, &d->max_handshakes);
 	get_uint(l, s, "queue_len", 1, 64, &d->queue_len);
+	get_uint(l, s, "queue_bytes", 65536, 1u << 30, &d->queue_bytes);
 	get_uint(l, s, "handshake_rate", 0, 1000000, &d->handshake_rate);
 	get_uint(l, s, "handshake_burst", 1, 1000000, &d->handshake_burst);
 	get_uint(l, s, "path_timeout_s", 0, 86400, &d->path_timeout_s);
@@ -721,12 +722,23 @@ static void set_defaults(struct psktun_conf_dtls *d)
 	d->max_sessions = 10000;
 	d->max_handshakes = 0;	/* by mode, once it is known: see below */
 	d->queue_len = 8;
+	/* A router's RAM, not the meters' number, sets this: 4 MiB holds every
+	 * meter's first datagrams through a mass handshake (a thousand meters'
+	 * 8 full-MTU datagrams would take 10 MiB; CoAP and MQTT-SN send tens of
+	 * bytes), and bounds what a LAN flood or a silent cloud can pin. */
+	d->queue_bytes = 4u << 20;
 	/* A router's meters, and a carrier NAT's routers, share one source IP,
-	 * and all shake hands again after a terminator restart: this is only a
-	 * ceiling for one host's flood; cookies and max_handshakes do the rest.
-	 * (1000/s held a 2000-meter burst through one gateway to 1.7k/s.) */
-	d->handshake_rate = 10000;
-	d->handshake_burst = 10000;
+	 * and all shake hands again after a terminator restart. Fair shares of
+	 * the handshake slots keep one source from locking others out (hsslots.c);
+	 * the rate bounds how fast one source churns through its own share, and
+	 * so how long a meter behind the same address keeps its slot when the
+	 * address floods: 1000 slots / 100 a second = 10 s, several NB-IoT round
+	 * trips. 100 full handshakes a second is about 55 kB/s, more than ten
+	 * NB-IoT routers send; a burst of 1000 lets ten gateways (100 handshakes
+	 * at a time each) start at once after a restart. Beyond it, hellos are
+	 * dropped and the clients' retransmissions ask again. */
+	d->handshake_rate = 100;
+	d->handshake_burst = 1000;
 	d->path_timeout_s = 0;
 }
 

@@ -44,8 +44,9 @@ struct psktun_conf_dtls {
 	unsigned max_sessions;		/* 1..10000000, default 10000 */
 	unsigned max_handshakes;	/* in progress at once, default 100 (gateway), 1000 (terminator) (extension) */
 	unsigned queue_len;		/* datagrams held during a handshake, 1..64, default 8 (extension) */
-	unsigned handshake_rate;	/* terminator: verified ClientHellos a second per source IP, 0 = no limit, default 10000 */
-	unsigned handshake_burst;	/* terminator: ... and in a burst, default 10000 */
+	unsigned queue_bytes;		/* bytes all handshake queues hold together, default 4 MiB (extension) */
+	unsigned handshake_rate;	/* terminator: verified ClientHellos a second per source IP, 0 = no limit, default 100 */
+	unsigned handshake_burst;	/* terminator: ... and in a burst, default 1000 */
 	unsigned path_timeout_s;	/* gateway: uplink with no downlink this long = dead path, 0 = off, default 0 */
 	bool tickets;			/* session tickets (RFC 5077) instead of none; default false */
 	char *ticket_key_file;		/* terminator: the ticket master key (hex, 64 bytes), shared by

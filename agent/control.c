@@ -84,6 +84,7 @@ static void write_stats(struct ctl_client *c)
 {
 	struct daemon *d = c->d, *self[1] = { d }, **all = d->n_all ? d->all : self;
 	unsigned n_all = d->n_all ? d->n_all : 1, sessions = 0, handshaking = 0;
+	uint64_t queued_bytes = 0;
 	uint64_t resumable = 0, resumable_bytes = 0;
 	struct psktun_stats sum;
 
@@ -91,6 +92,7 @@ static void write_stats(struct ctl_client *c)
 	for (unsigned i = 0; i < n_all; i++) {
 		sessions += LOAD(all[i]->n_sessions);
 		handshaking += LOAD(all[i]->n_handshaking);
+		queued_bytes += LOAD(all[i]->queue_budget.used);
 #define X(n) sum.n += LOAD(all[i]->stats.n);
 		PSKTUN_STATS(X)
 #undef X
@@ -104,6 +106,7 @@ static void write_stats(struct ctl_client *c)
 		}
 	}
 	text_printf(&c->out, "sessions=%u\nhandshaking=%u\n", sessions, handshaking);
+	text_printf(&c->out, "queued_bytes=%llu\n", (unsigned long long)queued_bytes);
 	text_printf(&c->out, "resumable=%llu\nresumable_bytes=%llu\n", (unsigned long long)resumable,
 		    (unsigned long long)resumable_bytes);
 #define X(n) text_printf(&c->out, #n "=%llu\n", (unsigned long long)sum.n);

@@ -120,6 +120,7 @@ int daemon_start(struct daemon *d, struct psktun_config *cfg, struct psktun_keys
 
 	d->cfg = cfg;
 	d->keys = keys;
+	d->queue_budget.max = cfg->dtls.queue_bytes;
 	r = dtls_global_init(d, cfg);
 	if (r < 0)
 		return r;
@@ -375,6 +376,7 @@ static void reload_commit(struct daemon *d)
 	d->priority = rl->priority;
 	d->cfg = cfg;
 	d->keys = keys;
+	d->queue_budget.max = cfg->dtls.queue_bytes;	/* what is queued stays */
 
 	/* In the new order: unchanged tunnels, with the sessions that are still
 	 * valid, and the new ones. */

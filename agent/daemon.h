@@ -7,12 +7,14 @@
 #include <gnutls/dtls.h>
 #include <uv.h>
 #include "config.h"
+#include "hsslots.h"
 #include "htab.h"
 #include "keys.h"
 #include "log.h"
 #include "queue.h"
 #include "ratelimit.h"
 #include "rxsock.h"
+#include "record.h"
 #include "sendbatch.h"
 #include "sessionsock.h"
 #include "resume.h"
@@ -20,8 +22,6 @@
 #include "psktun/plugin.h"
 
 #define PSKTUN_DGRAM_MAX 65536	/* the largest UDP payload we read; libuv's recvmmsg chunk */
-#define DTLS_RECORD_HDR 13	/* type(1) version(2) epoch(2) sequence(6) length(2) */
-#define DTLS_RECORDS_MAX 16	/* records taken from one datagram; a flight has 3 to 5 */
 #define PSKTUN_RX_BATCH 8	/* datagrams one recvmmsg takes from a tunnel's shared socket */
 #define PSKTUN_RCVBUF (4 << 20)	/* receive buffer of a tunnel's shared socket: a burst of meters */
 
@@ -96,11 +96,13 @@ struct session {
 	uint64_t last_rx_ms;		/* last datagram in either direction */
 	uint64_t last_uplink_ms, last_downlink_ms;
 	uint64_t unanswered_since_ms;	/* first uplink record since the last downlink one */
+	bool awaiting_downlink;		/* an uplink record since the last authenticated downlink one */
 	uint64_t rehandshake_ms;	/* last rehandshake, to ignore a burst of hints */
 	uint32_t idle_timeout_s;
 	bool closing_after_send;	/* plugin asked to close after forwarding */
 	bool counted_handshaking;
 
+	struct hs_slot slot;		/* terminator: its handshake slot, whether its address is proven */
 	struct session *replaces;	/* terminator: the established session this one will replace */
 	struct session *replaced_by;
 
@@ -228,6 +230,8 @@ struct daemon {
 	uv_check_t starter_check;	/* ... started from here (session.c: start_turn) */
 	uv_idle_t starter_idle;
 	bool starter_open;
+	struct hs_sources hs_sources;	/* terminator: who holds the handshake slots */
+	struct dgram_budget queue_budget;	/* every session's handshake queue: dtls.queue_bytes */
 	struct sockset sockset;		/* every session's own socket */
 	struct {			/* the handshake flight being gathered (dtls.c) */
 		struct session *s;
@@ -273,6 +277,7 @@ void dtls_flight_begin(struct session *s);
 void dtls_flight_end(struct session *s);
 void dtls_key_digest(const struct psktun_key *key, uint8_t out[32]);
 void dtls_save_resumption(struct session *s);
+size_t dtls_plain_max(const struct session *s);
 void dtls_server_cache_stats(uint64_t *n, uint64_t *bytes);
 void dtls_server_cache_deinit(void);
 bool dtls_server_cache_has(struct daemon *d, const uint8_t *id, size_t len);

@@ -18,10 +18,18 @@ static int send_datagram(struct session *s, const void *data, size_t len)
 	struct tunnel *t = s->t;
 	int r;
 
-	if (t->mode == PSKTUN_MODE_GATEWAY)
+	if (t->mode == PSKTUN_MODE_GATEWAY) {
 		r = s->sock ? session_sock_send(s->sock, data, len) : -EBADF;
-	else
+	} else if (!hs_slot_may_send(s, len)) {
+		/* Its address is unproven (a ClientHello without our cookie)
+		 * and this would send it more than three times what it sent:
+		 * withheld, so a forged hello cannot aim us at a victim. A
+		 * real peer that misses our flight sends its hello again. */
+		t->d->stats.dropped_amplification++;
+		return -EAGAIN;
+	} else {
 		r = sendbatch_add(t->batch, (const struct sockaddr *)&s->peer, data, len);
+	}
 	if (r < 0) {
 		/* A lost datagram: DTLS retransmits its handshake, the
 		 * meter's protocol its requests. Counted, not fatal. */
@@ -347,6 +355,10 @@ int dtls_global_init(struct daemon *d, const struct psktun_config *cfg)
 	r = gnutls_rnd(GNUTLS_RND_KEY, d->fake_key_secret, sizeof(d->secrets->fake));
 	if (r < 0)
 		goto fail;
+	if (hs_sources_init(&d->hs_sources) < 0) {
+		log_err("out of memory");
+		return -ENOMEM;
+	}
 	return 0;
 fail:
 	log_err("GnuTLS setup failed: %s", gnutls_strerror(r));
@@ -436,6 +448,7 @@ void dtls_global_deinit(struct daemon *d)
 	d->cookie_key = (gnutls_datum_t){ NULL, 0 };
 	d->ticket_key = (gnutls_datum_t){ NULL, 0 };
 	d->fake_key_secret = NULL;
+	hs_sources_deinit(&d->hs_sources);
 	gnutls_global_deinit();
 }
 
@@ -557,6 +570,23 @@ void dtls_session_deinit(struct session *s)
 	if (s->client_cred)
 		gnutls_psk_free_client_credentials(s->client_cred);
 	s->client_cred = NULL;
+}
+
+/* AES-128-CCM-8: an 8-byte explicit nonce and an 8-byte tag; no DTLS 1.2 suite adds less. */
+#define DTLS_OVERHEAD_MIN 16
+
+/*
+ * The most plaintext one record can carry. Once a suite is agreed GnuTLS
+ * knows exactly; before, the configured MTU less the record header and the
+ * smallest overhead of any suite is a bound nothing larger can ever pass.
+ */
+size_t dtls_plain_max(const struct session *s)
+{
+	unsigned mtu = s->t->d->cfg->dtls.mtu;
+
+	if (s->state == SESSION_ESTABLISHED && s->tls)
+		return gnutls_dtls_get_data_mtu(s->tls);
+	return mtu > DTLS_RECORD_HDR + DTLS_OVERHEAD_MIN ? mtu - DTLS_RECORD_HDR - DTLS_OVERHEAD_MIN : 0;
 }
 
 void dtls_key_digest(const struct psktun_key *key, uint8_t out[32])

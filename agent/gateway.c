@@ -133,10 +133,15 @@ int gateway_bindings_load(struct tunnel *t, const struct psktun_config *cfg)
 	return 0;
 }
 
-/* A plaintext (epoch 0) alert on an established session: the server lost it (see terminator.c). */
-static bool lost_by_cloud(const uint8_t *p, size_t len)
+/*
+ * A plaintext (epoch 0) alert on an established session: the server lost it
+ * (see terminator.c). It is unauthenticated: believed only while an uplink
+ * record waits for its answer, which is when a server that lost the session
+ * sends it. Any other time it is a forgery, and GnuTLS discards it.
+ */
+static bool lost_by_cloud(const struct session *s, const uint8_t *p, size_t len)
 {
-	return len >= 15 && p[0] == 21 && p[3] == 0 && p[4] == 0;
+	return s->state == SESSION_ESTABLISHED && s->awaiting_downlink && dtls_is_plain_alert(p, len);
 }
 
 static void on_cloud(struct session *s, ssize_t nread, uint8_t *data, bool truncated)
@@ -155,7 +160,7 @@ static void on_cloud(struct session *s, ssize_t nread, uint8_t *data, bool trunc
 		s->t->d->stats.dropped_malformed++;
 		return;
 	}
-	if (s->state == SESSION_ESTABLISHED && lost_by_cloud(data, nread)) {
+	if (lost_by_cloud(s, data, nread)) {
 		log_info("tunnel %s: session %s: the cloud no longer knows this session", s->t->conf.name,
 			 SESSION_ID(s));
 		session_rehandshake(s);

@@ -1,7 +1,10 @@
 /* log: formats one line per event and sends it to stderr (-f) or syslog. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -10,6 +13,7 @@ static bool log_to_stderr = true;	/* until psktun_log_init says otherwise */
 static long log_pid;			/* stderr is used only in the foreground: no fork after init */
 static bool log_syslog_open;
 static int log_threshold = LOG_NOTICE;
+static int log_stamp = -1;		/* stderr lines get a time: 1, no: 0, not yet decided: -1 */
 
 static const char *level_name(int level)
 {
@@ -25,6 +29,42 @@ static const char *level_name(int level)
 	return names[level];
 }
 
+/*
+ * The journal stamps every line itself; a terminal or a file does not. systemd
+ * names the stream it gave us in JOURNAL_STREAM ("dev:ino"), which is our stderr
+ * only while fd 2 still is that stream (a child of a journaled shell may have
+ * redirected it to a file, and inherits the variable all the same).
+ */
+static bool stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	char end;
+
+	if (!js || sscanf(js, "%llu:%llu%c", &dev, &ino, &end) != 2)
+		return false;
+	if (fstat(STDERR_FILENO, &st) < 0)
+		return false;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+/* ISO 8601 local time to the millisecond with the UTC offset: 2026-11-29T22:51:24.123+01:00 */
+static void format_stamp(char *buf, size_t size)
+{
+	struct timespec ts;
+	struct tm tm;
+	char date[32], zone[8];
+
+	buf[0] = '\0';
+	if (clock_gettime(CLOCK_REALTIME, &ts) < 0 || !localtime_r(&ts.tv_sec, &tm))
+		return;
+	if (!strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm) ||
+	    strftime(zone, sizeof(zone), "%z", &tm) != 5)
+		return;
+	snprintf(buf, size, "%s.%03ld%.3s:%.2s ", date, ts.tv_nsec / 1000000L, zone, zone + 3);
+}
+
 void psktun_log_init(bool to_stderr, int verbosity)
 {
 	int t = LOG_NOTICE + verbosity;
@@ -36,6 +76,8 @@ void psktun_log_init(bool to_stderr, int verbosity)
 	log_threshold = t;
 	log_to_stderr = to_stderr;
 	log_pid = getpid();	/* before any worker thread starts */
+	log_stamp = !stderr_is_journal();
+	tzset();		/* localtime_r needs the zone; read it once, before threads */
 	if (!to_stderr && !log_syslog_open) {
 		openlog("psktund", LOG_PID, LOG_DAEMON);
 		log_syslog_open = true;
@@ -49,6 +91,7 @@ void psktun_log_deinit(void)
 	log_syslog_open = false;
 	log_to_stderr = true;
 	log_threshold = LOG_NOTICE;
+	log_stamp = -1;
 }
 
 bool psktun_log_enabled(int level)
@@ -70,9 +113,15 @@ void psktun_vlog(int level, const char *fmt, va_list ap)
 			*p = ' ';
 
 	if (log_to_stderr) {
+		char stamp[64] = "";
+
 		if (!log_pid)
 			log_pid = getpid();
-		fprintf(stderr, "psktund[%ld]: %s: %s\n", log_pid, level_name(level), buf);
+		if (log_stamp < 0)
+			log_stamp = !stderr_is_journal();
+		if (log_stamp)
+			format_stamp(stamp, sizeof(stamp));
+		fprintf(stderr, "%spsktund[%ld]: %s: %s\n", stamp, log_pid, level_name(level), buf);
 		fflush(stderr);
 	} else {
 		syslog(level, "%s", buf);

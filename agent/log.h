@@ -6,7 +6,11 @@
 #include <stddef.h>
 #include <syslog.h>
 
-/* Levels are syslog's. The default threshold is LOG_NOTICE; each -v lowers it. */
+/*
+ * Levels are syslog's. The default threshold is LOG_NOTICE; each -v lowers it.
+ * A stderr line starts with an ISO 8601 time unless stderr is the journal
+ * (JOURNAL_STREAM names fd 2), which adds its own.
+ */
 void psktun_log_init(bool to_stderr, int verbosity);
 void psktun_log_deinit(void);
 bool psktun_log_enabled(int level);

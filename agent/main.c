@@ -19,7 +19,8 @@ static void usage(FILE *f)
 		   "  -f       stay in the foreground and log to stderr\n"
 		   "  -n       check the configuration and the key file, then exit\n"
 		   "  -v       more log detail (repeatable)\n"
-		   "  -V       print the version\n", DEFAULT_CONFIG);
+		   "  -V       print the version\n"
+		   "  -h, --help  this text\n", DEFAULT_CONFIG);
 }
 
 static void print_diag(const struct psktun_diag *diag)
@@ -206,12 +207,18 @@ int main(int argc, char **argv)
 	uv_sem_t started;
 	struct sigaction ignore = { .sa_handler = SIG_IGN };
 
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 }
+	};
+
 	/* A control client that hangs up before reading its answer turns the
 	 * answer's write into EPIPE, and the default SIGPIPE into our death.
 	 * libuv writes to unix sockets with write(2), which has no MSG_NOSIGNAL,
 	 * so the signal is ignored for the whole process, before any thread. */
 	sigaction(SIGPIPE, &ignore, NULL);
-	while ((opt = getopt(argc, argv, "c:fnvVh")) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:fnvVh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': path = optarg; break;
 		case 'f': foreground = true; break;

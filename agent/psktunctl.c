@@ -1,5 +1,6 @@
-/* psktunctl: asks a running psktund for stats, sessions or a reload over its control socket. */
+/* psktunctl: asks a running psktund for stats, sessions or a reload over its control socket; makes keys. */
 #include <errno.h>
+#include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,16 +8,17 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
-#include <gnutls/gnutls.h>
-#include <gnutls/crypto.h>
+
+#include "genkey.h"
 
 #define DEFAULT_SOCKET "/run/psktun/control"
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: psktunctl [-s SOCKET] stats | sessions | reload | metrics\n"
-		   "       psktunctl genkey IDENTITY\n"
-		   "  -s SOCKET  the daemon's control socket (default: %s)\n", DEFAULT_SOCKET);
+		   "       psktunctl genkey [-a] [-o FILE] IDENTITY... | - | -p PREFIX -n COUNT\n"
+		   "  -s SOCKET  the daemon's control socket (default: %s)\n"
+		   "  -h, --help this text; psktunctl genkey --help: genkey's options\n", DEFAULT_SOCKET);
 }
 
 /* Sends one command, reads the whole answer into a malloc'd string. */
@@ -93,6 +95,19 @@ static bool stat_line(const char *line, size_t len)
 	return true;
 }
 
+/* The stats lines that are levels, not counts: Prometheus gauges. */
+static bool is_gauge(const char *name, size_t len)
+{
+	static const char *const gauges[] = {
+		"sessions", "handshaking", "resumable", "resumable_bytes", "queued_bytes",
+	};
+
+	for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++)
+		if (strlen(gauges[i]) == len && !strncmp(name, gauges[i], len))
+			return true;
+	return false;
+}
+
 /*
  * The stats answer as Prometheus text: counters get _total, the rest are
  * gauges. All or nothing: a line that is not NAME=DIGITS makes it an error
@@ -131,8 +146,7 @@ static int print_metrics(const char *stats)
 		eq = strchr(p, '=');
 		nl = strchr(p, '\n');
 		len = (int)(eq - p);
-		gauge = (len == 8 && !strncmp(p, "sessions", 8)) || (len == 11 && !strncmp(p, "handshaking", 11)) ||
-			(len == 9 && !strncmp(p, "resumable", 9)) || (len == 15 && !strncmp(p, "resumable_bytes", 15));
+		gauge = is_gauge(p, (size_t)len);
 		fprintf(f, "# TYPE psktun_%.*s%s %s\npsktun_%.*s%s %.*s\n", len, p, gauge ? "" : "_total",
 			gauge ? "gauge" : "counter", len, p, gauge ? "" : "_total", (int)(nl - eq - 1), eq + 1);
 	}
@@ -146,33 +160,19 @@ static int print_metrics(const char *stats)
 	return 0;
 }
 
-static int genkey(const char *identity)
-{
-	unsigned char key[16];
-
-	if (!*identity || strchr(identity, ':') || strchr(identity, '\n')) {
-		fprintf(stderr, "psktunctl: an identity must be non-empty and contain no ':' or newline\n");
-		return 2;
-	}
-	if (gnutls_rnd(GNUTLS_RND_KEY, key, sizeof(key)) < 0) {
-		fprintf(stderr, "psktunctl: GnuTLS's random generator failed\n");
-		return 1;
-	}
-	printf("%s:", identity);
-	for (size_t i = 0; i < sizeof(key); i++)
-		printf("%02x", key[i]);
-	printf("\n");
-	gnutls_memset(key, 0, sizeof(key));
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	const char *path = DEFAULT_SOCKET, *cmd;
 	char *out = NULL;
 	int opt, r;
 
-	while ((opt = getopt(argc, argv, "s:h")) != -1) {
+	static const struct option longopts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+
+	while ((opt = getopt_long(argc, argv, "+s:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 's': path = optarg; break;
 		case 'h': usage(stdout); return 0;
@@ -184,13 +184,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	cmd = argv[optind];
-	if (!strcmp(cmd, "genkey")) {
-		if (optind + 2 != argc) {
-			usage(stderr);
-			return 2;
-		}
-		return genkey(argv[optind + 1]);
-	}
+	if (!strcmp(cmd, "genkey"))
+		return psktunctl_genkey(argc - optind, argv + optind);
 	if (optind + 1 != argc || (strcmp(cmd, "stats") && strcmp(cmd, "sessions") &&
 				   strcmp(cmd, "reload") && strcmp(cmd, "metrics"))) {
 		usage(stderr);

@@ -1,21 +1,23 @@
-/* queue: the small bounded FIFO of datagrams that wait while a session shakes hands. */
+/* queue: the small bounded FIFOs of datagrams that wait while a session shakes hands. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include "queue.h"
 
-void dgram_queue_init(struct dgram_queue *q, unsigned max)
+void dgram_queue_init(struct dgram_queue *q, unsigned max, struct dgram_budget *budget)
 {
 	q->head = q->tail = NULL;
 	q->n = 0;
 	q->max = max;
+	q->budget = budget;
 }
 
 int dgram_queue_push(struct dgram_queue *q, const uint8_t *data, size_t len)
 {
+	struct dgram_budget *b = q->budget;
 	struct dgram *d;
 
-	if (q->n >= q->max)
+	if (q->n >= q->max || len > b->max - (b->used < b->max ? b->used : b->max))
 		return -ENOBUFS;
 	d = malloc(sizeof(*d) + len);
 	if (!d)
@@ -29,6 +31,7 @@ int dgram_queue_push(struct dgram_queue *q, const uint8_t *data, size_t len)
 		q->head = d;
 	q->tail = d;
 	q->n++;
+	b->used += len;
 	return 0;
 }
 
@@ -42,6 +45,7 @@ struct dgram *dgram_queue_pop(struct dgram_queue *q)
 	if (!q->head)
 		q->tail = NULL;
 	q->n--;
+	q->budget->used -= d->len;
 	d->next = NULL;
 	return d;
 }

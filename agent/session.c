@@ -96,7 +96,7 @@ struct session *session_new(struct tunnel *t, const char *identity, size_t len)
 	s->identity_len = len;
 	s->state = SESSION_NEW;
 	s->idle_timeout_s = d->cfg->dtls.idle_timeout_s;
-	dgram_queue_init(&s->queue, d->cfg->dtls.queue_len);
+	dgram_queue_init(&s->queue, d->cfg->dtls.queue_len, &d->queue_budget);
 	uv_timer_init(d->loop, &s->timer);
 	s->timer.data = s;
 	s->open_handles = 1;
@@ -220,6 +220,7 @@ static void handshaking_end(struct session *s)
 {
 	struct daemon *d = s->t->d;
 
+	hs_slot_release(d, s);
 	if (s->counted_handshaking) {
 		s->counted_handshaking = false;
 		d->n_handshaking--;
@@ -391,6 +392,7 @@ void session_handshake_step(struct session *s)
 	dtls_flight_begin(s);
 	r = gnutls_handshake(s->tls);
 	dtls_flight_end(s);
+	hs_slot_step(s);
 
 	if (r == GNUTLS_E_SUCCESS) {
 		session_established(s);
@@ -406,6 +408,8 @@ void session_handshake_step(struct session *s)
 			if (ms < 10)
 				ms = 10;
 		}
+		if (ms > hs_slot_hello_left_ms(s))
+			ms = hs_slot_hello_left_ms(s);
 		arm(s, ms);
 		return;
 	}
@@ -474,7 +478,10 @@ static void on_timer(uv_timer_t *timer)
 
 	switch (s->state) {
 	case SESSION_HANDSHAKING:
-		session_handshake_step(s);
+		if (!hs_slot_hello_left_ms(s))
+			session_failed(s, "no second flight from the peer in time");
+		else
+			session_handshake_step(s);
 		break;
 	case SESSION_ESTABLISHED:
 		now = daemon_now_ms(d);
@@ -535,6 +542,14 @@ int session_send_tunnel(struct session *s, const uint8_t *data, size_t len)
 	ssize_t r;
 	int q;
 
+	/* It could never leave: not even queued, where it would hold memory
+	 * until the handshake ends. */
+	if (len > dtls_plain_max(s)) {
+		d->stats.dropped_oversize++;
+		log_debug("tunnel %s: %zu bytes for %s do not fit one record", s->t->conf.name, len,
+			  s->identity_len ? s->identity : "a peer");
+		return -EMSGSIZE;
+	}
 	switch (s->state) {
 	case SESSION_ESTABLISHED:
 		if (path_dead(s)) {
@@ -550,6 +565,7 @@ int session_send_tunnel(struct session *s, const uint8_t *data, size_t len)
 			return -EIO;
 		}
 		s->last_uplink_ms = daemon_now_ms(d);
+		s->awaiting_downlink = true;
 		return 0;
 	case SESSION_CLOSING:
 		d->stats.dropped_closed++;
@@ -594,6 +610,7 @@ static void on_one_record(struct session *s, const uint8_t *data, size_t len)
 				 * forged ones must not keep a session or a dead path up. */
 				session_touch(s);
 				s->last_downlink_ms = s->last_rx_ms;
+				s->awaiting_downlink = false;
 				s->unanswered_since_ms = 0;
 				session_deliver(s, d->txbuf, n);
 				if (s->state != SESSION_ESTABLISHED)
@@ -631,33 +648,42 @@ static void on_one_record(struct session *s, const uint8_t *data, size_t len)
  * a record of the epoch the finished handshake retired. Dropped whole, its
  * Finished (the current epoch) would never make the peer resend its own
  * last flight, and a handshake whose last flight was lost could not end.
+ *
+ * Each record is checked whole before GnuTLS sees it (record.c): one whose
+ * length runs past the datagram would make GnuTLS wait for the rest and
+ * swallow the session's next datagrams as its body. Such a record, and
+ * what follows it, is dropped, and the datagram counted once in
+ * dropped_malformed. A record GnuTLS discards (a duplicate, a retired
+ * epoch, one that fails authentication: a network's duplicates look like
+ * forgeries there) counts in records_discarded. Neither touches the
+ * session: only an authenticated record is a sign of life (on_one_record).
  */
 void session_on_record(struct session *s, const uint8_t *data, size_t len)
 {
+	struct daemon *d = s->t->d;
 	gnutls_session_t tls = s->tls;
-	unsigned records = 0;
+	unsigned records = 0, discarded = tls ? gnutls_record_get_discarded(tls) : 0;
+	bool dropped = false;
 
 	/* A new handshake (a plugin's rehandshake) must not get the old one's
 	 * records; a datagram of thousands of empty records must not cost
 	 * thousands of handshake steps. */
 	while (len && s->tls == tls &&
 	       (s->state == SESSION_HANDSHAKING || s->state == SESSION_ESTABLISHED)) {
-		size_t n = len;
+		int n = dtls_record_len(data, len);
 
-		if (++records > DTLS_RECORDS_MAX) {
-			s->t->d->stats.dropped_malformed++;
-			return;
-		}
-		if (len >= DTLS_RECORD_HDR) {
-			size_t rec = DTLS_RECORD_HDR + ((size_t)data[11] << 8 | data[12]);
-
-			if (rec < len)
-				n = rec;
+		if (n < 0 || ++records > DTLS_RECORDS_MAX) {
+			dropped = true;
+			break;
 		}
 		on_one_record(s, data, n);
 		data += n;
 		len -= n;
 	}
+	if (tls && s->tls == tls)
+		d->stats.records_discarded += gnutls_record_get_discarded(tls) - discarded;
+	if (dropped)
+		d->stats.dropped_malformed++;
 }
 
 void session_report_silent(struct session *s)

@@ -9,10 +9,12 @@
 	X(handshakes_completed) \
 	X(handshakes_failed) \
 	X(handshakes_resumed) \
+	X(handshakes_evicted) \
 	X(plain_in) \
 	X(plain_out) \
 	X(records_in) \
 	X(records_out) \
+	X(records_discarded) \
 	X(replies_local) \
 	X(cookies_sent) \
 	X(sessions_opened) \
@@ -25,8 +27,10 @@
 	X(dropped_malformed) \
 	X(dropped_policy) \
 	X(dropped_overflow) \
+	X(dropped_oversize) \
 	X(dropped_limit) \
 	X(dropped_send) \
+	X(dropped_amplification) \
 	X(dropped_closed) \
 	X(dropped_kernel)
 

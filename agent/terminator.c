@@ -9,27 +9,8 @@
 #include "log.h"
 
 /* DTLS record header: type(1) version(2) epoch(2) seq(6) length(2); then the handshake header. */
-#define DTLS_HDR 13
-#define CT_CCS 20
-#define CT_HANDSHAKE 22
-#define HS_CLIENT_HELLO 1
+#define DTLS_HDR DTLS_RECORD_HDR
 
-static unsigned record_epoch(const uint8_t *p)
-{
-	return (unsigned)p[3] << 8 | p[4];
-}
-
-/* version, random, session_id, cookie, cipher_suites (one), compression (one) */
-#define CLIENT_HELLO_MIN (DTLS_HDR + 12 + 2 + 32 + 1 + 1 + 2 + 2 + 1 + 1)
-
-static bool is_client_hello(const uint8_t *p, size_t len)
-{
-	return len >= CLIENT_HELLO_MIN && p[0] == CT_HANDSHAKE && record_epoch(p) == 0 &&
-	       p[DTLS_HDR] == HS_CLIENT_HELLO;
-}
-
-#define CT_ALERT 21
-#define CT_APPLICATION_DATA 23
 #define LOST_ALERT_LEN 15
 
 /*
@@ -43,7 +24,7 @@ static bool is_client_hello(const uint8_t *p, size_t len)
 static void lost_session_alert(struct tunnel *t, const struct sockaddr *to)
 {
 	static const uint8_t alert[LOST_ALERT_LEN] = {
-		CT_ALERT, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2,
+		DTLS_CT_ALERT, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2,
 		2 /* fatal */, 10 /* unexpected_message */
 	};
 	uv_buf_t b = uv_buf_init((char *)alert, sizeof(alert));
@@ -93,8 +74,13 @@ static ssize_t cookie_push(gnutls_transport_ptr_t ptr, const void *data, size_t 
  * RFC 6347 4.2.1: "the server MAY choose not to do a cookie exchange when a
  * session is resumed". Over NB-IoT the exchange costs a round trip and about
  * 180 bytes, all that resumption saves; a ClientHello that names a session in
- * our cache goes straight to its handshake. Amplification stays below 2:1
- * and state stays bounded by max_handshakes and the per-source rate.
+ * our cache goes straight to its handshake. A session ID is no secret (it
+ * crosses the air in clear), so such a hello may come from anyone with any
+ * source address: until the handshake completes, its address is unproven,
+ * and what we send there stays within three times what came from there
+ * (hsslots.c; our resumed flight is under twice a ClientHello, so it leaves,
+ * a retransmission only when the client asks again). It holds no address
+ * either: a hello from there that passes the cookie check replaces it.
  */
 static bool resumes_cached_session(struct tunnel *t, const uint8_t *p, size_t len)
 {
@@ -114,13 +100,19 @@ static bool resumes_cached_session(struct tunnel *t, const uint8_t *p, size_t le
 	return dtls_server_cache_has(t->d, p + off + 1, sid_len);
 }
 
+static bool slots_full(const struct daemon *d)
+{
+	return d->n_sessions >= d->cfg->dtls.max_sessions || d->n_handshaking >= d->cfg->dtls.max_handshakes;
+}
+
 /*
  * A ClientHello from a peer without a session (or a new one from a peer
- * that has one). Stateless: unless it carries our cookie for this address,
- * answer with a HelloVerifyRequest and forget it.
+ * that has one, or another one at an address whose handshake began without
+ * a cookie: `unproven`). Stateless: unless it carries our cookie for this
+ * address, answer with a HelloVerifyRequest and forget it.
  */
 static void on_client_hello(struct tunnel *t, const struct sockaddr *from, const uint8_t *data,
-			    size_t len, struct session *old)
+			    size_t len, struct session *old, struct session *unproven)
 {
 	struct daemon *d = t->d;
 	gnutls_dtls_prestate_st prestate;
@@ -133,7 +125,7 @@ static void on_client_hello(struct tunnel *t, const struct sockaddr *from, const
 	/* Not for an address that has a session (a forged hello would hijack
 	 * its next handshake), nor when slots run short (spoofed hellos naming a
 	 * sniffed session ID could fill them): then the cookie decides. */
-	resuming = !old && d->n_handshaking < d->cfg->dtls.max_handshakes / 2 &&
+	resuming = !old && !unproven && d->n_handshaking < d->cfg->dtls.max_handshakes / 2 &&
 		   resumes_cached_session(t, data, len);
 	r = resuming ? 0 : gnutls_dtls_cookie_verify(&d->cookie_key, (void *)from, psktun_addr_len(from),
 						     (void *)data, len, &prestate);
@@ -144,8 +136,17 @@ static void on_client_hello(struct tunnel *t, const struct sockaddr *from, const
 		return;
 	}
 	/* The peer proved it owns its address; now it must also wait its turn. */
-	if (d->n_sessions >= d->cfg->dtls.max_sessions || d->n_handshaking >= d->cfg->dtls.max_handshakes ||
-	    !ratelimit_take(t->hs_rate, from, daemon_now_ms(d))) {
+	if (!ratelimit_take(t->hs_rate, from, daemon_now_ms(d))) {
+		d->stats.dropped_limit++;
+		return;
+	}
+	if (unproven) {
+		/* The address's owner: whoever began there without a cookie yields. */
+		d->stats.handshakes_evicted++;
+		d->stats.handshakes_failed++;
+		session_close(unproven, CLOSE_HANDSHAKE);
+	}
+	if (slots_full(d) && (!hs_slot_make_room(d, from) || slots_full(d))) {
 		d->stats.dropped_limit++;
 		return;
 	}
@@ -155,6 +156,14 @@ static void on_client_hello(struct tunnel *t, const struct sockaddr *from, const
 		return;
 	}
 	memcpy(&s->peer, from, psktun_addr_len(from));
+	s->slot.proven = !resuming;
+	if (resuming)
+		memcpy(s->slot.random, data + DTLS_CLIENT_HELLO_RANDOM, sizeof(s->slot.random));
+	if (hs_slot_take(d, s) < 0) {
+		d->stats.dropped_limit++;
+		session_close(s, CLOSE_HANDSHAKE);
+		return;
+	}
 	if (old) {
 		old->replaced_by = s;
 		s->replaces = old;
@@ -168,6 +177,14 @@ static void on_client_hello(struct tunnel *t, const struct sockaddr *from, const
 	}
 	session_handshake_begin(s);
 	/* The verified ClientHello is the first datagram GnuTLS reads. */
+	hs_slot_rx(s, len);
+	session_on_record(s, data, len);
+}
+
+/* A datagram for session s from its peer's address. */
+static void to_session(struct session *s, const uint8_t *data, size_t len)
+{
+	hs_slot_rx(s, len);
 	session_on_record(s, data, len);
 }
 
@@ -186,28 +203,43 @@ static void on_peer(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 		return;
 	}
 	s = peer_find(t, from);
+	/* Nothing reaches GnuTLS (a ClientHello its cookie check, a record its
+	 * session) or is answered unless it starts with a whole record. */
+	if (dtls_record_len(data, nread) < 0) {
+		if (s)
+			d->stats.dropped_malformed++;
+		else
+			d->stats.dropped_unknown++;
+		return;
+	}
 	if (!s) {
-		if (is_client_hello(data, nread)) {
-			on_client_hello(t, from, data, nread, NULL);
+		if (dtls_is_client_hello(data, nread)) {
+			on_client_hello(t, from, data, nread, NULL, NULL);
 			return;
 		}
 		d->stats.dropped_unknown++;
-		if (data[0] == CT_APPLICATION_DATA && record_epoch(data) > 0 && nread >= LOST_ALERT_LEN)
+		if (data[0] == DTLS_CT_APPLICATION_DATA && dtls_record_epoch(data) > 0 && nread >= LOST_ALERT_LEN)
 			lost_session_alert(t, from);
 		return;
 	}
 	if (s->replaced_by) {
 		/* A new handshake runs beside the old session: handshake
 		 * traffic goes to it, records of the old epoch to the old. */
-		if (data[0] == CT_HANDSHAKE || data[0] == CT_CCS || record_epoch(data) == 0) {
-			session_on_record(s->replaced_by, data, nread);
+		if (data[0] == DTLS_CT_HANDSHAKE || data[0] == DTLS_CT_CCS || dtls_record_epoch(data) == 0) {
+			to_session(s->replaced_by, data, nread);
 			return;
 		}
-	} else if (s->state == SESSION_ESTABLISHED && is_client_hello(data, nread)) {
-		on_client_hello(t, from, data, nread, s);
+	} else if (s->state == SESSION_ESTABLISHED && dtls_is_client_hello(data, nread)) {
+		on_client_hello(t, from, data, nread, s, NULL);
+		return;
+	} else if (s->state == SESSION_HANDSHAKING && !s->slot.proven && dtls_is_client_hello(data, nread) &&
+		   memcmp(data + DTLS_CLIENT_HELLO_RANDOM, s->slot.random, sizeof(s->slot.random))) {
+		/* Not the hello that began this handshake without a cookie, sent
+		 * again: perhaps the address's real owner. The cookie decides. */
+		on_client_hello(t, from, data, nread, NULL, s);
 		return;
 	}
-	session_on_record(s, data, nread);
+	to_session(s, data, nread);
 }
 
 /* A datagram from the backend for session s; NULL: it came to the shared socket
@@ -357,6 +389,8 @@ void terminator_established(struct session *s)
 	const struct psktun_key *key;
 	struct session *other;
 
+	/* The client's Finished covers our random: it received what we sent. */
+	s->slot.proven = true;
 	if (gnutls_psk_server_get_username2(s->tls, &user) < 0 || !user.size ||
 	    user.size > PSKTUN_IDENTITY_MAX) {
 		session_close(s, CLOSE_ERROR);

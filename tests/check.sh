@@ -17,6 +17,13 @@ else
 	( cd "$out/src" && { [ ! -f Makefile ] || make distclean >/dev/null 2>&1; } )
 fi
 src=$out/src
+# OpenWrt's uci and jshn for packaging/openwrt/test-uci.sh: built once, from the
+# sources beside the tree, into an ignored folder both builds share.
+for d in "$top/../shared/openwrt-host" "$top/../../shared/openwrt-host"; do
+	[ -z "${PSKTUN_OPENWRT_HOST_SRC:-}" ] && [ -f "$d/build.sh" ] && PSKTUN_OPENWRT_HOST_SRC=$(cd "$d" && pwd)
+done
+PSKTUN_OPENWRT_HOST=${PSKTUN_OPENWRT_HOST:-$top/build-openwrt-host}
+export PSKTUN_OPENWRT_HOST_SRC PSKTUN_OPENWRT_HOST
 cd "$src" && autoreconf -fi >/dev/null 2>&1 || { echo "autoreconf failed"; exit 1; }
 total_pass=0 total_fail=0 status=0
 

@@ -254,10 +254,14 @@ PSK_AES128_CCM8 = 0xC0A8
 SCSV_RENEGO = 0x00FF
 
 
+EXT_EXTENDED_MASTER_SECRET = b'\x00\x17\x00\x00'   # RFC 7627, empty
+
+
 def client_hello(random_=None, cookie=b'', msg_seq=0, rec_seq=0, session_id=b'',
-                 suites=(PSK_AES128_CCM8, SCSV_RENEGO)):
-    """One DTLS 1.2 ClientHello in one record (no extensions: a PSK
-    handshake needs none)."""
+                 suites=(PSK_AES128_CCM8, SCSV_RENEGO), extensions=b''):
+    """One DTLS 1.2 ClientHello in one record (by default no extensions: a
+    PSK handshake needs none; a GnuTLS server resumes a session that used
+    the extended master secret only with EXT_EXTENDED_MASTER_SECRET)."""
     random_ = random_ if random_ is not None else os.urandom(32)
     body = b'\xfe\xfd' + random_
     body += bytes([len(session_id)]) + session_id
@@ -265,6 +269,8 @@ def client_hello(random_=None, cookie=b'', msg_seq=0, rec_seq=0, session_id=b'',
     cs = b''.join(struct.pack('!H', s) for s in suites)
     body += struct.pack('!H', len(cs)) + cs
     body += b'\x01\x00'                  # one compression method: null
+    if extensions:
+        body += struct.pack('!H', len(extensions)) + extensions
     n = len(body)
     hs = bytes([HS_CLIENT_HELLO]) + n.to_bytes(3, 'big') + struct.pack('!H', msg_seq) + \
         (0).to_bytes(3, 'big') + n.to_bytes(3, 'big') + body
@@ -302,8 +308,10 @@ class DatagramCounter:
     address) that records every datagram it relays:
     (t, 'up'|'down', size, records(datagram))."""
 
-    def __init__(self, upstream):
+    def __init__(self, upstream, upstream_bind=h.LO, keep_data=False):
         self.upstream = upstream
+        self.upstream_bind = upstream_bind   # each flow's source address toward upstream
+        self.data = [] if keep_data else None   # (direction, datagram), with keep_data
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((h.LO, 0))
         self.sock.setblocking(False)
@@ -321,6 +329,8 @@ class DatagramCounter:
     def _record(self, d, data):
         with self.lock:
             self.log.append((time.monotonic(), d, len(data), records(data)))
+            if self.data is not None:
+                self.data.append((d, bytes(data)))
 
     def _run(self):
         while not self._stop:
@@ -333,7 +343,7 @@ class DatagramCounter:
                     up = self.flows.get(client)
                     if up is None:
                         up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                        up.bind((h.LO, 0))
+                        up.bind((self.upstream_bind, 0))
                         up.connect(self.upstream)
                         up.setblocking(False)
                         self.flows[client] = up

@@ -124,6 +124,7 @@ static const char full[] =
 	"  max_sessions = 500;\n"
 	"  max_handshakes = 50;\n"					/* 35 */
 	"  queue_len = 4;\n"
+	"  queue_bytes = 131072;\n"
 	"};\n";
 
 static void full_configuration_loads_every_setting(void **state)
@@ -192,6 +193,7 @@ static void full_configuration_loads_every_setting(void **state)
 	assert_int_equal(conf->dtls.max_sessions, 500);
 	assert_int_equal(conf->dtls.max_handshakes, 50);
 	assert_int_equal(conf->dtls.queue_len, 4);
+	assert_int_equal(conf->dtls.queue_bytes, 131072);
 }
 
 static void a_gateway_shakes_hands_with_fewer_at_once_by_default(void **state)
@@ -221,8 +223,9 @@ static void minimal_terminator_gets_the_defaults(void **state)
 	assert_int_equal(conf->dtls.max_sessions, 10000);
 	assert_int_equal(conf->dtls.max_handshakes, 1000);
 	assert_int_equal(conf->dtls.queue_len, 8);
-	assert_int_equal(conf->dtls.handshake_rate, 10000);
-	assert_int_equal(conf->dtls.handshake_burst, 10000);
+	assert_int_equal(conf->dtls.queue_bytes, 4u << 20);
+	assert_int_equal(conf->dtls.handshake_rate, 100);
+	assert_int_equal(conf->dtls.handshake_burst, 1000);
 	assert_int_equal(conf->dtls.path_timeout_s, 0);
 }
 
@@ -450,15 +453,17 @@ static void numbers_out_of_range_are_errors(void **state)
 			      "  max_sessions = -1;\n"
 			      "  max_handshakes = 99999999999;\n"		/* 10 */
 			      "  queue_len = 65;\n"
+			      "  queue_bytes = 65535;\n"
 			      "};\n"), -EINVAL);
-	expect_diag(7,
+	expect_diag(8,
 		    5, "'mtu' must be between 256 and 65535",
 		    6, "'retransmit_ms' must be between 100 and 60000",
 		    7, "'handshake_timeout_s' must be between 1 and 3600",
 		    8, "'idle_timeout_s' must be between 1 and 604800",
 		    9, "'max_sessions' must be between 1 and 10000000",
 		    10, "'max_handshakes' must be between 1 and 10000000",
-		    11, "'queue_len' must be between 1 and 64");
+		    11, "'queue_len' must be between 1 and 64",
+		    12, "'queue_bytes' must be between 65536 and 1073741824");
 }
 
 static void range_limits_themselves_are_allowed(void **state)

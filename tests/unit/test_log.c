@@ -1,11 +1,14 @@
 /* test_log: thresholds per -v and the one-line stderr format. */
 #include <errno.h>
+#include <regex.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -71,6 +74,24 @@ static void log_some(void)
 	psktun_log_deinit();
 }
 
+/* What systemd does for a service whose stderr is the journal: names fd 2 in JOURNAL_STREAM. */
+static void journal_is_stderr(void)
+{
+	struct stat st;
+	char v[64];
+
+	assert_int_equal(fstat(STDERR_FILENO, &st), 0);
+	FMT(v, "%llu:%llu", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+	assert_int_equal(setenv("JOURNAL_STREAM", v, 1), 0);
+}
+
+static void log_some_to_the_journal(void)
+{
+	journal_is_stderr();
+	log_some();
+	unsetenv("JOURNAL_STREAM");
+}
+
 static void stderr_lines_are_one_per_event_with_pid_and_level(void **state)
 {
 	char want[512];
@@ -80,7 +101,67 @@ static void stderr_lines_are_one_per_event_with_pid_and_level(void **state)
 	    "psktund[%ld]: error: two lines ?\n"
 	    "psktund[%ld]: warning: warn 7\n",
 	    (long)getpid(), (long)getpid(), (long)getpid());
-	assert_string_equal(capture_stderr(log_some), want);
+	/* the journal stamps lines itself: no time of ours */
+	assert_string_equal(capture_stderr(log_some_to_the_journal), want);
+}
+
+static time_t before, after;
+
+static void log_one_in_india(void)
+{
+	assert_int_equal(setenv("TZ", "IST-5:30", 1), 0);
+	unsetenv("JOURNAL_STREAM");
+	before = time(NULL);
+	psktun_log_init(true, 0);
+	log_notice("tunnel %s up", "coap");
+	psktun_log_deinit();
+	after = time(NULL);
+	unsetenv("TZ");
+}
+
+/* The stamp must be ISO 8601 with the zone's offset, and name a time in [before, after]. */
+static void assert_stamped(const char *out, const char *rest)
+{
+	char pattern[256], date[32];
+	regmatch_t m[2];
+	regex_t re;
+	struct tm tm = { 0 };
+	time_t t;
+
+	FMT(pattern, "^([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})\\.[0-9]{3}\\+05:30 psktund\\[%ld\\]: %s\n$",
+	    (long)getpid(), rest);
+	assert_int_equal(regcomp(&re, pattern, REG_EXTENDED), 0);
+	if (regexec(&re, out, 2, m, 0) != 0)
+		fail_msg("not an ISO 8601 stamped line: \"%s\"", out);
+	regfree(&re);
+	FMT(date, "%.*s", (int)(m[1].rm_eo - m[1].rm_so), out + m[1].rm_so);
+	assert_non_null(strptime(date, "%Y-%m-%dT%H:%M:%S", &tm));
+	t = timegm(&tm) - (5 * 3600 + 30 * 60);
+	assert_true(t >= before && t <= after);
+}
+
+static void a_file_or_terminal_gets_an_iso8601_time_first(void **state)
+{
+	assert_stamped(capture_stderr(log_one_in_india), "notice: tunnel coap up");
+}
+
+static void log_one_with_a_stale_journal_stream(void)
+{
+	/* inherited from a journaled parent, but fd 2 is now a file */
+	assert_int_equal(setenv("JOURNAL_STREAM", "8:12345", 1), 0);
+	assert_int_equal(setenv("TZ", "IST-5:30", 1), 0);
+	before = time(NULL);
+	psktun_log_init(true, 0);
+	log_notice("tunnel %s up", "coap");
+	psktun_log_deinit();
+	after = time(NULL);
+	unsetenv("TZ");
+	unsetenv("JOURNAL_STREAM");
+}
+
+static void journal_stream_naming_another_file_still_gets_a_time(void **state)
+{
+	assert_stamped(capture_stderr(log_one_with_a_stale_journal_stream), "notice: tunnel coap up");
 }
 
 static const char *quote(const char *s, size_t len)
@@ -122,6 +203,8 @@ int main(void)
 		cmocka_unit_test(each_v_lowers_the_threshold_down_to_debug),
 		cmocka_unit_test(stderr_lines_are_one_per_event_with_pid_and_level),
 		cmocka_unit_test(a_name_is_one_token_whatever_it_holds),
+		cmocka_unit_test(a_file_or_terminal_gets_an_iso8601_time_first),
+		cmocka_unit_test(journal_stream_naming_another_file_still_gets_a_time),
 	};
 
 	return cmocka_run_group_tests_name("log", tests, NULL, NULL);

@@ -25,8 +25,8 @@ struct world {
 	uv_udp_t meter, backend;
 	unsigned short meter_port, gw_port, term_port, backend_port;
 	char dir[64];
-	char got[16][64];	/* what the meter received, in order */
-	unsigned n_got;
+	char got[16][64];	/* what the meter received, in order (the first 16) */
+	unsigned n_got;		/* how many it received */
 	bool timed_out;
 };
 
@@ -94,9 +94,11 @@ static void on_meter(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct s
 {
 	struct world *w = h->data;
 
-	if (n <= 0 || w->n_got >= 16)
+	if (n <= 0)
 		return;
-	snprintf(w->got[w->n_got++], 64, "%.*s", (int)n, buf->base);
+	if (w->n_got < 16)
+		snprintf(w->got[w->n_got], 64, "%.*s", (int)n, buf->base);
+	w->n_got++;
 }
 
 static void on_backend(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct sockaddr *from, unsigned fl)
@@ -592,6 +594,291 @@ static void test_a_datagram_of_too_many_records_is_cut_and_counted(void **state)
 	world_teardown(&w);
 }
 
+/*
+ * Forged datagrams from an established session's peer address, in both
+ * directions: to the terminator from the gateway's session socket, to the
+ * gateway's session socket from the terminator's own socket. None may
+ * stall, close or refresh the session: after each, 20 of 20 requests are
+ * answered, the session is the same and still established, its activity
+ * stamp untouched, and the datagram is counted.
+ */
+struct forged {
+	const char *name;
+	uint8_t data[400];
+	size_t len;
+	unsigned malformed;	/* expected rise of dropped_malformed at the receiver */
+	unsigned discarded;	/* ... of records_discarded (well-framed, handed to GnuTLS) */
+	unsigned cookies;	/* expected rise of cookies_sent (terminator) */
+};
+
+static size_t put_record(uint8_t *p, uint8_t type, uint16_t version, uint16_t epoch, uint32_t seq,
+			 uint16_t length_field, size_t body)
+{
+	p[0] = type;
+	p[1] = version >> 8;
+	p[2] = version & 0xff;
+	p[3] = epoch >> 8;
+	p[4] = epoch & 0xff;
+	memset(p + 5, 0, 6);
+	p[7] = seq >> 24;
+	p[8] = (seq >> 16) & 0xff;
+	p[9] = (seq >> 8) & 0xff;
+	p[10] = seq & 0xff;
+	p[11] = length_field >> 8;
+	p[12] = length_field & 0xff;
+	for (size_t i = 0; i < body; i++)
+		p[13 + i] = (uint8_t)(0xa5 ^ i);
+	return 13 + body;
+}
+
+/* A minimal ClientHello (PSK-AES128-CCM8, no cookie): what a spoofer sends. */
+static size_t put_client_hello(uint8_t *p)
+{
+	static const uint8_t hs[12 + 42] = {
+		1, 0, 0, 42, 0, 0, 0, 0, 0, 0, 0, 42,	/* ClientHello, seq 0, unfragmented */
+		0xfe, 0xfd,				/* client_version */
+		[46] = 0, 0,				/* random (zeros), session_id, cookie: empty */
+		[48] = 0, 2, 0xc0, 0xa8,		/* cipher_suites: TLS_PSK_WITH_AES_128_CCM_8 */
+		[52] = 1, 0,				/* compression: null */
+	};
+
+	put_record(p, 22, 0xfeff, 0, 0, sizeof(hs), 0);
+	memcpy(p + 13, hs, sizeof(hs));
+	return 13 + sizeof(hs);
+}
+
+static struct forged *shape(struct forged *f, size_t *i, const char *name, unsigned malformed,
+			    unsigned discarded)
+{
+	struct forged *x = &f[(*i)++];
+
+	x->name = name;
+	x->malformed = malformed;
+	x->discarded = discarded;
+	x->cookies = 0;
+	x->len = 0;
+	return x;
+}
+
+static void forged_shapes(struct forged *f, size_t *n, bool to_terminator)
+{
+	struct forged *x;
+	size_t i = 0;
+
+	x = shape(f, &i, "length 5000 in a 40-byte datagram", 1, 0);
+	x->len = put_record(x->data, 23, 0xfefd, 1, 0x1000, 5000, 27);
+	x = shape(f, &i, "length 16000 in a 40-byte datagram", 1, 0);
+	x->len = put_record(x->data, 23, 0xfefd, 1, 0x1001, 16000, 27);
+	x = shape(f, &i, "a record, then length 5000", 1, 1);
+	x->len = put_record(x->data, 23, 0xfefd, 1, 0x1002, 27, 27);
+	x->len += put_record(x->data + x->len, 23, 0xfefd, 1, 0x1003, 5000, 10);
+	x = shape(f, &i, "a record, then 5 bytes of a header", 1, 1);
+	x->len = put_record(x->data, 23, 0xfefd, 1, 0x1004, 27, 27) + 5;
+	x = shape(f, &i, "a 7-byte datagram", 1, 0);
+	put_record(x->data, 23, 0xfefd, 1, 0x1005, 0, 0);
+	x->len = 7;
+	x = shape(f, &i, "version 3.3 (TLS)", 1, 0);
+	x->len = put_record(x->data, 23, 0x0303, 1, 0x1006, 27, 27);
+	x = shape(f, &i, "version 254.0", 1, 0);
+	x->len = put_record(x->data, 23, 0xfe00, 1, 0x1007, 27, 27);
+	x = shape(f, &i, "content type 99", 1, 0);
+	x->len = put_record(x->data, 99, 0xfefd, 1, 0x1008, 27, 27);
+	x = shape(f, &i, "epoch 1 garbage", 0, 1);
+	x->len = put_record(x->data, 23, 0xfefd, 1, 0x1009, 27, 27);
+	x = shape(f, &i, "epoch 2 garbage", 0, 1);
+	x->len = put_record(x->data, 23, 0xfefd, 2, 0x100a, 27, 27);
+	x = shape(f, &i, "epoch 0 application data", 0, 1);
+	x->len = put_record(x->data, 23, 0xfefd, 0, 0x100b, 27, 27);
+	x = shape(f, &i, "zero-length epoch 1 record", 1, 0);
+	x->len = put_record(x->data, 23, 0xfefd, 1, 0x100c, 0, 0);
+	x = shape(f, &i, "zero-length epoch 0 handshake", 1, 0);
+	x->len = put_record(x->data, 22, 0xfefd, 0, 0x100d, 0, 0);
+	x = shape(f, &i, "epoch 0 ChangeCipherSpec", 0, 1);
+	x->len = put_record(x->data, 20, 0xfefd, 0, 0x100e, 1, 1);
+	x->data[13] = 1;
+	x = shape(f, &i, "epoch 0 fatal alert", 0, 1);
+	x->len = put_record(x->data, 21, 0xfefd, 0, 0x100f, 2, 2);
+	x->data[13] = 2;
+	x->data[14] = 40;	/* handshake_failure */
+	x = shape(f, &i, "20 epoch 1 records in one datagram", 1, 16);
+	for (unsigned k = 0; k < 20; k++)
+		x->len += put_record(x->data + x->len, 23, 0xfefd, 1, 0x1100 + k, 1, 1);
+	/* At the terminator a ClientHello is a new handshake's first word: it gets
+	 * a cookie and is forgotten. At the gateway it is nonsense. */
+	x = shape(f, &i, "a ClientHello", 0, to_terminator ? 0 : 1);
+	x->len = put_client_hello(x->data);
+	x->cookies = to_terminator;
+	*n = i;
+}
+
+static struct daemon *forge_rx;
+static uint64_t forge_seen0;
+
+static uint64_t forge_seen(void)
+{
+	const struct psktun_stats *st = &forge_rx->stats;
+
+	return st->records_in + st->dropped_malformed + st->cookies_sent + st->dropped_unknown +
+	       st->records_discarded;
+}
+
+static bool forged_arrived(struct world *w) { return forge_seen() != forge_seen0; }
+
+static void send_forged(struct world *w, bool to_terminator, const struct forged *f)
+{
+	struct session *gs = w->gw->tunnels->sessions;
+
+	if (to_terminator) {
+		assert_int_equal(send(gs->sock->fd, f->data, f->len, 0), (ssize_t)f->len);
+	} else {
+		struct sockaddr_storage a;
+		socklen_t alen = sizeof(a);
+		uv_buf_t b = uv_buf_init((char *)f->data, f->len);
+
+		assert_int_equal(getsockname(gs->sock->fd, (struct sockaddr *)&a, &alen), 0);
+		assert_int_equal(uv_udp_try_send(&w->term->tunnels->sock, &b, 1, (struct sockaddr *)&a),
+				 (int)f->len);
+	}
+}
+
+/* Requests one at a time; returns how many were answered. */
+static unsigned ask_twenty(struct world *w)
+{
+	unsigned base = w->n_got, cap = 3000;
+
+	for (unsigned i = 0; i < 20; i++) {
+		char text[16];
+
+		snprintf(text, sizeof(text), "q%u", i);
+		meter_send(w, text);
+		want_got = base + i + 1;
+		if (!run_until(w, got_enough, cap))
+			cap = 300;	/* stalled: do not wait long for the rest */
+	}
+	want_got = base + 20;
+	run_until(w, got_enough, 300);
+	return w->n_got - base;
+}
+
+static void forged_datagrams_never_stall_a_session(bool to_terminator)
+{
+	struct forged f[24];
+	size_t n;
+	unsigned answered[24], malformed[24], discarded[24], cookies[24];
+	bool same[24];
+	bool all = true;
+
+	forged_shapes(f, &n, to_terminator);
+	for (size_t i = 0; i < n; i++) {
+		struct world w;
+		struct session *s;
+		uint64_t mal0, disc0, cookie0;
+
+		world_setup(&w, "", true);
+		meter_send(&w, "hello");
+		want_got = 1;
+		assert_true(run_until(&w, got_enough, 10000));
+		forge_rx = to_terminator ? w.term : w.gw;
+		s = forge_rx->tunnels->sessions;
+		assert_int_equal(s->state, SESSION_ESTABLISHED);
+		s->last_rx_ms = 1;	/* a touch would move it */
+		mal0 = forge_rx->stats.dropped_malformed;
+		disc0 = forge_rx->stats.records_discarded;
+		cookie0 = forge_rx->stats.cookies_sent;
+		forge_seen0 = forge_seen();
+		send_forged(&w, to_terminator, &f[i]);
+		assert_true(run_until(&w, forged_arrived, 5000));
+		same[i] = forge_rx->tunnels->sessions == s && s->state == SESSION_ESTABLISHED &&
+			  s->last_rx_ms == 1 && forge_rx->n_sessions == 1;
+		malformed[i] = forge_rx->stats.dropped_malformed - mal0;
+		discarded[i] = forge_rx->stats.records_discarded - disc0;
+		cookies[i] = forge_rx->stats.cookies_sent - cookie0;
+		answered[i] = ask_twenty(&w);
+		fprintf(stderr, "forged to the %s: %-36s answered %2u of 20, dropped_malformed +%u, "
+			"records_discarded +%u, cookies_sent +%u, session %s\n",
+			to_terminator ? "terminator" : "gateway", f[i].name, answered[i], malformed[i],
+			discarded[i], cookies[i], same[i] ? "untouched" : "CHANGED");
+		world_teardown(&w);
+	}
+	for (size_t i = 0; i < n; i++)
+		all = all && answered[i] == 20 && same[i] && malformed[i] == f[i].malformed &&
+		      discarded[i] == f[i].discarded && cookies[i] == f[i].cookies;
+	assert_true(all);
+}
+
+static void test_forged_datagrams_to_the_terminator_never_stall_a_session(void **state)
+{
+	forged_datagrams_never_stall_a_session(true);
+}
+
+static void test_forged_datagrams_to_the_gateway_never_stall_a_session(void **state)
+{
+	forged_datagrams_never_stall_a_session(false);
+}
+
+static void meter_send_bytes(struct world *w, size_t len)
+{
+	static char buf[4096];
+	struct sockaddr_in a;
+	uv_buf_t b = uv_buf_init(buf, len);
+
+	memset(buf, 'x', len);
+	uv_ip4_addr("127.0.0.1", w->gw_port, &a);
+	assert_int_equal(uv_udp_try_send(&w->meter, &b, 1, (struct sockaddr *)&a), (int)len);
+}
+
+static uint64_t want_plain_in;
+static bool gw_read_all(struct world *w) { return w->gw->stats.plain_in >= want_plain_in; }
+
+/* mtu 1280 - 13 (record header) - 16 (AES-128-CCM-8's nonce and tag) */
+#define PLAIN_MAX 1251
+
+static void test_a_datagram_too_big_for_one_record_is_dropped_on_arrival(void **state)
+{
+	struct world w;
+
+	world_setup(&w, "", true);
+	meter_send_bytes(&w, PLAIN_MAX + 1);
+	want_plain_in = 1;
+	assert_true(run_until(&w, gw_read_all, 5000));
+	assert_int_equal(w.gw->stats.dropped_oversize, 1);
+	assert_int_equal(w.gw->queue_budget.used, 0);
+	assert_int_equal(w.gw->stats.handshakes_started, 0);	/* no session for it */
+	meter_send_bytes(&w, PLAIN_MAX);			/* the largest that fits: queued, sent */
+	want_got = 1;
+	assert_true(run_until(&w, got_enough, 10000));
+	assert_int_equal(w.gw->stats.plain_out, 1);
+	assert_int_equal(gnutls_dtls_get_data_mtu(w.gw->tunnels->sessions->tls), PLAIN_MAX);
+	meter_send_bytes(&w, PLAIN_MAX + 1);			/* established: the same limit */
+	want_plain_in = 3;
+	assert_true(run_until(&w, gw_read_all, 5000));
+	assert_int_equal(w.gw->stats.dropped_oversize, 2);
+	assert_int_equal(w.gw->stats.dropped_send, 0);
+	assert_int_equal(w.gw->stats.dropped_overflow, 0);
+	world_teardown(&w);
+}
+
+/* queue_len allows 64, the byte budget 52 of 1251 bytes (65052 <= 65536). */
+static void test_the_byte_budget_bounds_what_handshake_queues_hold(void **state)
+{
+	struct world w;
+	struct session *s;
+
+	world_setup(&w, "queue_len = 64; queue_bytes = 65536;", false);	/* nobody answers */
+	for (int i = 0; i < 60; i++)
+		meter_send_bytes(&w, PLAIN_MAX);
+	want_plain_in = 60;
+	assert_true(run_until(&w, gw_read_all, 5000));
+	s = w.gw->tunnels->sessions;
+	assert_non_null(s);
+	assert_int_equal(s->queue.n, 52);
+	assert_int_equal(w.gw->queue_budget.used, 52 * PLAIN_MAX);
+	assert_int_equal(w.gw->stats.dropped_overflow, 8);
+	assert_int_equal(w.gw->stats.dropped_oversize, 0);
+	world_teardown(&w);
+	/* the session's close gave every byte back (teardown freed it) */
+}
+
 static void test_a_new_handshake_from_the_same_address_replaces_the_session_once_complete(void **state)
 {
 	run_client_twice(true);
@@ -615,6 +902,10 @@ int main(void)
 		cmocka_unit_test(test_tickets_resume_with_a_key_from_a_file),
 		cmocka_unit_test(test_forged_records_do_not_keep_a_session_alive),
 		cmocka_unit_test(test_a_datagram_of_too_many_records_is_cut_and_counted),
+		cmocka_unit_test(test_forged_datagrams_to_the_terminator_never_stall_a_session),
+		cmocka_unit_test(test_a_datagram_too_big_for_one_record_is_dropped_on_arrival),
+		cmocka_unit_test(test_the_byte_budget_bounds_what_handshake_queues_hold),
+		cmocka_unit_test(test_forged_datagrams_to_the_gateway_never_stall_a_session),
 		cmocka_unit_test(test_a_new_handshake_from_the_same_address_replaces_the_session_once_complete),
 		cmocka_unit_test(test_the_same_identity_from_a_new_address_replaces_its_old_session),
 	};

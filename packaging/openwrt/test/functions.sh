@@ -1,91 +1,59 @@
-# functions.sh: stand-ins for OpenWrt's /lib/functions.sh UCI helpers, for tests on a PC.
+# functions.sh: OpenWrt's /lib/functions.sh UCI helpers for tests on a PC, over OpenWrt's real uci.
 #
-# The same calls and meanings as OpenWrt's (config_load, config_get,
-# config_get_bool, config_foreach, config_list_foreach), over a small parser
-# of UCI files in $UCI_CONFIG_DIR (default /etc/config) instead of uci(1).
-# Values live in CONFIG_<section>_<option> variables as on OpenWrt; a list
-# is also kept item by item (CONFIG_<section>_<option>_ITEM<n>, _LENGTH).
+# /lib/functions.sh (base-files) is not built here, so this file gives its
+# calls the same meanings (config_load, config_get, config_get_bool,
+# config_foreach, config_list_foreach), but the reading is done as on a
+# router: `uci -S -n export PACKAGE` (the real uci(1), first in PATH; its
+# config directory from UCI_CONFIG_DIR) and the output evaluated with config,
+# option and list callbacks that fill CONFIG_<section>_<option> variables; a
+# list is also kept item by item (CONFIG_<section>_<option>_ITEM<n>, _LENGTH).
+# As on a router, uci's errors go to /dev/null here and config_load returns
+# uci's exit status; what uci could parse is loaded.
 
 CONFIG_SECTIONS=
 CONFIG_NUM_SECTIONS=0
+CONFIG_SECTION=
 
-# UCI file -> lines "config<TAB>type<TAB>name", "option<TAB>name<TAB>value",
-# "list<TAB>name<TAB>value"; quotes (' or ") removed, comments dropped.
-_uci_parse() {
-	awk '
-	function token(   c, q, out) {
-		sub(/^[ \t]+/, "", line)
-		if (line == "" || substr(line, 1, 1) == "#") return ""
-		out = ""
-		while (line != "") {
-			c = substr(line, 1, 1)
-			if (c == " " || c == "\t") break
-			if (c == "\x27" || c == "\"") {
-				q = index(substr(line, 2), c)
-				if (q == 0) { bad = 1; return "" }
-				out = out substr(line, 2, q - 1)
-				line = substr(line, q + 2)
-				continue
-			}
-			out = out c
-			line = substr(line, 2)
-		}
-		got = 1
-		return out
-	}
-	{
-		line = $0; bad = 0
-		got = 0; kw = token(); if (!got) next
-		got = 0; a = token(); has_a = got
-		got = 0; b = token(); has_b = got
-		if (bad) { printf "uci: line %d: unterminated quote\n", NR > "/dev/stderr"; exit 1 }
-		if (kw == "package") next
-		if (kw == "config") { printf "config\t%s\t%s\n", a, (has_b ? b : ""); next }
-		if ((kw == "option" || kw == "list") && has_a && has_b) { printf "%s\t%s\t%s\n", kw, a, b; next }
-		printf "uci: line %d: cannot parse \"%s\"\n", NR, $0 > "/dev/stderr"; exit 1
-	}' "$1"
+package() {
+	return 0
 }
 
-config_load() {
-	local file="${UCI_CONFIG_DIR:-/etc/config}/$1"
-	local kind a b tab section="" parsed
-	tab=$(printf '\t')
+config() {	# TYPE [NAME]
+	local cfgtype="$1" name="${2:-}"
+	CONFIG_NUM_SECTIONS=$((CONFIG_NUM_SECTIONS + 1))
+	[ -n "$name" ] || name=$(printf 'cfg%d' "$CONFIG_NUM_SECTIONS")	# uci -n names them all
+	CONFIG_SECTION=$name
+	CONFIG_SECTIONS="$CONFIG_SECTIONS $name"
+	eval "CONFIG_${name}_TYPE=\$cfgtype"
+}
+
+option() {	# NAME VALUE
+	eval "CONFIG_${CONFIG_SECTION}_$1=\$2"
+}
+
+list() {	# NAME VALUE
+	local n
+	eval "n=\$((\${CONFIG_${CONFIG_SECTION}_$1_LENGTH:-0} + 1))"
+	eval "CONFIG_${CONFIG_SECTION}_$1_LENGTH=\$n"
+	eval "CONFIG_${CONFIG_SECTION}_$1_ITEM${n}=\$2"
+	eval "CONFIG_${CONFIG_SECTION}_$1=\"\${CONFIG_${CONFIG_SECTION}_$1:+\${CONFIG_${CONFIG_SECTION}_$1} }\$2\""
+}
+
+config_load() {	# PACKAGE
+	local data rc
 	CONFIG_SECTIONS=
 	CONFIG_NUM_SECTIONS=0
-	[ -f "$file" ] || return 1
-	parsed=$(_uci_parse "$file") || return 1
-	while IFS="$tab" read -r kind a b; do
-		case $kind in
-		config)
-			CONFIG_NUM_SECTIONS=$((CONFIG_NUM_SECTIONS + 1))
-			section=${b:-$(printf 'cfg%02x%04x' "$CONFIG_NUM_SECTIONS" 0)}
-			case $section in *[!A-Za-z0-9_]*) echo "uci: bad section name '$section'" >&2; return 1 ;; esac
-			CONFIG_SECTIONS="$CONFIG_SECTIONS $section"
-			eval "CONFIG_${section}_TYPE=\$a"
-			;;
-		option)
-			case $a in '' | *[!A-Za-z0-9_]*) echo "uci: bad option name '$a'" >&2; return 1 ;; esac
-			eval "CONFIG_${section}_${a}=\$b"
-			;;
-		list)
-			case $a in '' | *[!A-Za-z0-9_]*) echo "uci: bad option name '$a'" >&2; return 1 ;; esac
-			local n
-			eval "n=\$((\${CONFIG_${section}_${a}_LENGTH:-0} + 1))"
-			eval "CONFIG_${section}_${a}_LENGTH=\$n"
-			eval "CONFIG_${section}_${a}_ITEM${n}=\$b"
-			eval "CONFIG_${section}_${a}=\"\${CONFIG_${section}_${a}:+\${CONFIG_${section}_${a}} }\$b\""
-			;;
-		esac
-	done <<EOF
-$parsed
-EOF
-	return 0
+	CONFIG_SECTION=
+	data=$(uci ${UCI_CONFIG_DIR:+-c "$UCI_CONFIG_DIR"} -S -n export "$1" 2>/dev/null)
+	rc=$?
+	[ "$rc" != 0 ] || [ -z "$data" ] || eval "$data"
+	return "$rc"
 }
 
 # config_get VAR SECTION OPTION [DEFAULT]  or  config_get SECTION OPTION (prints)
 config_get() {
 	case $# in
-	2) eval "printf '%s\n' \"\${CONFIG_${1}_${2}}\"" ;;
+	2) eval "printf '%s\n' \"\${CONFIG_${1}_${2}:-}\"" ;;
 	*) eval "$1=\${CONFIG_${2}_${3}:-\${4:-}}" ;;
 	esac
 }

@@ -1,8 +1,9 @@
 # psktun-uci.sh: turn the UCI configuration /etc/config/psktun into psktund's libconfig file.
 #
 # Sourced by /etc/init.d/psktun (and by packaging/openwrt/test-uci.sh) after
-# /lib/functions.sh and `config_load psktun`. Everything is checked before the
-# file is replaced, so a bad UCI change leaves the last good file in place.
+# /lib/functions.sh and `config_load psktun`; runs uci(1) to check the file.
+# Everything is checked before the file is replaced, so a bad UCI change
+# leaves the last good file in place.
 #
 #   psktun_uci_config OUT   prints the path psktund is to read: the main
 #                           section's native_config if set, else OUT after
@@ -128,7 +129,7 @@ psktun_uci_write() {
 
 	v=
 	for opt in priority mtu retransmit_ms handshake_timeout_s idle_timeout_s \
-		max_sessions max_handshakes queue_len handshake_rate handshake_burst \
+		max_sessions max_handshakes queue_len queue_bytes handshake_rate handshake_burst \
 		path_timeout_s; do
 		config_get v main "$opt"
 		[ -n "$v" ] || continue
@@ -149,7 +150,13 @@ psktun_uci_write() {
 }
 
 psktun_uci_config() {	# OUT
-	local out="$1" native old_umask
+	local out="$1" native old_umask err
+	# config_load reads what uci can parse and drops its errors (uci -S): a
+	# line uci refuses would silently lose settings. Strict, it says which.
+	if ! err=$(uci ${UCI_CONFIG_DIR:+-c "$UCI_CONFIG_DIR"} export psktun 2>&1 >/dev/null); then
+		echo "psktun: /etc/config/psktun: ${err:-uci cannot read it}" >&2
+		return 1
+	fi
 	config_get native main native_config
 	if [ -n "$native" ]; then
 		printf '%s\n' "$native"

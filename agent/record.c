@@ -1,0 +1,43 @@
+/* record: the DTLS record layer's wire format, checked before GnuTLS sees a byte. */
+#include <errno.h>
+#include "record.h"
+
+int dtls_record_len(const uint8_t *p, size_t len)
+{
+	size_t body;
+
+	if (len < DTLS_RECORD_HDR)
+		return -EBADMSG;
+	switch (p[0]) {
+	case DTLS_CT_CCS:
+	case DTLS_CT_ALERT:
+	case DTLS_CT_HANDSHAKE:
+	case DTLS_CT_APPLICATION_DATA:
+		break;
+	default:		/* heartbeat (24) is never negotiated */
+		return -EBADMSG;
+	}
+	/* DTLS 1.2, or 1.0 in a first ClientHello and a HelloVerifyRequest (RFC 6347 4.2.1) */
+	if (p[1] != 0xfe || (p[2] != 0xfd && p[2] != 0xff))
+		return -EBADMSG;
+	body = (size_t)p[11] << 8 | p[12];
+	if (body == 0 || body > DTLS_RECORD_BODY_MAX || body > len - DTLS_RECORD_HDR)
+		return -EBADMSG;
+	return (int)(DTLS_RECORD_HDR + body);
+}
+
+/* record header, handshake header(12), client_version(2), random(32), session_id,
+ * cookie, cipher_suites (one), compression_methods (one) */
+#define CLIENT_HELLO_MIN (DTLS_RECORD_HDR + 12 + 2 + 32 + 1 + 1 + 2 + 2 + 1 + 1)
+
+bool dtls_is_client_hello(const uint8_t *p, size_t len)
+{
+	return len >= CLIENT_HELLO_MIN && p[0] == DTLS_CT_HANDSHAKE && dtls_record_epoch(p) == 0 &&
+	       p[DTLS_RECORD_HDR] == DTLS_HS_CLIENT_HELLO;
+}
+
+bool dtls_is_plain_alert(const uint8_t *p, size_t len)
+{
+	return dtls_record_len(p, len) == DTLS_RECORD_HDR + 2 && p[0] == DTLS_CT_ALERT &&
+	       dtls_record_epoch(p) == 0;
+}

@@ -1,0 +1,40 @@
+/* record: the DTLS record layer's wire format, checked before GnuTLS sees a byte. */
+#ifndef PSKTUN_RECORD_H
+#define PSKTUN_RECORD_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DTLS_RECORD_HDR 13	/* type(1) version(2) epoch(2) sequence(6) length(2) */
+#define DTLS_RECORD_BODY_MAX (16384 + 2048)	/* RFC 6347 4.1 (RFC 5246 6.2.3) */
+#define DTLS_RECORDS_MAX 16	/* records taken from one datagram; a flight has 3 to 5 */
+
+#define DTLS_CT_CCS 20
+#define DTLS_CT_ALERT 21
+#define DTLS_CT_HANDSHAKE 22
+#define DTLS_CT_APPLICATION_DATA 23
+#define DTLS_HS_CLIENT_HELLO 1
+#define DTLS_HS_HDR 12		/* type(1) length(3) message_seq(2) fragment_offset(3) fragment_length(3) */
+/* Where a ClientHello record holds client_random: after both headers and client_version. */
+#define DTLS_CLIENT_HELLO_RANDOM (DTLS_RECORD_HDR + DTLS_HS_HDR + 2)
+
+/*
+ * The length (header and body) of the record at the start of p, or -EBADMSG
+ * when what is there cannot be a record psktun's peers send: a header cut
+ * short, a length field past the end of the datagram (GnuTLS would wait for
+ * the rest and take the next datagrams for it), an empty body (no suite
+ * psktun negotiates has one), a content type or version DTLS 1.2 does not use.
+ */
+int dtls_record_len(const uint8_t *p, size_t len);
+
+static inline unsigned dtls_record_epoch(const uint8_t *p)
+{
+	return (unsigned)p[3] << 8 | p[4];
+}
+
+/* An unfragmented-looking epoch 0 ClientHello of at least the minimal size. */
+bool dtls_is_client_hello(const uint8_t *p, size_t len);
+
+/* An epoch 0 (plaintext, unauthenticated) alert record. */
+bool dtls_is_plain_alert(const uint8_t *p, size_t len);
+#endif
