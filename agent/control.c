@@ -109,6 +109,7 @@ static void write_stats(struct ctl_client *c)
 	text_printf(&c->out, "queued_bytes=%llu\n", (unsigned long long)queued_bytes);
 	text_printf(&c->out, "resumable=%llu\nresumable_bytes=%llu\n", (unsigned long long)resumable,
 		    (unsigned long long)resumable_bytes);
+	text_printf(&c->out, "io_uring=%d\n", d->uring != NULL);
 #define X(n) text_printf(&c->out, #n "=%llu\n", (unsigned long long)sum.n);
 	PSKTUN_STATS(X)
 #undef X

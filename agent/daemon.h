@@ -17,6 +17,7 @@
 #include "record.h"
 #include "sendbatch.h"
 #include "sessionsock.h"
+#include "uring.h"
 #include "resume.h"
 #include "stats.h"
 #include "psktun/plugin.h"
@@ -233,6 +234,7 @@ struct daemon {
 	struct hs_sources hs_sources;	/* terminator: who holds the handshake slots */
 	struct dgram_budget queue_budget;	/* every session's handshake queue: dtls.queue_bytes */
 	struct sockset sockset;		/* every session's own socket */
+	struct uring_tx *uring;		/* their sends, through io_uring; NULL: system calls */
 	struct {			/* the handshake flight being gathered (dtls.c) */
 		struct session *s;
 		size_t len;

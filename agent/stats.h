@@ -30,6 +30,7 @@
 	X(dropped_oversize) \
 	X(dropped_limit) \
 	X(dropped_send) \
+	X(dropped_ring) \
 	X(dropped_amplification) \
 	X(dropped_closed) \
 	X(dropped_kernel)
