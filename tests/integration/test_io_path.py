@@ -78,8 +78,9 @@ def test_default_path_said_once_and_in_stats(env):
 def test_environment_forces_system_calls(env):
     h.psktund()
     m, gw, term = start_pair(env, '0')
+    why = 'PSKTUN_IO_URING=0' if built_with_liburing() else 'built without liburing'
     for d in (gw, term):
-        eq(said(d), ('system calls', 'PSKTUN_IO_URING=0'), '%s: what it said' % d.name)
+        eq(said(d), ('system calls', why), '%s: what it said' % d.name)
         eq(d.stats()['io_uring'], 0, '%s: stats io_uring' % d.name)
     eq(m.request(b'plain', gw.addr), b'E:plain', 'echo')
 
