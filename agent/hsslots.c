@@ -217,10 +217,13 @@ void hs_slot_step(struct session *s)
  * (27 s by default: our flight and its first retransmission have each had
  * an NB-IoT round trip and more) is most likely not coming: its slot is
  * worth more to the next meter than the rest of handshake_timeout_s.
- * Without that pressure the handshake keeps its whole handshake_timeout_s:
- * on a lossy link a real client's second flight can be lost several times,
- * and once we have given up, its resent second flight finds no handshake
- * and it waits out its own timeout before it starts again.
+ * So is one begun without a cookie at an address that has not shown it
+ * receives there (a forged resumption hello, most likely): the 3x rule
+ * already silences it. Otherwise, without that pressure, a handshake keeps
+ * its whole handshake_timeout_s: on a lossy link a real client's second
+ * flight can be lost several times, and once we have given up, its resent
+ * second flight finds no handshake and it waits out its own timeout before
+ * it starts again.
  */
 uint64_t hs_slot_hello_left_ms(struct session *s)
 {
@@ -230,7 +233,7 @@ uint64_t hs_slot_hello_left_ms(struct session *s)
 	if (!s->slot.src || s->slot.progress)
 		return UINT64_MAX;
 	c = &s->t->d->cfg->dtls;
-	if (2 * (uint64_t)s->t->d->n_handshaking < c->max_handshakes)
+	if (s->slot.proven && 2 * (uint64_t)s->t->d->n_handshaking < c->max_handshakes)
 		return UINT64_MAX;
 	limit = 3 * (uint64_t)c->retransmit_ms;
 	if (limit > (uint64_t)c->handshake_timeout_s * 1000)
