@@ -36,6 +36,7 @@ struct ctl_client {
 	char line[CONTROL_LINE_MAX];
 	size_t len;
 	bool answered;
+	bool show;		/* `show`, not `sessions`: waits for the workers too */
 	struct ctl_client *next_waiting;
 	uv_write_t req;
 	struct text out;
@@ -86,6 +87,7 @@ static void write_stats(struct ctl_client *c)
 	unsigned n_all = d->n_all ? d->n_all : 1, sessions = 0, handshaking = 0;
 	uint64_t queued_bytes = 0;
 	uint64_t resumable = 0, resumable_bytes = 0;
+	uint64_t failures[PSKTUN_FAIL_MAX] = { 0 };
 	struct psktun_stats sum;
 
 	memset(&sum, 0, sizeof(sum));
@@ -96,6 +98,8 @@ static void write_stats(struct ctl_client *c)
 #define X(n) sum.n += LOAD(all[i]->stats.n);
 		PSKTUN_STATS(X)
 #undef X
+		for (unsigned f = 0; f < PSKTUN_FAIL_MAX; f++)
+			failures[f] += LOAD(all[i]->failures[f]);
 	}
 	if (d->cfg->mode == PSKTUN_MODE_TERMINATOR) {
 		dtls_server_cache_stats(&resumable, &resumable_bytes);
@@ -113,6 +117,20 @@ static void write_stats(struct ctl_client *c)
 #define X(n) text_printf(&c->out, #n "=%llu\n", (unsigned long long)sum.n);
 	PSKTUN_STATS(X)
 #undef X
+	for (unsigned f = 0; f < PSKTUN_FAIL_MAX; f++)
+		text_printf(&c->out, "handshake_failures.%s=%llu\n", psktun_failure_slug(f),
+			    (unsigned long long)failures[f]);
+}
+
+/* `show`: the rows of every worker (rows[0] the leader's), merged. */
+static void show_answer(struct ctl_client *c, struct show_rows **rows, unsigned n)
+{
+	size_t len = 0;
+	char *txt = show_text(c->d, rows, n, &len);
+
+	if (txt)
+		text_printf(&c->out, "%s", txt);
+	free(txt);
 }
 
 /* One line a session of this worker; runs in the worker's own thread. */
@@ -197,6 +215,14 @@ static void start_sessions(struct ctl_client *c)
 	size_t len = 0;
 
 	if (d->n_all <= 1) {
+		if (c->show) {
+			struct show_rows *rows = show_rows_collect(d);
+
+			show_answer(c, &rows, 1);
+			show_rows_free(rows);
+			send_answer(c);
+			return;
+		}
 		control_sessions_text(d, &mine, &len);
 		free(c->out.p);
 		c->out = (struct text){ mine, len, len };
@@ -218,6 +244,7 @@ static void start_sessions(struct ctl_client *c)
 void control_gathered(struct daemon *d)
 {
 	struct text all = { NULL, 0, 0 };
+	struct show_rows **rows;
 	char *mine = NULL;
 	size_t len = 0;
 
@@ -226,6 +253,14 @@ void control_gathered(struct daemon *d)
 	for (unsigned i = 1; i < d->n_all; i++)
 		if (!__atomic_load_n(&d->all[i]->dump_ready, __ATOMIC_SEQ_CST))
 			return;
+	rows = calloc(d->n_all, sizeof(*rows));
+	if (rows) {
+		rows[0] = show_rows_collect(d);
+		for (unsigned i = 1; i < d->n_all; i++) {
+			rows[i] = d->all[i]->show_rows;
+			d->all[i]->show_rows = NULL;
+		}
+	}
 	control_sessions_text(d, &mine, &len);
 	if (mine)
 		text_printf(&all, "%s", mine);
@@ -245,11 +280,16 @@ void control_gathered(struct daemon *d)
 		/* its timeout may have passed while it waited: a fresh one for
 		 * reading the answer, which may be larger than the socket buffer */
 		uv_timer_start(&c->timer, on_client_timeout, CONTROL_CLIENT_TIMEOUT_MS, 0);
-		if (all.len)
+		if (c->show && rows)
+			show_answer(c, rows, d->n_all);
+		else if (!c->show && all.len)
 			text_printf(&c->out, "%s", all.p);
 		send_answer(c);
 	}
 	free(all.p);
+	for (unsigned i = 0; rows && i < d->n_all; i++)
+		show_rows_free(rows[i]);
+	free(rows);
 }
 
 static void answer(struct ctl_client *c)
@@ -262,7 +302,8 @@ static void answer(struct ctl_client *c)
 	cmd[strcspn(cmd, "\r\n")] = '\0';
 	if (!strcmp(cmd, "stats")) {
 		write_stats(c);
-	} else if (!strcmp(cmd, "sessions")) {
+	} else if (!strcmp(cmd, "sessions") || !strcmp(cmd, "show")) {
+		c->show = !strcmp(cmd, "show");
 		start_sessions(c);
 		return;
 	} else if (!strcmp(cmd, "reload")) {
@@ -275,7 +316,7 @@ static void answer(struct ctl_client *c)
 		daemon_reload(d);
 		return;
 	} else {
-		text_printf(&c->out, "error=unknown command '%.64s' (try stats, sessions, reload)\n", cmd);
+		text_printf(&c->out, "error=unknown command '%.64s' (try stats, sessions, show, reload)\n", cmd);
 	}
 	send_answer(c);
 }

@@ -97,6 +97,8 @@ static void on_wake(uv_async_t *h)
 		d->dump = NULL;
 		d->dump_len = 0;
 		control_sessions_text(d, &d->dump, &d->dump_len);
+		show_rows_free(d->show_rows);
+		d->show_rows = show_rows_collect(d);
 		__atomic_store_n(&d->dump_ready, true, __ATOMIC_SEQ_CST);
 		daemon_tell(d->leader, WORKER_DUMPED);
 	}
@@ -423,6 +425,7 @@ static void reload_commit(struct daemon *d)
 		}
 		if (t->mode == PSKTUN_MODE_GATEWAY)
 			gateway_bindings_load(t, cfg);
+		meter_table_prune(t);
 	}
 	/* What is left of the old list is replaced or removed: close it (the
 	 * replacements hold their sockets now), then let the new ones read. */

@@ -20,6 +20,7 @@
 #include "uring.h"
 #include "resume.h"
 #include "stats.h"
+#include "meters.h"
 #include "psktun/plugin.h"
 
 #define PSKTUN_DGRAM_MAX 65536	/* the largest UDP payload we read; libuv's recvmmsg chunk */
@@ -102,6 +103,9 @@ struct session {
 	uint32_t idle_timeout_s;
 	bool closing_after_send;	/* plugin asked to close after forwarding */
 	bool counted_handshaking;
+	int16_t alert_ignored;		/* a plaintext alert a handshake holds (session_on_record), or -1 */
+	int alert_last_in;		/* the handshake's last message in when it came */
+	uint64_t alert_ms;		/* when it came */
 
 	struct hs_slot slot;		/* terminator: its handshake slot, whether its address is proven */
 	struct session *replaces;	/* terminator: the established session this one will replace */
@@ -109,8 +113,21 @@ struct session {
 
 	void *plugin_data;
 	bool plugin_open;
+	uint8_t plugin_deferred;	/* PLUGIN_DEFER_*: asked for during a callback (plugin.c) */
+	struct session *plugin_deferred_next;
 
 	uint64_t plain_in, plain_out, records_in, records_out;
+	/* for `show` (meters.c): bytes and datagrams on the air (DTLS, UDP
+	 * payload) and on the plain side; what one handshake saw, for its reason */
+	uint64_t air_in_bytes, air_in, air_out_bytes, air_out, plain_in_bytes, plain_out_bytes;
+	bool heard_peer;		/* a datagram from the DTLS peer this handshake */
+	bool peer_finished;		/* records of a new epoch came in (the peer's Finished) */
+	bool sent_finished;		/* we sent records of a new epoch (our Finished) */
+	bool unreachable;		/* ICMP: nobody listens at the peer's address */
+	bool unknown_identity;		/* terminator: the client named an identity not in the key file */
+	bool repeat;			/* terminator: a retransmitted ClientHello of a failed handshake */
+	bool has_random;
+	uint8_t hello_random[32];	/* terminator: the client's ClientHello.random */
 };
 
 /* A LAN source bound to an identity (gateway): configured or learned via a plugin. */
@@ -171,6 +188,7 @@ struct tunnel {
 
 	unsigned open_handles;
 	bool closing;
+	struct meter_table *meters;	/* `show`: records per meter, recent unknowns, log limits */
 };
 
 struct reload;
@@ -181,6 +199,8 @@ struct daemon {
 	struct psktun_keys *keys;
 	struct tunnel *tunnels;
 	struct psktun_stats stats;
+	uint64_t failures[PSKTUN_FAIL_MAX];	/* handshake failures by reason */
+	struct show_rows *show_rows;	/* a worker's `show` rows, for the leader */
 	unsigned n_sessions;		/* all tunnels */
 	unsigned n_handshaking;
 
@@ -356,6 +376,10 @@ enum psktun_verdict plugin_on_tunnel(struct session *s, uint8_t *buf, size_t *le
 				     enum psktun_reason *reason);
 void plugin_session_open(struct session *s);
 void plugin_session_close(struct session *s);
+/* Around every call into a plugin: what it asks of a session (report_silent,
+ * rehandshake) runs when the outermost call on this thread ends. */
+void plugin_call_begin(void);
+void plugin_call_end(void);
 extern const struct psktun_host plugin_host;
 
 /* control.c */

@@ -36,6 +36,9 @@ static int send_datagram(struct session *s, const void *data, size_t len)
 		t->d->stats.dropped_send++;
 		log_debug("tunnel %s: send to %s failed: %s", t->conf.name,
 			  s->identity_len ? SESSION_ID(s) : "peer", strerror(-r));
+	} else {
+		s->air_out++;
+		s->air_out_bytes += len;
 	}
 	return r;
 }
@@ -77,7 +80,10 @@ static ssize_t push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
 {
 	struct session *s = ptr;
 	struct daemon *d = s->t->d;
+	const uint8_t *rec = data;
 
+	if (s->state == SESSION_HANDSHAKING && len >= DTLS_RECORD_HDR && (rec[3] || rec[4]))
+		s->sent_finished = true;	/* a record of the new epoch: our Finished */
 	if (d->flight.s == s && len <= sizeof(d->flight.buf)) {
 		if (d->flight.len + len > gnutls_dtls_get_mtu(s->tls))
 			flight_flush(d);
@@ -153,10 +159,12 @@ static int psk_server_key(gnutls_session_t tls, const gnutls_datum_t *username, 
 	if (!key->data)
 		return -1;
 	key->size = len;
-	if (k)
+	if (k) {
 		memcpy(key->data, k->key, len);
-	else
+	} else {
 		dtls_fake_key(d, (const char *)username->data, username->size, key->data, len);
+		s->unknown_identity = true;	/* for the log and `show`, never the wire */
+	}
 	return 0;
 }
 

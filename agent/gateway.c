@@ -149,10 +149,19 @@ static void on_cloud(struct session *s, ssize_t nread, uint8_t *data, bool trunc
 	if (nread == 0)
 		return;
 	if (nread < 0) {
-		/* ICMP port unreachable on the connected socket: nobody listens there now. */
-		log_info("tunnel %s: session %s: %s from the cloud", s->t->conf.name, SESSION_ID(s),
-			 strerror(-nread));
-		if (s->state == SESSION_ESTABLISHED)
+		/* ICMP port unreachable on the connected socket: nobody listens
+		 * there now. Like a plaintext alert it is unauthenticated, and
+		 * anyone who knows the socket's addresses can forge one: believed
+		 * only while an uplink record waits for its answer, which is
+		 * when a dead server's host sends it (lost_by_cloud). */
+		bool believed = s->state == SESSION_ESTABLISHED && s->awaiting_downlink;
+
+		log_info("tunnel %s: session %s: %s from the cloud%s", s->t->conf.name, SESSION_ID(s),
+			 strerror(-nread), believed || s->state != SESSION_ESTABLISHED ? ""
+			 : " (ignored: no uplink waits for an answer)");
+		if (s->state == SESSION_HANDSHAKING)
+			s->unreachable = true;
+		if (believed)
 			session_rehandshake(s);
 		return;
 	}
@@ -197,7 +206,7 @@ static int meter_identify(struct tunnel *t, const struct sockaddr *from, const u
 	if (r < 0)
 		return r;
 	if (!psktun_keys_find(t->d->keys, id, *id_len))
-		return -ENOENT;
+		return -ENOKEY;		/* id says which */
 	if (identity_pinned(t, id, *id_len))
 		return -EACCES;
 	binding_learn(t, from, id, *id_len);
@@ -240,7 +249,7 @@ static void on_meter(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
 	}
 	if (r < 0) {
 		/* Nobody we know; the plugin may still answer on the LAN (SEARCHGW). */
-		if (r == -ENOENT && t->plugin &&
+		if ((r == -ENOENT || r == -ENOKEY) && t->plugin &&
 		    plugin_on_plain(t, NULL, from, data, &len, PSKTUN_DGRAM_MAX, &reason,
 				    &target) == PSKTUN_REPLY) {
 			tunnel_count_reason(t, reason);
@@ -248,8 +257,14 @@ static void on_meter(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
 			tunnel_send_plain(t, from, data, len);
 		} else if (r == -EBADMSG) {
 			d->stats.dropped_malformed++;
+		} else if (r == -ENOKEY) {
+			d->stats.dropped_unknown++;
+			meter_unknown_seen(t, UNKNOWN_IDENTITY, id, id_len, from, " (not in the key file)");
 		} else {
 			d->stats.dropped_unknown++;
+			meter_unknown_seen(t, UNKNOWN_SOURCE, "", 0, from, t->plugin ?
+					   "unknown source (no meters entry, and the datagram names no identity)" :
+					   "unknown source (no meters entry)");
 		}
 		return;
 	}
@@ -269,6 +284,7 @@ static void on_meter(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
 	}
 	memcpy(&s->peer, from, psktun_addr_len(from));	/* replies go to the latest source */
 	s->plain_in++;
+	s->plain_in_bytes += nread;
 	session_touch(s);
 	v = plugin_on_plain(t, s, from, data, &len, PSKTUN_DGRAM_MAX, &reason, &target);
 	switch (v) {

@@ -415,7 +415,8 @@ int psktunctl_genkey(int argc, char **argv)
 			fprintf(stderr, "psktunctl: reading %s: %s\n", file, strerror(-r));
 			goto out;
 		}
-		qsort(have.v, have.n, sizeof(char *), cmp_str);
+		if (have.n)	/* a new file: no array at all, and qsort's must not be NULL */
+			qsort(have.v, have.n, sizeof(char *), cmp_str);
 	}
 	r = check_identities(&ids, &have, file ? file : "");
 	if (r) {

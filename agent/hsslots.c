@@ -193,6 +193,7 @@ bool hs_slot_make_room(struct daemon *d, const struct sockaddr *from)
 		return false;
 	d->stats.handshakes_evicted++;
 	d->stats.handshakes_failed++;
+	meter_handshake_failed(victim, PSKTUN_FAIL_too_many_handshakes, "evicted to make room for another", NULL);
 	log_debug("tunnel %s: a handshake made room for another (its source holds %u of %u slots)",
 		  victim->t->conf.name, victim->slot.src->n, d->cfg->dtls.max_handshakes);
 	session_close(victim, CLOSE_HANDSHAKE);

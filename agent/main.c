@@ -187,6 +187,7 @@ static void workers_join(struct daemon *leader, uv_thread_t *tid)
 	for (unsigned i = 1; i < leader->n_all; i++) {
 		uv_thread_join(&tid[i]);
 		free(leader->all[i]->dump);
+		show_rows_free(leader->all[i]->show_rows);
 		free(leader->all[i]);
 	}
 	free(leader->all);

@@ -23,6 +23,59 @@ struct plugin {
 static struct plugin loaded[PLUGINS_MAX];
 static size_t n_loaded;
 
+/*
+ * Calls into plugins. Each worker runs its own loop on its own thread, so the
+ * count and the list are per thread. What a plugin asks of a session during a
+ * callback that could end the session or its DTLS state (report_silent,
+ * rehandshake) waits here until the outermost callback has returned: the
+ * session, its GnuTLS state and the plugin's session_data stay as they were
+ * for the whole callback (plugin.h, "What a callback may do").
+ */
+#define PLUGIN_DEFER_SILENT 0x1u
+#define PLUGIN_DEFER_REHANDSHAKE 0x2u
+static _Thread_local unsigned calls;
+static _Thread_local struct session *deferred;
+
+void plugin_call_begin(void)
+{
+	calls++;
+}
+
+void plugin_call_end(void)
+{
+	struct session *s;
+
+	if (--calls)
+		return;
+	/* Session memory outlives this: it is freed only by libuv close
+	 * callbacks, which run after the current one returns to the loop. */
+	while ((s = deferred)) {
+		unsigned what = s->plugin_deferred;
+
+		deferred = s->plugin_deferred_next;
+		s->plugin_deferred_next = NULL;
+		s->plugin_deferred = 0;
+		if (s->state == SESSION_CLOSING)
+			continue;
+		if (what & PLUGIN_DEFER_SILENT)
+			session_report_silent(s);
+		else
+			session_rehandshake(s);
+	}
+}
+
+static void defer(struct session *s, unsigned what)
+{
+	if (!s->plugin_deferred) {
+		s->plugin_deferred_next = deferred;
+		deferred = s;
+	}
+	s->plugin_deferred |= what;
+}
+
+/* One call into the plugin, counted. */
+#define PLUGIN_CALL(expr) (plugin_call_begin(), (expr), plugin_call_end())
+
 #define T(x) ((struct tunnel *)(x))
 #define S(x) ((struct session *)(x))
 #define PT(x) ((struct psktun_tunnel *)(x))
@@ -126,7 +179,7 @@ static int check_options(const struct plugin *pl, const struct psktun_config *cf
 	r = options_view(c, &opts);
 	if (r < 0)
 		return r;
-	r = pl->p->check_options(role, opts, c->n_options, err, sizeof(err));
+	r = pl->p->check_options(role, opts, c->n_options, err, sizeof(err));	/* no host calls: not counted */
 	free(opts);
 	if (r < 0) {
 		err[sizeof(err) - 1] = '\0';
@@ -171,7 +224,7 @@ int plugin_tunnel_init(struct tunnel *t, const struct psktun_config *cfg, struct
 	r = options_view(&t->conf, &opts);
 	if (r < 0)
 		return r;
-	r = p->init(&plugin_host, PT(t), opts, t->conf.n_options, &t->plugin_data);
+	PLUGIN_CALL(r = p->init(&plugin_host, PT(t), opts, t->conf.n_options, &t->plugin_data));
 	free(opts);
 	if (r < 0)
 		psktun_diag_add(diag, cfg->path, t->conf.line, "tunnel %s: plugin %s could not open it: %s",
@@ -182,7 +235,7 @@ int plugin_tunnel_init(struct tunnel *t, const struct psktun_config *cfg, struct
 void plugin_tunnel_fini(struct tunnel *t)
 {
 	if (t->plugin && t->plugin->p->fini)
-		t->plugin->p->fini(t->plugin_data);
+		PLUGIN_CALL(t->plugin->p->fini(t->plugin_data));
 	t->plugin_data = NULL;
 	t->plugin = NULL;
 }
@@ -194,7 +247,7 @@ int plugin_identify(struct tunnel *t, const struct sockaddr *from, const uint8_t
 
 	if (!t->plugin || !t->plugin->p->identify)
 		return -ENOENT;
-	r = t->plugin->p->identify(t->plugin_data, from, buf, len, id, id_len);
+	PLUGIN_CALL(r = t->plugin->p->identify(t->plugin_data, from, buf, len, id, id_len));
 	if (r == 0 && (*id_len == 0 || *id_len > PSKTUN_IDENTITY_MAX))
 		return -ENOENT;
 	return r;
@@ -216,7 +269,7 @@ enum psktun_verdict plugin_on_plain(struct tunnel *t, struct session *s, const s
 		*reason = PSKTUN_REASON_MALFORMED;
 		return PSKTUN_DROP;
 	}
-	v = t->plugin->p->on_plain(&ctx, buf, len, cap);
+	PLUGIN_CALL(v = t->plugin->p->on_plain(&ctx, buf, len, cap));
 	*reason = ctx.reason;
 	*target = S(ctx.target);
 	if (*len > cap)
@@ -232,10 +285,12 @@ bool plugin_refusal(struct tunnel *t, const struct sockaddr *from, uint8_t *buf,
 		.flags = PSKTUN_DGRAM_IDENTITY_REFUSED,
 	};
 	size_t n = *len;
+	enum psktun_verdict v;
 
 	if (!t->plugin || !t->plugin->p->on_plain || n + 256 > cap)
 		return false;
-	if (t->plugin->p->on_plain(&ctx, buf, &n, cap) != PSKTUN_REPLY || n == 0 || n > cap)
+	PLUGIN_CALL(v = t->plugin->p->on_plain(&ctx, buf, &n, cap));
+	if (v != PSKTUN_REPLY || n == 0 || n > cap)
 		return false;
 	*len = n;
 	return true;
@@ -253,7 +308,7 @@ enum psktun_verdict plugin_on_tunnel(struct session *s, uint8_t *buf, size_t *le
 
 	if (!t->plugin || !t->plugin->p->on_tunnel)
 		return PSKTUN_FORWARD;
-	v = t->plugin->p->on_tunnel(&ctx, buf, len, cap);
+	PLUGIN_CALL(v = t->plugin->p->on_tunnel(&ctx, buf, len, cap));
 	*reason = ctx.reason;
 	if (*len > cap)
 		return PSKTUN_DROP;
@@ -263,11 +318,15 @@ enum psktun_verdict plugin_on_tunnel(struct session *s, uint8_t *buf, size_t *le
 void plugin_session_open(struct session *s)
 {
 	struct tunnel *t = s->t;
+	int r;
 
 	if (!t->plugin || s->plugin_open)
 		return;
 	s->plugin_open = true;
-	if (t->plugin->p->session_open && t->plugin->p->session_open(t->plugin_data, PS(s), &s->plugin_data) < 0)
+	if (!t->plugin->p->session_open)
+		return;
+	PLUGIN_CALL(r = t->plugin->p->session_open(t->plugin_data, PS(s), &s->plugin_data));
+	if (r < 0)
 		log_warn("tunnel %s: plugin %s could not open session %s", t->conf.name, t->plugin->name,
 			 SESSION_ID(s));
 }
@@ -282,7 +341,7 @@ void plugin_session_close(struct session *s)
 	if (s->plugin_timer)
 		uv_timer_stop(s->plugin_timer);
 	if (t->plugin && t->plugin->p->session_close)
-		t->plugin->p->session_close(t->plugin_data, PS(s), s->plugin_data);
+		PLUGIN_CALL(t->plugin->p->session_close(t->plugin_data, PS(s), s->plugin_data));
 	s->plugin_data = NULL;
 }
 
@@ -298,8 +357,9 @@ static void host_log(struct psktun_tunnel *pt, enum psktun_log_level level, cons
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	psktun_log((int)level, "tunnel %s: %s: %s", T(pt)->conf.name,
-		   T(pt)->plugin ? T(pt)->plugin->name : "plugin", line);
+	/* The one prefix: plugins write only what follows it. */
+	psktun_log((int)level, "tunnel %s: plugin %s: %s", T(pt)->conf.name,
+		   T(pt)->plugin ? T(pt)->plugin->name : "?", line);
 }
 
 static enum psktun_role host_role(struct psktun_tunnel *pt)
@@ -365,12 +425,23 @@ static void host_set_idle_timeout(struct psktun_session *ps, uint32_t seconds)
 
 static void host_report_silent(struct psktun_session *ps)
 {
-	session_report_silent(S(ps));
+	if (calls)
+		defer(S(ps), PLUGIN_DEFER_SILENT);
+	else
+		session_report_silent(S(ps));
 }
 
 static void host_rehandshake(struct psktun_session *ps)
 {
-	session_rehandshake(S(ps));
+	if (calls)
+		defer(S(ps), PLUGIN_DEFER_REHANDSHAKE);
+	else
+		session_rehandshake(S(ps));
+}
+
+static unsigned host_worker(struct psktun_tunnel *pt)
+{
+	return T(pt)->d->worker;
 }
 
 static void on_session_timer(uv_timer_t *timer)
@@ -379,7 +450,7 @@ static void on_session_timer(uv_timer_t *timer)
 	struct tunnel *t = s->t;
 
 	if (s->plugin_open && t->plugin && t->plugin->p->on_session_timer)
-		t->plugin->p->on_session_timer(t->plugin_data, PS(s), s->plugin_data);
+		PLUGIN_CALL(t->plugin->p->on_session_timer(t->plugin_data, PS(s), s->plugin_data));
 }
 
 static int host_session_timer(struct psktun_session *ps, uint32_t ms)
@@ -409,7 +480,7 @@ static void on_tunnel_timer(uv_timer_t *timer)
 	struct tunnel *t = timer->data;
 
 	if (t->plugin && t->plugin->p->on_tunnel_timer)
-		t->plugin->p->on_tunnel_timer(t->plugin_data);
+		PLUGIN_CALL(t->plugin->p->on_tunnel_timer(t->plugin_data));
 }
 
 static int host_tunnel_timer(struct psktun_tunnel *pt, uint32_t ms)
@@ -480,4 +551,5 @@ const struct psktun_host plugin_host = {
 	.tunnel_timer = host_tunnel_timer,
 	.use_shared_plain = host_use_shared_plain,
 	.addr_str = host_addr_str,
+	.worker = host_worker,
 };

@@ -10,12 +10,13 @@
 #include <unistd.h>
 
 #include "genkey.h"
+#include "meters.h"
 
 #define DEFAULT_SOCKET "/run/psktun/control"
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: psktunctl [-s SOCKET] stats | sessions | reload | metrics\n"
+	fprintf(f, "usage: psktunctl [-s SOCKET] stats | sessions | show [--dump] | reload | metrics\n"
 		   "       psktunctl genkey [-a] [-o FILE] IDENTITY... | - | -p PREFIX -n COUNT\n"
 		   "  -s SOCKET  the daemon's control socket (default: %s)\n"
 		   "  -h, --help this text; psktunctl genkey --help: genkey's options\n", DEFAULT_SOCKET);
@@ -76,14 +77,20 @@ static int ask(const char *path, const char *cmd, char **out)
 	return 0;
 }
 
-/* A stats line: NAME=DIGITS, NAME from [a-z0-9_] (a valid metric name once prefixed). */
+/* A stats line: NAME=DIGITS, NAME from [a-z0-9_] (a valid metric name once prefixed),
+ * or FAMILY.REASON=DIGITS (a labelled sample: psktun_FAMILY_total{reason="REASON"}). */
 static bool stat_line(const char *line, size_t len)
 {
 	size_t i = 0, eq;
+	bool dot = false;
 
 	while (i < len && ((line[i] >= 'a' && line[i] <= 'z') || (line[i] >= '0' && line[i] <= '9') ||
-			   line[i] == '_'))
+			   line[i] == '_' || (line[i] == '.' && !dot && i > 0))) {
+		dot |= line[i] == '.';
 		i++;
+	}
+	if (dot && line[i - 1] == '.')
+		return false;
 	if (i == 0 || i == len || line[i] != '=')
 		return false;
 	eq = i++;
@@ -139,13 +146,24 @@ static int print_metrics(const char *stats)
 		fprintf(stderr, "psktunctl: out of memory\n");
 		return 1;
 	}
-	for (const char *p = stats, *eq, *nl; *p; p = nl + 1) {
+	for (const char *p = stats, *eq, *nl, *dot, *family = NULL; *p; p = nl + 1) {
 		int len;
 		bool gauge;
 
 		eq = strchr(p, '=');
 		nl = strchr(p, '\n');
 		len = (int)(eq - p);
+		dot = memchr(p, '.', (size_t)len);
+		if (dot) {	/* one family: one TYPE line, then each reason's sample */
+			int flen = (int)(dot - p);
+
+			if (!family || strncmp(family, p, flen + 1))
+				fprintf(f, "# TYPE psktun_%.*s_total counter\n", flen, p);
+			family = p;
+			fprintf(f, "psktun_%.*s_total{reason=\"%.*s\"} %.*s\n", flen, p, (int)(eq - dot - 1),
+				dot + 1, (int)(nl - eq - 1), eq + 1);
+			continue;
+		}
 		gauge = is_gauge(p, (size_t)len);
 		fprintf(f, "# TYPE psktun_%.*s%s %s\npsktun_%.*s%s %.*s\n", len, p, gauge ? "" : "_total",
 			gauge ? "gauge" : "counter", len, p, gauge ? "" : "_total", (int)(nl - eq - 1), eq + 1);
@@ -160,10 +178,146 @@ static int print_metrics(const char *stats)
 	return 0;
 }
 
+/* ------------------------------------------------------------ show */
+
+static const struct {
+	const char *slug, *text[2];	/* terminator, gateway */
+} failures[] = {
+#define X(slug, t, g) { #slug, { t, g } },
+	PSKTUN_FAILURES(X)
+#undef X
+};
+
+static const char *failure_text(const char *slug, bool gateway)
+{
+	for (size_t i = 0; i < sizeof(failures) / sizeof(failures[0]); i++)
+		if (!strcmp(failures[i].slug, slug))
+			return failures[i].text[gateway];
+	return slug;
+}
+
+/* "5 s", "3 min", "2 h", "4 d" ago */
+static const char *human_age(const char *secs, char *buf, size_t len)
+{
+	unsigned long long s = strtoull(secs, NULL, 10);
+
+	if (s < 120)
+		snprintf(buf, len, "%llu s", s);
+	else if (s < 7200)
+		snprintf(buf, len, "%llu min", s / 60);
+	else if (s < 172800)
+		snprintf(buf, len, "%llu h", s / 3600);
+	else
+		snprintf(buf, len, "%llu d", s / 86400);
+	return buf;
+}
+
+static const char *human_bytes(const char *bytes, char *buf, size_t len)
+{
+	double b = strtod(bytes, NULL);
+	static const char *const unit[] = { "KiB", "MiB", "GiB", "TiB" };
+	int u = -1;
+
+	if (b < 1024) {
+		snprintf(buf, len, "%s B", bytes);
+		return buf;
+	}
+	while (b >= 1024 && u < 3) {
+		b /= 1024;
+		u++;
+	}
+	snprintf(buf, len, "%.1f %s", b, unit[u]);
+	return buf;
+}
+
+static const char *plural(const char *n, const char *one, const char *many)
+{
+	return strcmp(n, "1") ? many : one;
+}
+
+#define SHOW_FIELDS 21
+
+static size_t split_tabs(char *line, char **f, size_t max)
+{
+	size_t n = 0;
+
+	for (char *p = line; n < max; ) {
+		f[n++] = p;
+		p = strchr(p, '\t');
+		if (!p)
+			break;
+		*p++ = '\0';
+	}
+	return n;
+}
+
+/*
+ * The daemon's dump (see psktunctl(8)), one line a meter for a person:
+ *   meter-0001: established, peer 127.0.0.1:40000, seen 2 s ago, handshake 2 s ago (full),
+ *     air in 412 B/6 out 398 B/5, plain in 5 B/1 out 5 B/1, 1 handshake, 0 failures
+ * (on one line).
+ */
+static void print_show(char *dump)
+{
+	bool gateway = false, unknown_head = false;
+	char a[32], b[32], c[32], e[32];
+
+	for (char *line = strtok(dump, "\n"); line; line = strtok(NULL, "\n")) {
+		char *f[SHOW_FIELDS];
+		size_t n = split_tabs(line, f, SHOW_FIELDS);
+
+		if (!strcmp(f[0], "tunnel") && n >= 6) {
+			gateway = !strcmp(f[2], "gateway");
+			unknown_head = false;
+			printf("tunnel %s: %s, accept %s, connect %s, %s session%s\n", f[1], f[2], f[3],
+			       f[4], f[5], plural(f[5], "", "s"));
+		} else if (!strcmp(f[0], "meter") && n >= 21) {
+			printf("  %s: ", f[2]);
+			if (!strcmp(f[3], "never-seen")) {
+				printf("never seen\n");
+				continue;
+			}
+			printf("%s", !strcmp(f[3], "no-session") ? "no session" : f[3]);
+			if (strcmp(f[4], "-"))
+				printf(", peer %s", f[4]);
+			if (strcmp(f[5], "-"))
+				printf(", seen %s ago", human_age(f[5], a, sizeof(a)));
+			if (strcmp(f[6], "-"))
+				printf(", handshake %s ago (%s)", human_age(f[6], a, sizeof(a)), f[7]);
+			else
+				printf(", no handshake");
+			printf(", air in %s/%s out %s/%s", human_bytes(f[8], a, sizeof(a)), f[9],
+			       human_bytes(f[10], b, sizeof(b)), f[11]);
+			printf(", plain in %s/%s out %s/%s", human_bytes(f[12], c, sizeof(c)), f[13],
+			       human_bytes(f[14], e, sizeof(e)), f[15]);
+			printf(", %s handshake%s, %s failure%s", f[16], plural(f[16], "", "s"), f[17],
+			       plural(f[17], "", "s"));
+			if (strcmp(f[18], "-")) {
+				printf(", last %s ago: %s", human_age(f[19], a, sizeof(a)),
+				       failure_text(f[18], gateway));
+				if (strcmp(f[20], "-"))
+					printf(" (%s)", f[20]);
+			}
+			printf("\n");
+		} else if (!strcmp(f[0], "unknown") && n >= 7) {
+			if (!unknown_head)
+				printf("  recently unknown:\n");
+			unknown_head = true;
+			if (!strcmp(f[2], "identity"))
+				printf("    identity %s from %s", f[3], f[4]);
+			else
+				printf("    source %s", f[4]);
+			printf(": %s time%s, last %s ago\n", f[5], plural(f[5], "", "s"),
+			       human_age(f[6], a, sizeof(a)));
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	const char *path = DEFAULT_SOCKET, *cmd;
 	char *out = NULL;
+	bool dump = false;
 	int opt, r;
 
 	static const struct option longopts[] = {
@@ -186,8 +340,11 @@ int main(int argc, char **argv)
 	cmd = argv[optind];
 	if (!strcmp(cmd, "genkey"))
 		return psktunctl_genkey(argc - optind, argv + optind);
-	if (optind + 1 != argc || (strcmp(cmd, "stats") && strcmp(cmd, "sessions") &&
-				   strcmp(cmd, "reload") && strcmp(cmd, "metrics"))) {
+	if (!strcmp(cmd, "show") && optind + 2 == argc && !strcmp(argv[optind + 1], "--dump")) {
+		dump = true;
+	} else if (optind + 1 != argc || (strcmp(cmd, "stats") && strcmp(cmd, "sessions") &&
+					  strcmp(cmd, "show") && strcmp(cmd, "reload") &&
+					  strcmp(cmd, "metrics"))) {
 		usage(stderr);
 		return 2;
 	}
@@ -213,6 +370,9 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "metrics")) {
 		r = print_metrics(out);
+	} else if (!strcmp(cmd, "show") && !dump) {
+		print_show(out);
+		r = 0;
 	} else {
 		fputs(out, stdout);
 		r = 0;

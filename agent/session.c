@@ -1,5 +1,7 @@
 /* session: one meter's DTLS session: handshake, queue, idle close, backoff, teardown. */
+#include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "addr.h"
@@ -101,6 +103,7 @@ struct session *session_new(struct tunnel *t, const char *identity, size_t len)
 	s->timer.data = s;
 	s->open_handles = 1;
 	s->last_rx_ms = daemon_now_ms(d);
+	s->alert_ignored = -1;
 
 	s->next = t->sessions;
 	if (t->sessions)
@@ -263,6 +266,7 @@ void session_close(struct session *s, enum close_reason why)
 			   session_state_name(s->state));
 	if (s->state == SESSION_ESTABLISHED)
 		d->stats.sessions_closed++;
+	meter_session_fold(s);
 	if (s->plugin_open)
 		plugin_session_close(s);
 	lost = dgram_queue_clear(&s->queue);
@@ -334,6 +338,7 @@ static void session_established(struct session *s)
 		if (s->state != SESSION_ESTABLISHED)
 			return;
 	}
+	meter_established(s);
 	log_notice("tunnel %s: session %s up (%s%s, %llu ms)", t->conf.name, SESSION_ID(s),
 		   t->mode == PSKTUN_MODE_GATEWAY ? "to cloud" : "from peer",
 		   gnutls_session_is_resumed(s->tls) ? ", resumed" : "",
@@ -354,30 +359,113 @@ void session_handshake_begin(struct session *s)
 	struct daemon *d = s->t->d;
 
 	s->state = SESSION_HANDSHAKING;
+	s->alert_ignored = -1;
 	s->counted_handshaking = true;
 	d->n_handshaking++;
-	d->stats.handshakes_started++;
+	if (!s->repeat)
+		d->stats.handshakes_started++;
 	s->started_ms = daemon_now_ms(d);
+	s->heard_peer = s->peer_finished = s->sent_finished = false;
+	s->unreachable = s->unknown_identity = false;
 }
 
-static void session_failed(struct session *s, const char *why)
+/* "alert handshake_failure": RFC 5246's name, from GNUTLS_A_HANDSHAKE_FAILURE. */
+static void alert_name(gnutls_alert_description_t desc, char *buf, size_t len)
+{
+	const char *alert = gnutls_alert_get_strname(desc);
+
+	if (alert && !strncmp(alert, "GNUTLS_A_", 9))
+		alert += 9;
+	if (alert)
+		snprintf(buf, len, "alert %s", alert);
+	else
+		snprintf(buf, len, "alert %d", (int)desc);
+	for (char *p = buf; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+}
+
+/*
+ * A plaintext alert held during a handshake (session_on_record): how long
+ * until it ends the handshake, 0 now, UINT64_MAX when none is held or the
+ * handshake has moved on since (a forged alert, overtaken by the real flight).
+ */
+static uint64_t alert_left_ms(struct session *s)
+{
+	uint64_t limit, elapsed;
+
+	if (s->alert_ignored < 0)
+		return UINT64_MAX;
+	if (!s->tls || (int)gnutls_handshake_get_last_in(s->tls) != s->alert_last_in) {
+		s->alert_ignored = -1;
+		return UINT64_MAX;
+	}
+	limit = 2 * (uint64_t)s->t->d->cfg->dtls.retransmit_ms;
+	elapsed = daemon_now_ms(s->t->d) - s->alert_ms;
+	return elapsed >= limit ? 0 : limit - elapsed;
+}
+
+/* Why a handshake failed, from what GnuTLS said and what the session saw. */
+static enum psktun_failure failure_reason(struct session *s, int r, const char **detail,
+					  char *buf, size_t len)
+{
+	bool gw = s->t->mode == PSKTUN_MODE_GATEWAY;
+	char id[PSKTUN_IDENTITY_MAX + 1];
+
+	*detail = NULL;
+	switch (r) {
+	case GNUTLS_E_TIMEDOUT:
+		if (s->alert_ignored >= 0) {	/* held, and nothing moved the handshake on */
+			alert_name((gnutls_alert_description_t)s->alert_ignored, buf, len);
+			*detail = buf;
+			return PSKTUN_FAIL_peer_alert;
+		}
+		if (s->unknown_identity)
+			return PSKTUN_FAIL_unknown_identity;
+		/* A wrong key shows only as a Finished the other side cannot
+		 * decrypt, which DTLS drops silently (RFC 6347 4.1.2.7). */
+		if (gw ? s->sent_finished && s->heard_peer
+		       : s->peer_finished && session_named_identity(s, id, sizeof(id)))
+			return PSKTUN_FAIL_wrong_key;
+		if (!s->heard_peer) {
+			if (s->unreachable)
+				*detail = "ICMP: port unreachable";
+			return PSKTUN_FAIL_no_answer;
+		}
+		return PSKTUN_FAIL_silent;
+	case GNUTLS_E_FATAL_ALERT_RECEIVED:
+		alert_name(gnutls_alert_get(s->tls), buf, len);
+		*detail = buf;
+		return PSKTUN_FAIL_peer_alert;
+	case GNUTLS_E_NO_CIPHER_SUITES:
+	case GNUTLS_E_UNKNOWN_CIPHER_SUITE:
+	case GNUTLS_E_INSUFFICIENT_CREDENTIALS:
+		return PSKTUN_FAIL_no_cipher_suite;
+	default:
+		*detail = gnutls_strerror_name(r);
+		return PSKTUN_FAIL_error;
+	}
+}
+
+static void session_failed(struct session *s, enum psktun_failure why, const char *detail)
 {
 	struct tunnel *t = s->t;
 	struct daemon *d = t->d;
 	uint32_t rnd, wait;
+	char tail[64];
 
-	d->stats.handshakes_failed++;
+	if (!s->repeat)
+		d->stats.handshakes_failed++;
 	handshaking_end(s);
 	if (t->mode == PSKTUN_MODE_TERMINATOR) {
-		log_info("tunnel %s: handshake with a peer failed: %s", t->conf.name, why);
+		meter_handshake_failed(s, why, detail, NULL);
 		session_close(s, CLOSE_HANDSHAKE);
 		return;
 	}
 	s->failures++;
 	daemon_rand(&rnd, sizeof(rnd));
 	wait = psktun_backoff_ms(s->failures, rnd);
-	log_warn("tunnel %s: handshake for %s failed (%s); retry %u in %u ms", t->conf.name,
-		 SESSION_ID(s), why, s->failures, wait);
+	snprintf(tail, sizeof(tail), "; retry %u in %u ms", s->failures, wait);
+	meter_handshake_failed(s, why, detail, tail);
 	session_reset_transport(s);
 	/* A DNS answer may be stale after a failure: resolve again next time. */
 	t->connect_resolved = false;
@@ -387,6 +475,9 @@ static void session_failed(struct session *s, const char *why)
 
 void session_handshake_step(struct session *s)
 {
+	char id[PSKTUN_IDENTITY_MAX + 1], alert[48];
+	enum psktun_failure why;
+	const char *detail;
 	int r;
 
 	dtls_flight_begin(s);
@@ -410,10 +501,22 @@ void session_handshake_step(struct session *s)
 		}
 		if (ms > hs_slot_hello_left_ms(s))
 			ms = hs_slot_hello_left_ms(s);
+		if (ms > alert_left_ms(s))
+			ms = alert_left_ms(s);
 		arm(s, ms);
 		return;
 	}
-	session_failed(s, gnutls_strerror_name(r) ? gnutls_strerror_name(r) : "unknown error");
+	why = failure_reason(s, r, &detail, alert, sizeof(alert));
+	/* Before the client named an identity, no alert can say anything
+	 * about keys: tell it why (RFC 5246 7.4.1.3 asks for handshake_failure
+	 * when no suite is in common) instead of leaving it to retransmit. */
+	if (s->t->mode == PSKTUN_MODE_TERMINATOR && why != PSKTUN_FAIL_peer_alert &&
+	    r != GNUTLS_E_TIMEDOUT && !session_named_identity(s, id, sizeof(id))) {
+		dtls_flight_begin(s);
+		gnutls_alert_send_appropriate(s->tls, r);
+		dtls_flight_end(s);
+	}
+	session_failed(s, why, detail);
 }
 
 /* A gateway session asks for a handshake: it waits its turn (start_turn),
@@ -449,7 +552,7 @@ static void handshake_start_now(struct session *s)
 		s->state = SESSION_RESOLVING;
 		if (tunnel_resolve(t) < 0) {	/* no answer will come: back off and try again */
 			session_handshake_begin(s);
-			session_failed(s, "cannot resolve the server");
+			session_failed(s, PSKTUN_FAIL_resolve, NULL);
 		}
 		return;
 	}
@@ -462,7 +565,7 @@ static void handshake_start_now(struct session *s)
 	dtls_key_digest(key, s->key_digest);
 	session_handshake_begin(s);
 	if (gateway_session_connect(s) < 0 || dtls_session_client(s, key) < 0) {
-		session_failed(s, "no socket");
+		session_failed(s, PSKTUN_FAIL_error, "no socket");
 		return;
 	}
 	log_info("tunnel %s: handshake for %s to %s:%s", t->conf.name, SESSION_ID(s),
@@ -475,12 +578,16 @@ static void on_timer(uv_timer_t *timer)
 	struct session *s = timer->data;
 	struct daemon *d = s->t->d;
 	uint64_t now, idle_ms;
+	char alert[48];
 
 	switch (s->state) {
 	case SESSION_HANDSHAKING:
 		if (!hs_slot_hello_left_ms(s))
-			session_failed(s, "no second flight from the peer in time");
-		else
+			session_failed(s, PSKTUN_FAIL_silent, "no second flight in time while slots run short");
+		else if (!alert_left_ms(s)) {
+			alert_name((gnutls_alert_description_t)s->alert_ignored, alert, sizeof(alert));
+			session_failed(s, PSKTUN_FAIL_peer_alert, alert);
+		} else
 			session_handshake_step(s);
 		break;
 	case SESSION_ESTABLISHED:
@@ -665,6 +772,10 @@ void session_on_record(struct session *s, const uint8_t *data, size_t len)
 	unsigned records = 0, discarded = tls ? gnutls_record_get_discarded(tls) : 0;
 	bool dropped = false;
 
+	s->air_in++;
+	s->air_in_bytes += len;
+	s->heard_peer = true;
+
 	/* A new handshake (a plugin's rehandshake) must not get the old one's
 	 * records; a datagram of thousands of empty records must not cost
 	 * thousands of handshake steps. */
@@ -676,7 +787,28 @@ void session_on_record(struct session *s, const uint8_t *data, size_t len)
 			dropped = true;
 			break;
 		}
-		on_one_record(s, data, n);
+		if (s->state == SESSION_HANDSHAKING && data[0] == DTLS_CT_ALERT && dtls_record_epoch(data) == 0) {
+			/* Unauthenticated, and GnuTLS ends a handshake on any
+			 * alert: one forged datagram would cost a gateway its
+			 * back-off, a terminator's peer its handshake_timeout_s.
+			 * Held instead: it ends the handshake only if nothing
+			 * moves it on within two retransmission intervals
+			 * (alert_left_ms), so a real peer's alert still ends it
+			 * soon and a forged one is overtaken by the real flight. */
+			d->stats.records_discarded++;
+			if (s->alert_ignored < 0) {
+				s->alert_ignored = n > DTLS_RECORD_HDR + 1 ? data[DTLS_RECORD_HDR + 1] : 0;
+				s->alert_ms = daemon_now_ms(d);
+				s->alert_last_in = s->tls ? (int)gnutls_handshake_get_last_in(s->tls) : -1;
+				arm(s, alert_left_ms(s));
+			}
+			log_debug("tunnel %s: a plaintext alert (%d) during a handshake held",
+				  s->t->conf.name, data[DTLS_RECORD_HDR + 1]);
+		} else {
+			if (s->state == SESSION_HANDSHAKING && dtls_record_epoch(data) > 0)
+				s->peer_finished = true;
+			on_one_record(s, data, n);
+		}
 		data += n;
 		len -= n;
 	}

@@ -138,16 +138,22 @@ static void on_client_hello(struct tunnel *t, const struct sockaddr *from, const
 	/* The peer proved it owns its address; now it must also wait its turn. */
 	if (!ratelimit_take(t->hs_rate, from, daemon_now_ms(d))) {
 		d->stats.dropped_limit++;
+		meter_refused(t, from, PSKTUN_FAIL_too_many_handshakes, "over handshake_rate from this address");
 		return;
 	}
 	if (unproven) {
 		/* The address's owner: whoever began there without a cookie yields. */
 		d->stats.handshakes_evicted++;
 		d->stats.handshakes_failed++;
+		meter_handshake_failed(unproven, PSKTUN_FAIL_too_many_handshakes,
+				       "the address's owner began a handshake", NULL);
 		session_close(unproven, CLOSE_HANDSHAKE);
 	}
 	if (slots_full(d) && (!hs_slot_make_room(d, from) || slots_full(d))) {
 		d->stats.dropped_limit++;
+		meter_refused(t, from, PSKTUN_FAIL_too_many_handshakes,
+			      d->n_sessions >= d->cfg->dtls.max_sessions ? "max_sessions reached" :
+			      "max_handshakes in progress");
 		return;
 	}
 	s = session_new(t, "", 0);
@@ -161,9 +167,15 @@ static void on_client_hello(struct tunnel *t, const struct sockaddr *from, const
 		memcpy(s->slot.random, data + DTLS_CLIENT_HELLO_RANDOM, sizeof(s->slot.random));
 	if (hs_slot_take(d, s) < 0) {
 		d->stats.dropped_limit++;
+		meter_refused(t, from, PSKTUN_FAIL_too_many_handshakes, "no handshake slot for this address");
 		session_close(s, CLOSE_HANDSHAKE);
 		return;
 	}
+	/* A retransmission of a ClientHello whose handshake failed gets the same
+	 * answer, but is not another failure. */
+	memcpy(s->hello_random, data + DTLS_CLIENT_HELLO_RANDOM, sizeof(s->hello_random));
+	s->has_random = true;
+	s->repeat = meter_hello_repeat(t, from, s->hello_random);
 	if (old) {
 		old->replaced_by = s;
 		s->replaces = old;
@@ -218,6 +230,7 @@ static void on_peer(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 			return;
 		}
 		d->stats.dropped_unknown++;
+		meter_unknown_seen(t, UNKNOWN_SOURCE, "", 0, from, "no session with this address");
 		if (data[0] == DTLS_CT_APPLICATION_DATA && dtls_record_epoch(data) > 0 && nread >= LOST_ALERT_LEN)
 			lost_session_alert(t, from);
 		return;
@@ -268,6 +281,7 @@ static void from_backend(struct tunnel *t, struct session *s, uint8_t *data, ssi
 	}
 	if (s) {
 		s->plain_in++;
+		s->plain_in_bytes += nread;
 		session_touch(s);
 	}
 	switch (v) {

@@ -135,6 +135,7 @@ int session_send_plain(struct session *s, const uint8_t *buf, size_t len)
 	if (r < 0)
 		return -EIO;
 	s->plain_out++;
+	s->plain_out_bytes += len;
 	return 0;
 }
 
@@ -349,7 +350,8 @@ int tunnel_open(struct daemon *d, const struct psktun_config *cfg, const struct 
 	r = conf_tunnel_copy(&t->conf, conf);
 	if (r < 0)
 		goto fail;
-	if (htab_init(&t->by_identity, 64) < 0 || htab_init(&t->by_peer, 64) < 0 ||
+	t->meters = meter_table_new();
+	if (!t->meters || htab_init(&t->by_identity, 64) < 0 || htab_init(&t->by_peer, 64) < 0 ||
 	    htab_init(&t->bindings, 64) < 0 || htab_init(&t->pinned, 64) < 0 ||
 	    resume_store_init(&t->resume, cfg->dtls.max_sessions) < 0) {
 		r = -ENOMEM;
@@ -447,6 +449,7 @@ fail_sock:
 	tunnel_close(t);
 	return r;
 fail:
+	meter_table_free(t->meters);
 	resume_store_deinit(&t->resume);
 	htab_deinit(&t->by_identity);
 	htab_deinit(&t->by_peer);
@@ -480,6 +483,8 @@ void tunnel_close(struct tunnel *t)
 	htab_deinit(&t->by_identity);
 	htab_deinit(&t->by_peer);
 	resume_store_deinit(&t->resume);
+	meter_table_free(t->meters);
+	t->meters = NULL;
 	free(t->hs_rate);
 	free(t->alert_rate);
 	t->hs_rate = t->alert_rate = NULL;

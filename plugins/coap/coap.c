@@ -141,34 +141,34 @@ static int parse_tunnel_options(struct coap_tunnel *ct, const struct psktun_opti
 		const char *key = opts[i].key, *value = opts[i].value;
 
 		if (key == NULL || value == NULL) {
-			snprintf(err, err_len, "coap: option without a key or value");
+			snprintf(err, err_len, "option without a key or value");
 			return -EINVAL;
 		}
 		if (strcmp(key, "identity") == 0) {
 			if (parse_identity_spec(ct, value) < 0) {
 				snprintf(err, err_len,
-					 "coap: identity = \"%.64s\": expected \"query:NAME\" (NAME up to %d characters, no '=' or '&') or \"path:N\" (N from 1 to %d)",
+					 "identity = \"%.64s\": expected \"query:NAME\" (NAME up to %d characters, no '=' or '&') or \"path:N\" (N from 1 to %d)",
 					 value, QUERY_NAME_MAX, PATH_INDEX_MAX);
 				return -EINVAL;
 			}
 		} else if (strcmp(key, "allow_proxy") == 0) {
 			if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0) {
 				snprintf(err, err_len,
-					 "coap: allow_proxy = \"%.64s\": expected true or false", value);
+					 "allow_proxy = \"%.64s\": expected true or false", value);
 				return -EINVAL;
 			}
 			ct->allow_proxy = strcmp(value, "true") == 0;
 		} else if (strcmp(key, "answer_timeout_ms") == 0) {
 			if (parse_uint(value, 0, ANSWER_TIMEOUT_MAX_MS, &n) < 0) {
 				snprintf(err, err_len,
-					 "coap: answer_timeout_ms = \"%.64s\": expected milliseconds from 0 (off) to %u",
+					 "answer_timeout_ms = \"%.64s\": expected milliseconds from 0 (off) to %u",
 					 value, ANSWER_TIMEOUT_MAX_MS);
 				return -EINVAL;
 			}
 			ct->answer_timeout_ms = (uint32_t)n;
 		} else {
 			snprintf(err, err_len,
-				 "coap: unknown option \"%.64s\" (known: identity, allow_proxy, answer_timeout_ms)", key);
+				 "unknown option \"%.64s\" (known: identity, allow_proxy, answer_timeout_ms)", key);
 			return -EINVAL;
 		}
 	}
@@ -396,7 +396,7 @@ static enum psktun_verdict refuse(struct psktun_dgram *ctx,
 
 	ctx->reason = PSKTUN_REASON_POLICY;
 	ct->host->log(ct->tunnel, PSKTUN_LOG_INFO,
-		      "coap: refused a %s request (mid %u) naming another identity",
+		      "refused a %s request (mid %u) naming another identity",
 		      m->type == COAP_CON ? "CON" : "NON", (unsigned)m->mid);
 	if (m->type != COAP_CON)
 		return PSKTUN_DROP;
@@ -555,27 +555,23 @@ static void coap_on_session_timer(void *tunnel_data, struct psktun_session *s,
 	/* The timer has fired: nothing is armed until rearm() says so. */
 	cs->armed = false;
 	rearm(ct, s, cs);
-	/* Last: the daemon may close the session (and free cs) in there. */
+	/* The daemon acts on it after this callback returns (plugin.h). */
 	if (expired > 0) {
 		ct->host->log(ct->tunnel, PSKTUN_LOG_INFO,
-			      "coap: %u CON(s) without ACK or RST in %u ms",
+			      "%u CON(s) without ACK or RST in %u ms",
 			      expired, (unsigned)ct->answer_timeout_ms);
 		ct->host->report_silent(s);
 	}
 }
 
-const struct psktun_plugin psktun_plugin = {
-	.abi = PSKTUN_PLUGIN_ABI,
-	.size = sizeof(struct psktun_plugin),
-	.name = "coap",
-	.version = PACKAGE_VERSION,
-	.check_options = coap_check_options,
-	.init = coap_init,
-	.fini = coap_fini,
-	.identify = coap_identify,
-	.on_plain = coap_on_plain,
-	.on_tunnel = coap_on_tunnel,
-	.session_open = coap_session_open,
-	.session_close = coap_session_close,
-	.on_session_timer = coap_on_session_timer,
-};
+PSKTUN_PLUGIN_DECLARE(coap,
+		      .version = PACKAGE_VERSION,
+		      .check_options = coap_check_options,
+		      .init = coap_init,
+		      .fini = coap_fini,
+		      .identify = coap_identify,
+		      .on_plain = coap_on_plain,
+		      .on_tunnel = coap_on_tunnel,
+		      .session_open = coap_session_open,
+		      .session_close = coap_session_close,
+		      .on_session_timer = coap_on_session_timer);

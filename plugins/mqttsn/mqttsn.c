@@ -127,7 +127,7 @@ static bool client_policy(const struct tunnel *tun, struct psktun_dgram *ctx,
 			  const struct mqttsn_msg *m, uint8_t *buf, size_t *len,
 			  size_t cap, enum psktun_verdict *verdict)
 {
-	switch ((enum mqttsn_type)m->type) {
+	switch (m->type) {	/* a wire byte, not every type: not an enum switch */
 	case MQTTSN_ENCAPSULATED:
 		tun->host->log(tun->t, PSKTUN_LOG_INFO,
 			       "Forwarder Encapsulation from a client refused");
@@ -196,7 +196,7 @@ static void pending_add(const struct tunnel *tun, struct psktun_session *s,
 
 static bool answers(const struct pending *p, const struct mqttsn_msg *m)
 {
-	switch ((enum mqttsn_type)m->type) {
+	switch (m->type) {	/* a wire byte, not every type: not an enum switch */
 	case MQTTSN_CONNACK:
 		return p->request == MQTTSN_CONNECT;
 	case MQTTSN_PINGRESP:
@@ -226,7 +226,7 @@ static void track_request(const struct tunnel *tun, struct psktun_dgram *ctx,
 {
 	struct session *ss = ctx->session_data;
 
-	switch ((enum mqttsn_type)m->type) {
+	switch (m->type) {	/* a wire byte, not every type: not an enum switch */
 	case MQTTSN_CONNECT:
 	case MQTTSN_PINGREQ:
 		pending_add(tun, ctx->session, ss, m->type, 0);
@@ -522,7 +522,7 @@ struct option_err {
 
 static int bad_option(struct option_err *e, const struct psktun_option *o, const char *why)
 {
-	snprintf(e->buf, e->len, "mqttsn option %.64s = \"%.64s\": %s",
+	snprintf(e->buf, e->len, "option %.64s = \"%.64s\": %s",
 		 o->key, o->value ? o->value : "", why);
 	return -EINVAL;
 }
@@ -539,7 +539,7 @@ static int apply_options(struct tunnel *tun, const struct psktun_option *opts, s
 		const struct psktun_option *o = &opts[i];
 
 		if (!o->key) {
-			snprintf(e->buf, e->len, "mqttsn option without a name");
+			snprintf(e->buf, e->len, "option without a name");
 			return -EINVAL;
 		}
 		if (!strcmp(o->key, "gateway_id")) {
@@ -577,7 +577,7 @@ static int apply_options(struct tunnel *tun, const struct psktun_option *opts, s
 		}
 	}
 	if (tun->advertise_s > 0 && !have_to) {
-		snprintf(e->buf, e->len, "mqttsn option advertise_s needs advertise_to (\"ip:port\")");
+		snprintf(e->buf, e->len, "option advertise_s needs advertise_to (\"ip:port\")");
 		return -EINVAL;
 	}
 	return 0;
@@ -623,7 +623,7 @@ static int init(const struct psktun_host *host, struct psktun_tunnel *t,
 	if (forwarder) {
 		rc = host->use_shared_plain(t, forwarder);
 		if (rc < 0) {
-			host->log(t, PSKTUN_LOG_ERR, "mqttsn forwarder \"%s\": %s",
+			host->log(t, PSKTUN_LOG_ERR, "forwarder \"%s\": %s",
 				  forwarder, strerror(-rc));
 			goto fail;
 		}
@@ -665,19 +665,15 @@ static void session_close(void *tunnel_data, struct psktun_session *s, void *ses
 	free(session_data);
 }
 
-const struct psktun_plugin psktun_plugin = {
-	.abi = PSKTUN_PLUGIN_ABI,
-	.size = sizeof(struct psktun_plugin),
-	.name = "mqttsn",
-	.version = "MQTT-SN v1.2, " PACKAGE_VERSION,
-	.check_options = check_options,
-	.init = init,
-	.fini = fini,
-	.identify = identify,
-	.on_plain = on_plain,
-	.on_tunnel = on_tunnel,
-	.session_open = session_open,
-	.session_close = session_close,
-	.on_session_timer = on_session_timer,
-	.on_tunnel_timer = on_tunnel_timer,
-};
+PSKTUN_PLUGIN_DECLARE(mqttsn,
+		      .version = "MQTT-SN v1.2, " PACKAGE_VERSION,
+		      .check_options = check_options,
+		      .init = init,
+		      .fini = fini,
+		      .identify = identify,
+		      .on_plain = on_plain,
+		      .on_tunnel = on_tunnel,
+		      .session_open = session_open,
+		      .session_close = session_close,
+		      .on_session_timer = on_session_timer,
+		      .on_tunnel_timer = on_tunnel_timer);

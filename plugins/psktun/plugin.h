@@ -6,20 +6,33 @@
  * Writing a plugin
  * ================
  * A plugin is a shared object `NAME.so` in the daemon's plugin directory
- * (`plugin = "NAME"` in a tunnel). It exports exactly one symbol,
+ * (`plugin = "NAME"` in a tunnel), built from one C file that includes only
+ * this header (plugins/example/example.c is a whole one, about 100 lines).
+ * It exports exactly one symbol, `psktun_plugin`, declared with
  *
- *	const struct psktun_plugin psktun_plugin = { .abi = PSKTUN_PLUGIN_ABI, ... };
+ *	PSKTUN_PLUGIN_DECLARE(NAME, .version = "1.0", .check_options = ...,
+ *			      .init = ..., .on_plain = ...);
  *
- * The daemon dlopen()s the file, looks up `psktun_plugin`, and refuses the
- * plugin (with a log line naming the file) unless `abi` equals the daemon's
- * PSKTUN_PLUGIN_ABI, `size` is at least the size the daemon knows, and `name`
- * equals NAME. The plugin never calls the daemon's own symbols: everything it
- * may do is in the `struct psktun_host` table handed to init().
+ * which fills in `abi`, `size` and `name`. The daemon dlopen()s the file,
+ * looks up `psktun_plugin`, and refuses the plugin (with a log line naming
+ * the file) unless `abi` equals the daemon's PSKTUN_PLUGIN_ABI, `size` is at
+ * least the size the daemon knows, and `name` equals NAME. The plugin never
+ * calls the daemon's own symbols: everything it may do is in the
+ * `struct psktun_host` table handed to init().
+ *
+ * Build it with `cc -shared -fPIC -I$(includedir) NAME.c -o NAME.so`
+ * (this header is installed as $(includedir)/psktun/plugin.h) and put it
+ * in the plugin directory: the configured pkglibdir ($(libdir)/psktun)
+ * unless the configuration's `plugin_dir` names another.
  *
  * Versioning
- *   PSKTUN_PLUGIN_ABI is one integer, and the daemon loads only plugins built
- *   for exactly its own. It goes up by one with every change that a plugin
- *   or a daemon built against the previous header would get wrong:
+ *   PSKTUN_PLUGIN_ABI is one integer (as Knot DNS's module ABI), and the
+ *   daemon loads only plugins built for exactly its own: a plugin names the
+ *   one ABI it speaks by being built against this header (the declaring
+ *   macro fills it in), so there is no list of versions to negotiate as in
+ *   Mosquitto's mosquitto_plugin_version(). It goes up by one with every
+ *   change that a plugin or a daemon built against the previous header
+ *   would get wrong:
  *   - a member removed, moved, renamed or retyped, or a callback's
  *     arguments, result or meaning changed;
  *   - a new callback the daemon relies on (one whose absence changes what
@@ -28,11 +41,63 @@
  *   - a `reserved` slot taken for anything else than an optional callback
  *     or host function that a NULL (all reserved slots are zero) leaves
  *     harmless.
- *   Only that last kind of growth keeps the number: a new optional member
- *   takes the first `reserved` slot, so `size` and every offset stay the
- *   same. Growing a struct past its reserved slots is a new ABI too.
+ * Growing the structs
+ *   The three structs the ABI shares (psktun_plugin, psktun_host,
+ *   psktun_dgram) grow only at their end, only into their `reserved` slots:
+ *   a member is never moved, and a struct never grows past its reserved
+ *   slots within one ABI. psktun_plugin and psktun_host begin with `abi`
+ *   and `size` (the size their writer knew); psktun_dgram, which only the
+ *   daemon makes, is zeroed before the daemon fills it in. A new
+ *   optional member takes the first `reserved` slot of the same type, so
+ *   `size` and every offset stay the same and the ABI keeps its number; a
+ *   plugin reads a host function from a slot that was reserved only after
+ *   checking that it is not NULL. Reserved slots are zero on both sides
+ *   (the declaring macro's designated initialisers and the daemon's table
+ *   leave them so); never write them.
  *   ABI 2 added check_options (ABI 1 plugins had no way to check options
- *   without opening a tunnel).
+ *   without opening a tunnel) and the host's worker().
+ *
+ * Threading
+ *   Plugins are loaded once, before any worker thread starts (and, for a
+ *   reload that names a new plugin, by the main thread before the workers
+ *   prepare theirs), and stay loaded until the daemon exits.
+ *   A terminator with `workers = N` runs N event loops on N threads, and
+ *   each worker opens its own copy of every tunnel: init() runs once per
+ *   worker, each with its own *tunnel_data. Every callback for one tunnel
+ *   (its tunnel_data, its sessions, its timers) runs on that tunnel's
+ *   worker thread, so per-tunnel and per-session state needs no lock;
+ *   host->worker(t) says which worker (0 to N-1; always 0 for a gateway).
+ *   State a plugin keeps outside tunnel_data (static variables) is shared
+ *   by all workers: keep it read-only or lock it. check_options() may run
+ *   on any thread. A callback must not block: it holds up every session of
+ *   its worker.
+ *
+ * What a callback may do to the session it was given
+ *   The session, its session_data and the tunnel's tunnel_data stay valid
+ *   until the callback returns, whatever host functions it calls. Any host
+ *   function may be called on it. report_silent() and rehandshake() only
+ *   record the request: the daemon acts on it after the outermost callback
+ *   has returned (the same datagram's verdict is applied after that). Then
+ *   the session may be handshaking again on a fresh socket (its
+ *   session_data and plugin timers are kept; datagrams sent to it are
+ *   queued until the handshake completes) or, if the new handshake cannot
+ *   start (its key has left the key file), closed, which calls
+ *   session_close(). send_tunnel() on a session that has not yet begun its
+ *   handshake starts it; should that fail at once in the same way, the
+ *   session ends and session_close() runs before send_tunnel() returns.
+ *   After session_close() a `struct psktun_session *` must not be used.
+ *
+ * Ownership
+ *   Written at each member below. In short: what the daemon passes
+ *   (buffers, options, contexts, addresses) belongs to the daemon and is
+ *   valid only during the call; what the plugin stores in *tunnel_data and
+ *   *session_data belongs to the plugin, which frees it in fini() and
+ *   session_close(); strings the host returns are valid as stated there.
+ *
+ * Logging
+ *   host->log() adds "tunnel NAME: plugin NAME: " to every line, and the
+ *   daemon adds "tunnel NAME: plugin NAME: " (with file and line) to
+ *   check_options()' message: write only what follows.
  *
  * Words used below
  *   tunnel side: the DTLS session (gateway: toward the cloud; terminator:
@@ -40,10 +105,6 @@
  *                already decrypted.
  *   plain side:  the cleartext UDP side (gateway: the meters on the LAN;
  *                terminator: the backend server).
- *
- * Threading: every callback runs on the daemon's event loop thread; a
- * callback must not block. All pointers passed to a callback are valid only
- * for the duration of that call unless stated otherwise.
  *
  * Datagram callbacks receive the datagram in a buffer the daemon owns:
  * `buf` holds `*len` bytes and has room for `cap` bytes (cap >= *len + 256,
@@ -115,7 +176,7 @@ struct psktun_option {
 #define PSKTUN_DGRAM_IDENTITY_REFUSED	0x1u
 
 /* Per-datagram context, filled by the daemon; `reason` and `target` are
- * written by the plugin. */
+ * written by the plugin. Owned by the daemon, valid during the call. */
 struct psktun_dgram {
 	struct psktun_tunnel *tunnel;
 	void *tunnel_data;		/* what init() stored */
@@ -138,11 +199,12 @@ struct psktun_host {
 	uint32_t abi;			/* PSKTUN_PLUGIN_ABI */
 	uint32_t size;			/* sizeof(struct psktun_host) */
 
-	/* Log one line, prefixed with the tunnel's name. Never log keys. */
+	/* Log one line; the daemon prefixes "tunnel NAME: plugin NAME: ".
+	 * Never log keys. */
 	void (*log)(struct psktun_tunnel *t, enum psktun_log_level level,
 		    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-	/* The tunnel's role and name. */
+	/* The tunnel's role and name (valid until fini() returns). */
 	enum psktun_role (*role)(struct psktun_tunnel *t);
 	const char *(*tunnel_name)(struct psktun_tunnel *t);
 
@@ -160,7 +222,8 @@ struct psktun_host {
 	int (*send_tunnel)(struct psktun_session *s, const uint8_t *buf, size_t len);
 
 	/* The session's authenticated PSK identity (gateway: the meter's
-	 * identity), not NUL-terminated; *len receives its length. */
+	 * identity), not NUL-terminated; *len receives its length. The
+	 * daemon owns it; valid until session_close() returns. */
 	const char *(*identity)(struct psktun_session *s, size_t *len);
 	/* Find a tunnel's session by identity; NULL if none is established. */
 	struct psktun_session *(*find_session)(struct psktun_tunnel *t,
@@ -170,9 +233,12 @@ struct psktun_host {
 	 * it below the configured dtls.idle_timeout_s). */
 	void (*set_idle_timeout)(struct psktun_session *s, uint32_t seconds);
 	/* Report that something that needs an answer got none: the path may
-	 * be dead; the daemon decides whether to re-handshake. */
+	 * be dead; the daemon decides whether to re-handshake (gateway: it
+	 * does, at most once a second). Called from a callback, it acts only
+	 * after the callback returns (see "What a callback may do"). */
 	void (*report_silent)(struct psktun_session *s);
-	/* Ask for a new handshake on a fresh socket (gateway). */
+	/* Ask for a new handshake on a fresh socket (gateway; ignored by a
+	 * terminator and for a session not established). Deferred likewise. */
 	void (*rehandshake)(struct psktun_session *s);
 
 	/* One timer per session: on_session_timer() runs once after `ms`;
@@ -187,10 +253,15 @@ struct psktun_host {
 	 * session == NULL; the plugin names the session in ctx->target. */
 	int (*use_shared_plain)(struct psktun_tunnel *t, const char *local);
 
-	/* A plain-side peer's address in text, "1.2.3.4:5" or "[::1]:5". */
+	/* A plain-side peer's address in text, "1.2.3.4:5" or "[::1]:5",
+	 * written into the caller's buf; returns buf. */
 	const char *(*addr_str)(const struct sockaddr *sa, char *buf, size_t len);
 
-	void *reserved[8];
+	/* Which worker thread runs this tunnel's callbacks: 0 to workers-1
+	 * (see "Threading"). */
+	unsigned (*worker)(struct psktun_tunnel *t);
+
+	void *reserved[7];		/* zero; see "Growing the structs" */
 };
 
 /*
@@ -204,13 +275,15 @@ struct psktun_plugin {
 	const char *version;		/* free text, logged at load */
 
 	/*
-	 * Checks a tunnel's options without opening anything: `psktund -n`,
+	 * Checks a tunnel's options without opening anything (what Knot calls
+	 * a module's config check): `psktund -n`,
 	 * the start and every reload call it before any tunnel is touched, so
 	 * a reload with options the plugin refuses leaves the running tunnels
 	 * as they are. `role` is the daemon's mode. Returns 0, or -EINVAL after
 	 * writing one sentence that names the option and says what is wrong
 	 * into err[0..err_len) (NUL-terminated, cut to fit; the daemon adds
-	 * the file, line and tunnel). It keeps no state, calls no host
+	 * file, line, tunnel and plugin name). `opts` belongs to the daemon. It
+	 * keeps no state, calls no host
 	 * function and may run on any thread, any number of times. NULL: the
 	 * plugin takes no options, and the daemon refuses any.
 	 * init() must accept whatever this accepts: let both use one parser.
@@ -222,7 +295,9 @@ struct psktun_plugin {
 	 * accepted. It may still fail (-EINVAL, -ENOMEM, or what a host
 	 * function returned) after logging why. `opts` is valid only during
 	 * the call: copy what you keep. Store per-tunnel state in
-	 * *tunnel_data. During a reload a tunnel is initialised before the one
+	 * *tunnel_data: the plugin owns it and frees it in fini(), which runs
+	 * once for every init() that succeeded (never after one that failed:
+	 * init() frees what it made before failing). During a reload a tunnel is initialised before the one
 	 * it replaces is closed: the host shares that one's sockets with it
 	 * (use_shared_plain on the same address), and the new tunnel sees no
 	 * datagram before the reload commits. */
@@ -232,7 +307,8 @@ struct psktun_plugin {
 	void (*fini)(void *tunnel_data);
 
 	/*
-	 * Gateway only: a datagram from a LAN source that no `meters` entry
+	 * Gateway only: a datagram (owned by the daemon, read-only) from a LAN
+	 * source that no `meters` entry
 	 * and no earlier binding names. Write the identity it claims (e.g. an
 	 * MQTT-SN CONNECT's ClientId) into id[0..*id_len) (room: *id_len on
 	 * entry) and return 0; return -ENOENT if the datagram names nobody
@@ -261,7 +337,12 @@ struct psktun_plugin {
 					 size_t *len, size_t cap);
 
 	/* A session is created (gateway: before its handshake; terminator:
-	 * when the handshake completes) and when it ends. */
+	 * when the handshake completes) and when it ends. What session_open()
+	 * stores in *session_data the plugin owns, and frees in
+	 * session_close(), which runs once for each session_open() (even one
+	 * that failed: then *session_data is whatever it left there). A
+	 * session_timer() armed for the session is cancelled before
+	 * session_close() is called. */
 	int (*session_open)(void *tunnel_data, struct psktun_session *s,
 			    void **session_data);
 	void (*session_close)(void *tunnel_data, struct psktun_session *s,
@@ -271,11 +352,26 @@ struct psktun_plugin {
 				 void *session_data);
 	void (*on_tunnel_timer)(void *tunnel_data);
 
-	void *reserved[8];
+	void *reserved[8];		/* zero; see "Growing the structs" */
 };
 
 /* The one symbol a plugin exports. */
 #define PSKTUN_PLUGIN_SYMBOL "psktun_plugin"
+
+/*
+ * Declares that symbol: PSKTUN_PLUGIN_DECLARE(NAME, .member = value, ...)
+ * with NAME the file name without .so (an identifier) and the callbacks as
+ * designated initialisers. abi, size and name are filled in here: give
+ * them again and the compiler warns (-Woverride-init, in -Wextra).
+ */
+#define PSKTUN_PLUGIN_DECLARE(plugin_name, ...)					\
+	__attribute__((visibility("default")))					\
+	const struct psktun_plugin psktun_plugin = {				\
+		.abi = PSKTUN_PLUGIN_ABI,					\
+		.size = sizeof(struct psktun_plugin),				\
+		.name = #plugin_name,						\
+		__VA_ARGS__							\
+	}
 
 #ifdef __cplusplus
 }

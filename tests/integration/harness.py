@@ -138,13 +138,13 @@ def need(*names):
 
 
 def plugin_dir(env):
-    """A directory with mqttsn.so and coap.so symlinked from the libtool build."""
+    """A directory with the plugins symlinked from the libtool build."""
     top = os.environ.get('PLUGIN_BUILD_DIR')
     if not top:
         raise Skip('PLUGIN_BUILD_DIR not set')
     d = env.path('plugins')
     os.makedirs(d, exist_ok=True)
-    for name in ('mqttsn', 'coap'):
+    for name in ('mqttsn', 'coap', 'example'):
         so = os.path.join(top, 'plugins', name, '.libs', name + '.so')
         if os.path.exists(so):
             os.symlink(so, os.path.join(d, name + '.so'))

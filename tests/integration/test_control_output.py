@@ -25,7 +25,7 @@ IDENTITIES = {
     'meter-0001': 'meter-0001',
 }
 METRIC_TYPE = re.compile(r'# TYPE (psktun_[a-z0-9_]+) (counter|gauge)')
-METRIC_SAMPLE = re.compile(r'(psktun_[a-z0-9_]+) (0|[1-9][0-9]*)')
+METRIC_SAMPLE = re.compile(r'(psktun_[a-z0-9_]+)(?:\{reason="[a-z0-9_]+"\})? (0|[1-9][0-9]*)')
 
 
 def session_line_rx(quoted, peer):
@@ -35,18 +35,30 @@ def session_line_rx(quoted, peer):
 
 
 def check_metrics(d):
-    """Every line is a TYPE line followed by its one sample: nothing else."""
+    """Every line is a TYPE line followed by its samples (one, or one per
+    reason label for a family such as handshake_failures): nothing else."""
     r = subprocess.run([h.psktunctl(), '-s', d.control, 'metrics'], stdin=subprocess.DEVNULL,
                        capture_output=True, timeout=30)
     eq((r.returncode, r.stderr), (0, b''), '%s: psktunctl metrics exit code, stderr' % d.name)
     lines = r.stdout.decode('ascii').split('\n')
     eq(lines[-1], '', 'metrics end with a newline')
     lines = lines[:-1]
-    eq(len(lines) % 2, 0, 'metrics: a TYPE line and a sample each')
-    for t, sample in zip(lines[0::2], lines[1::2]):
-        mt, ms = METRIC_TYPE.fullmatch(t), METRIC_SAMPLE.fullmatch(sample)
-        if not mt or not ms or mt.group(1) != ms.group(1):
-            raise Fail('%s: not valid exposition text: %r, %r' % (d.name, t, sample))
+    i = 0
+    while i < len(lines):
+        mt = METRIC_TYPE.fullmatch(lines[i])
+        samples = []
+        i += 1
+        while i < len(lines) and not lines[i].startswith('#'):
+            samples.append(lines[i])
+            i += 1
+        labelled = [s for s in samples if '{' in s]
+        ok = mt and samples and (len(samples) == 1 or len(labelled) == len(samples))
+        for sample in samples:
+            ms = METRIC_SAMPLE.fullmatch(sample)
+            ok = ok and ms and ms.group(1) == mt.group(1)
+        if not ok:
+            raise Fail('%s: not valid exposition text: %r, %r' % (d.name, lines[i - 1 - len(samples)],
+                                                                    samples))
 
 
 def test_identities_with_space_equals_quote_backslash_cannot_forge_fields(env):

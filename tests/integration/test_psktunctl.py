@@ -159,6 +159,18 @@ def test_metrics_are_the_stats_in_prometheus_text_format(env):
     eq(rc, 0, 'exit code')
     st = gw.stats()
     lines = out.splitlines()
+    # handshake_failures.REASON=N: one family, labelled by reason
+    reasons = [k.split('.', 1)[1] for k in st if k.startswith('handshake_failures.')]
+    eq(sorted(reasons), sorted(['unknown_identity', 'wrong_key', 'silent', 'no_answer',
+                                'too_many_handshakes', 'no_cipher_suite', 'peer_alert', 'resolve',
+                                'error']), 'handshake failure reasons in stats')
+    i = lines.index('# TYPE psktun_handshake_failures_total counter')
+    eq(lines[i + 1:i + 1 + len(reasons)],
+       ['psktun_handshake_failures_total{reason="%s"} %d' % (r, st['handshake_failures.' + r])
+        for r in reasons], 'the handshake_failures family')
+    del lines[i:i + 1 + len(reasons)]
+    for r in reasons:
+        del st['handshake_failures.' + r]
     for k, v in st.items():
         gauge = k in ('sessions', 'handshaking', 'resumable', 'resumable_bytes', 'queued_bytes', 'io_uring')
         name = 'psktun_' + k + ('' if gauge else '_total')

@@ -14,6 +14,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 from harness import eq, Fail  # noqa: E402
+import resil  # noqa: E402
 
 METERS = 1000
 OVERSIZE = 65000       # a LAN datagram no record at mtu 1280 can carry
@@ -21,6 +22,8 @@ OVERSIZE_EACH = 2
 FITS = 1200            # fits one record (at most 1251 bytes at mtu 1280)
 FITS_EACH = 9          # queue_len (8) + 1
 BUDGET = 4 << 20       # dtls.queue_bytes' default
+RSS_BOUND_KIB = 16 * 1024          # issue 10: 1,000 meters with full queues under 16 MiB
+RSS_BOUND_ASAN_KIB = 64 * 1024
 
 
 def rss_kib(pid):
@@ -72,9 +75,13 @@ def test_a_thousand_stuck_meters_stay_within_the_queue_budget(env):
         METERS * FITS_EACH - queued, queued * FITS, -(-queued // 8), 0, 0),
        'plain_in, dropped_oversize, dropped_overflow, queued_bytes, sessions, dropped_unknown, '
        'handshakes_completed')
-    # what the queues hold is bounded by the budget; the rest is 1,000 sessions' bookkeeping
-    if rss - rss0 > 16 * 1024:
-        raise Fail('gateway RSS grew by %d KiB (from %d to %d KiB)' % (rss - rss0, rss0, rss))
+    # what the queues hold is bounded by the budget; the rest is 1,000 sessions' bookkeeping.
+    # Under AddressSanitizer every allocation has redzones and freed memory waits in its
+    # quarantine (test_flood.py): there RSS says little, and only a looser bound applies.
+    bound = RSS_BOUND_ASAN_KIB if resil.is_asan(gw.proc.pid) else RSS_BOUND_KIB
+    if rss - rss0 > bound:
+        raise Fail('gateway RSS grew by %d KiB (from %d to %d KiB; bound %d KiB)'
+                   % (rss - rss0, rss0, rss, bound))
 
 
 if __name__ == '__main__':

@@ -21,7 +21,7 @@ import harness as h  # noqa: E402
 from harness import eq, Fail  # noqa: E402
 
 CONTENT = h.coap_code(2, 5)
-BANANA = ('coap: answer_timeout_ms = "banana": expected milliseconds from 0 (off) to 3600000')
+BANANA = ('answer_timeout_ms = "banana": expected milliseconds from 0 (off) to 3600000')
 
 
 def ctl(d, *args):

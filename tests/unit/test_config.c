@@ -15,6 +15,7 @@
 #include "addr.h"
 #include "agent/config.h"	/* not the build's config.h */
 #include "keys.h"
+#include "expect_diag.h"
 #include "tmpdir.h"
 
 static struct psktun_diag diag;
@@ -46,27 +47,8 @@ static int load(const char *text)
 	return psktun_config_load(path, &conf, &diag);
 }
 
-/* diag holds exactly these messages, each "PATH:LINE: msg" (or "PATH: msg" for line 0). */
-static void expect_diag(size_t n, ...)
-{
-	char want[PATH_MAX + 1024];
-	va_list ap;
-
-	va_start(ap, n);
-	for (size_t i = 0; i < n && i < diag.n; i++) {
-		int line = va_arg(ap, int);
-		const char *msg = va_arg(ap, const char *);
-
-		if (line > 0)
-			FMT(want, "%s:%d: %s", path, line, msg);
-		else
-			FMT(want, "%s: %s", path, msg);
-		assert_string_equal(diag.line[i], want);
-	}
-	va_end(ap);
-	assert_int_equal(diag.n, n);
-	assert_int_equal(diag.lost, 0);
-}
+/* diag holds exactly these messages (expect_diag.h). */
+#define expect_diag(...) expect_diag_of(&diag, path, __VA_ARGS__)
 
 /* Loading must fail with exactly one problem. */
 static void expect_one(const char *text, int line, const char *msg)

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "keys.h"
+#include "expect_diag.h"
 #include "tmpdir.h"
 
 #define KEY16 "00112233445566778899aabbccddeeff"
@@ -46,27 +47,8 @@ static int load(const char *text, mode_t mode)
 	return psktun_keys_load(path, true, &keys, &diag);
 }
 
-/* diag holds exactly these messages, each "PATH:LINE: msg" (or "PATH: msg" for line 0). */
-static void expect_diag(size_t n, ...)
-{
-	char want[PATH_MAX + 1024];
-	va_list ap;
-
-	va_start(ap, n);
-	for (size_t i = 0; i < n && i < diag.n; i++) {
-		int line = va_arg(ap, int);
-		const char *msg = va_arg(ap, const char *);
-
-		if (line > 0)
-			FMT(want, "%s:%d: %s", path, line, msg);
-		else
-			FMT(want, "%s: %s", path, msg);
-		assert_string_equal(diag.line[i], want);
-	}
-	va_end(ap);
-	assert_int_equal(diag.n, n);
-	assert_int_equal(diag.lost, 0);
-}
+/* diag holds exactly these messages (expect_diag.h). */
+#define expect_diag(...) expect_diag_of(&diag, path, __VA_ARGS__)
 
 static const struct psktun_key *find(const char *id)
 {

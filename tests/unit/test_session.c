@@ -889,6 +889,49 @@ static void test_the_same_identity_from_a_new_address_replaces_its_old_session(v
 	run_client_twice(false);
 }
 
+/*
+ * plugin.h: a session a callback was given stays as it is until the callback
+ * returns; report_silent (and rehandshake) act only then, so a plugin's
+ * session_data is never freed, nor its GnuTLS state reset, under it.
+ */
+static void test_report_silent_from_a_plugin_callback_acts_after_it_returns(void **state)
+{
+	struct world w;
+	struct session *s;
+	gnutls_session_t tls;
+
+	world_setup(&w, "", true);
+	meter_send(&w, "ping");
+	want_got = 1;
+	assert_true(run_until(&w, got_enough, 10000));
+	s = session_find_identity(w.gw->tunnels, "meter-0001", 10);
+	assert_non_null(s);
+	assert_int_equal(s->state, SESSION_ESTABLISHED);
+	tls = s->tls;
+
+	plugin_call_begin();		/* as around on_session_timer() */
+	plugin_host.report_silent((struct psktun_session *)s);
+	plugin_host.report_silent((struct psktun_session *)s);	/* once is enough */
+	plugin_host.rehandshake((struct psktun_session *)s);
+	assert_int_equal(s->state, SESSION_ESTABLISHED);
+	assert_ptr_equal(s->tls, tls);
+	assert_int_equal(w.gw->stats.silent_reports, 0);
+	assert_int_equal(w.gw->stats.rehandshakes, 0);
+	plugin_call_end();
+
+	assert_int_equal(w.gw->stats.silent_reports, 1);
+	assert_int_equal(w.gw->stats.rehandshakes, 1);
+	assert_int_equal(s->state, SESSION_HANDSHAKING);
+	assert_int_equal(s->plugin_deferred, 0);
+	/* The new handshake completes and carries the next datagram. */
+	meter_send(&w, "pong");
+	want_got = 2;
+	assert_true(run_until(&w, got_enough, 10000));
+	assert_string_equal(w.got[1], "pong");
+	assert_int_equal(w.gw->stats.handshakes_completed, 2);
+	world_teardown(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -908,6 +951,7 @@ int main(void)
 		cmocka_unit_test(test_forged_datagrams_to_the_gateway_never_stall_a_session),
 		cmocka_unit_test(test_a_new_handshake_from_the_same_address_replaces_the_session_once_complete),
 		cmocka_unit_test(test_the_same_identity_from_a_new_address_replaces_its_old_session),
+		cmocka_unit_test(test_report_silent_from_a_plugin_callback_acts_after_it_returns),
 	};
 
 	psktun_log_init(true, getenv("PSKTUN_TEST_VERBOSE") ? 3 : 0);
