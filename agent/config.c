@@ -664,10 +664,94 @@ static void load_dtls(struct loader *l, const config_setting_t *root)
 		problem(l, w, "'ticket_key_file' needs 'tickets = true'");
 }
 
+/* redis://HOST[:PORT][/DB]: HOST a name or an address ([v6] with a port). */
+static bool redis_url_parse(const char *url, struct psktun_conf_cache *c, struct loader *l)
+{
+	const char *p = url + 8, *slash;
+	char hostport[300], host[256], port[16];
+	unsigned long v;
+	size_t n;
+	char *e;
+
+	if (strncmp(url, "redis://", 8))
+		return false;
+	slash = strchr(p, '/');
+	n = slash ? (size_t)(slash - p) : strlen(p);
+	if (!n || n >= sizeof(hostport))
+		return false;
+	memcpy(hostport, p, n);
+	hostport[n] = '\0';
+	c->redis_port = 6379;
+	if (strchr(hostport, ':')) {
+		if (!hostport_ok(hostport) ||
+		    psktun_hostport_split(hostport, host, sizeof(host), port, sizeof(port)) < 0)
+			return false;
+		v = strtoul(port, &e, 10);
+		if (*e || v < 1 || v > 65535)
+			return false;
+		c->redis_port = (unsigned)v;
+	} else if (hostname_ok(hostport)) {
+		memcpy(host, hostport, n + 1);
+	} else {
+		return false;
+	}
+	c->redis_db = 0;
+	if (slash && slash[1]) {
+		v = strtoul(slash + 1, &e, 10);
+		if (*e || slash[1] < '0' || slash[1] > '9' || v > 1000000)
+			return false;
+		c->redis_db = (unsigned)v;
+	}
+	c->redis_host = dup_or_fail(l, host);
+	return true;
+}
+
+static void load_cache(struct loader *l, const config_setting_t *root)
+{
+	static const char *const known[] = { "redis", "key_file", NULL };
+	const config_setting_t *s = config_setting_get_member(root, "session_cache"), *w, *kw;
+	struct psktun_conf_cache *c = &l->c->cache;
+	const char *v;
+	char q[80];
+
+	if (!s)
+		return;
+	if (!config_setting_is_group(s)) {
+		problem(l, s, "'session_cache' must be a group");
+		return;
+	}
+	c->line = (int)config_setting_source_line(s);
+	if (l->c->mode == PSKTUN_MODE_GATEWAY)
+		problem(l, s, "'session_cache' is for terminators; a gateway keeps its own meters' "
+			"resumption data (see state_file)");
+	check_known(l, s, "session_cache", known);
+	v = get_string(l, s, "key_file", "session_cache", false, &kw);
+	if (v)
+		c->key_file = resolve(l, v);
+	v = get_string(l, s, "redis", "session_cache", false, &w);
+	if (!v)
+		return;
+#ifdef HAVE_HIREDIS
+	if (!redis_url_parse(v, c, l))
+		problem(l, w, "'redis' must be redis://HOST[:PORT][/DB], not \"%s\"", quoted(q, sizeof(q), v));
+	else
+		c->redis = dup_or_fail(l, v);
+	if (!kw)
+		problem(l, w, "'redis' needs 'key_file' in 'session_cache': what Redis holds is sealed "
+			"with that key");
+#else
+	(void)q;
+	(void)redis_url_parse;
+	problem(l, w, "'redis': psktun was built without Redis (configure --with-hiredis, "
+		"which needs libhiredis-dev)");
+#endif
+}
+
 static void load_root(struct loader *l, const config_setting_t *root)
 {
 	static const char *const known[] = {
-		"mode", "keys", "control", "plugin_dir", "workers", "tunnels", "meters", "dtls", NULL
+		"mode", "keys", "control", "plugin_dir", "workers", "tunnels", "meters", "dtls",
+		"state_file", "session_cache", NULL
 	};
 	struct psktun_config *c = l->c;
 	const config_setting_t *w;
@@ -707,9 +791,14 @@ static void load_root(struct loader *l, const config_setting_t *root)
 	if (w && c->workers > 1 && c->mode != PSKTUN_MODE_TERMINATOR)
 		problem(l, w, "'workers' is for terminators; a gateway runs one loop");
 
+	v = get_string(l, root, "state_file", NULL, false, &w);
+	if (v)
+		c->state_file = resolve(l, v);
+
 	load_tunnels(l, root);
 	load_meters(l, root);
 	load_dtls(l, root);
+	load_cache(l, root);
 }
 
 static void set_defaults(struct psktun_conf_dtls *d)
@@ -864,6 +953,10 @@ void psktun_config_free(struct psktun_config *c)
 	free(c->meters);
 	free(c->dtls.priority);
 	free(c->dtls.ticket_key_file);
+	free(c->state_file);
+	free(c->cache.redis);
+	free(c->cache.redis_host);
+	free(c->cache.key_file);
 	free(c->path);
 	free(c->dir);
 	free(c->keys);

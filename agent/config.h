@@ -60,6 +60,18 @@ struct psktun_conf_dtls {
 #define PSKTUN_DEFAULT_PRIORITY \
 	"NONE:+VERS-DTLS1.2:+AES-128-CCM-8:+AEAD:+PSK:+COMP-NULL:+SIGN-ECDSA-SHA256:%NO_TICKETS"
 
+/* session_cache = { redis = "redis://HOST[:PORT][/DB]"; key_file = "FILE"; } (terminator) */
+struct psktun_conf_cache {
+	char *redis;			/* as written; NULL: no shared cache */
+	char *redis_host;		/* parsed from it */
+	unsigned redis_port;		/* default 6379 */
+	unsigned redis_db;		/* default 0 */
+	char *key_file;			/* resolved; NULL: nothing is sealed */
+	int line;
+};
+
+#define PSKTUN_CACHE_KEY_LEN 32		/* key_file: 32 bytes as 64 hex digits */
+
 struct psktun_config {
 	char *path;			/* the file as given */
 	char *dir;			/* its directory, for relative paths */
@@ -74,6 +86,8 @@ struct psktun_config {
 	struct psktun_conf_meter *meters;
 	size_t n_meters;
 	struct psktun_conf_dtls dtls;
+	char *state_file;		/* resolved; NULL: resumption state is not kept across restarts */
+	struct psktun_conf_cache cache;
 };
 
 /*

@@ -114,6 +114,13 @@ static void write_stats(struct ctl_client *c)
 	text_printf(&c->out, "resumable=%llu\nresumable_bytes=%llu\n", (unsigned long long)resumable,
 		    (unsigned long long)resumable_bytes);
 	text_printf(&c->out, "io_uring=%d\n", d->uring != NULL);
+	if (d->cfg->cache.redis) {	/* the shared cache: 1 when every worker is connected */
+		bool up = true;
+
+		for (unsigned i = 0; i < n_all; i++)
+			up = up && LOAD(all[i]->cache_up);
+		text_printf(&c->out, "cache_up=%d\n", up);
+	}
 #define X(n) text_printf(&c->out, #n "=%llu\n", (unsigned long long)sum.n);
 	PSKTUN_STATS(X)
 #undef X

@@ -61,6 +61,7 @@ static struct tunnel *tunnels_open(struct daemon *d, const struct psktun_config 
 static void reload_worker_step(struct daemon *d, unsigned cmd);
 static void reload_gathered(struct daemon *d);
 static void reload_abort(struct daemon *d);
+static void reload_load_abandon(struct daemon *d);
 
 static void on_signal(uv_signal_t *h, int signum)
 {
@@ -73,6 +74,7 @@ static void on_signal(uv_signal_t *h, int signum)
 		daemon_reload(d);
 	} else {
 		log_notice("%s: closing every session and exiting", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+		state_save(d);	/* before the tunnels, which hold a gateway's resumption data, go */
 		daemon_stop(d, 0);
 	}
 }
@@ -129,6 +131,9 @@ int daemon_start(struct daemon *d, struct psktun_config *cfg, struct psktun_keys
 		return r;
 	gnutls_rnd(GNUTLS_RND_NONCE, &seed, sizeof(seed));
 	psktun_hash_seed(seed);
+	r = shared_cache_start(d);	/* connects in the background; serves without it meanwhile */
+	if (r < 0)
+		return r;
 	uv_async_init(d->loop, &d->wake, on_wake);
 	d->wake.data = d;
 	d->wake_open = true;
@@ -149,6 +154,7 @@ int daemon_start(struct daemon *d, struct psktun_config *cfg, struct psktun_keys
 		log_info("worker %u ready", d->worker);
 		return 0;
 	}
+	state_load(d);	/* the terminator's cache is the process's: the leader fills it */
 	if (cfg->control) {
 		r = control_start(d, cfg->control);
 		if (r < 0) {
@@ -187,6 +193,7 @@ void daemon_stop(struct daemon *d, int exit_code)
 		uv_close((uv_handle_t *)&d->wake, NULL);
 	}
 	reload_abort(d);	/* one being prepared: its tunnels never started */
+	reload_load_abandon(d);	/* one being read: dropped when its thread is done */
 	for (t = d->tunnels; t; t = next) {
 		next = t->next;
 		tunnel_close(t);
@@ -196,6 +203,7 @@ void daemon_stop(struct daemon *d, int exit_code)
 	session_starter_close(d);
 	uring_tx_close(d->uring);	/* after the sessions: their close_notify alerts */
 	d->uring = NULL;
+	shared_cache_stop(d);
 	control_stop(d);
 	if (d->leader || !d->sig_hup.loop)
 		return;
@@ -328,12 +336,125 @@ static void reload_why(struct daemon *d, const struct psktun_diag *diag)
 			 diag->n + diag->lost > 1 ? " (and more problems: see the log)" : "");
 }
 
-static int reload_prepare(struct daemon *d)
+/*
+ * What a reload reads: the configuration and the key file. A million keys
+ * take 1.6 s to parse, sort and check, so this runs in libuv's thread pool
+ * while the loop serves on; the rest of the prepare (reload_prepare) and the
+ * commit run on the loop. Nothing here touches the daemon.
+ */
+struct reload_load {
+	uv_work_t req;
+	struct daemon *d;
+	char *path;
+	struct psktun_config *cfg;
+	struct psktun_keys *keys;
+	struct psktun_diag diag;
+	int r;
+	bool abandoned;			/* the daemon stopped meanwhile */
+	void (*done)(struct daemon *d, int r);
+};
+
+static void reload_load_free(struct reload_load *ld)
+{
+	psktun_config_free(ld->cfg);
+	psktun_keys_free(ld->keys);
+	psktun_diag_deinit(&ld->diag);
+	free(ld->path);
+	free(ld);
+}
+
+static void reload_load_abandon(struct daemon *d)
+{
+	if (d->reload_load)
+		d->reload_load->abandoned = true;
+	d->reload_load = NULL;
+}
+
+static void reload_load_work(uv_work_t *req)
+{
+	struct reload_load *ld = req->data;
+
+	ld->r = psktun_config_load(ld->path, &ld->cfg, &ld->diag);
+	if (ld->r == 0)
+		ld->r = psktun_keys_load(ld->cfg->keys, true, &ld->keys, &ld->diag);
+	if (ld->r == 0)
+		ld->r = psktun_config_check_keys(ld->cfg, ld->keys, &ld->diag);
+}
+
+static int reload_prepare(struct daemon *d, struct reload_load *ld);
+
+static void reload_load_done(uv_work_t *req, int status)
+{
+	struct reload_load *ld = req->data;
+	struct daemon *d = ld->d;
+	void (*done)(struct daemon *d, int r);
+	int r;
+
+	if (ld->abandoned || status < 0) {
+		reload_load_free(ld);
+		return;
+	}
+	d->reload_load = NULL;
+	done = ld->done;
+	r = reload_prepare(d, ld);
+	reload_load_free(ld);
+	done(d, r);
+}
+
+/* Reads off the loop, then prepares on it; done(d, 0 or a negative errno) follows. */
+static void reload_load_start(struct daemon *d, void (*done)(struct daemon *d, int r))
+{
+	struct reload_load *ld = calloc(1, sizeof(*ld));
+
+	if (ld) {
+		ld->d = d;
+		ld->done = done;
+		ld->req.data = ld;
+		psktun_diag_init(&ld->diag);
+		ld->path = strdup(d->cfg->path);
+	}
+	if (!ld || !ld->path || d->stopping ||
+	    uv_queue_work(d->loop, &ld->req, reload_load_work, reload_load_done) < 0) {
+		snprintf(d->reload_why, sizeof(d->reload_why), d->stopping ? "stopping" : "out of memory");
+		if (ld)
+			reload_load_free(ld);
+		done(d, -ENOMEM);
+		return;
+	}
+	d->reload_load = ld;
+}
+
+/* The old keys go in the thread pool too: freeing a million takes a while. */
+static void keys_free_work(uv_work_t *req)
+{
+	psktun_keys_free(req->data);
+}
+
+static void keys_free_done(uv_work_t *req, int status)
+{
+	if (status < 0)	/* cancelled: free them here */
+		psktun_keys_free(req->data);
+	free(req);
+}
+
+static void keys_free_later(struct daemon *d, struct psktun_keys *keys)
+{
+	uv_work_t *req = malloc(sizeof(*req));
+
+	if (req)
+		req->data = keys;	/* before the queue: a thread may take it at once */
+	if (!req || uv_queue_work(d->loop, req, keys_free_work, keys_free_done) < 0) {
+		free(req);
+		psktun_keys_free(keys);
+	}
+}
+
+static int reload_prepare(struct daemon *d, struct reload_load *ld)
 {
 	struct reload *rl = calloc(1, sizeof(*rl));
-	struct psktun_diag diag;
+	struct psktun_diag *diag = &ld->diag;
 	struct tunnel **tail;
-	int r;
+	int r = ld->r;
 
 	if (!rl || d->stopping) {
 		free(rl);
@@ -342,37 +463,34 @@ static int reload_prepare(struct daemon *d)
 	}
 	d->reload = rl;
 	tail = &rl->fresh;
-	psktun_diag_init(&diag);
-	r = psktun_config_load(d->cfg->path, &rl->cfg, &diag);
-	if (r == 0)
-		r = psktun_keys_load(rl->cfg->keys, true, &rl->keys, &diag);
-	if (r == 0)
-		r = psktun_config_check_keys(rl->cfg, rl->keys, &diag);
+	rl->cfg = ld->cfg;
+	rl->keys = ld->keys;
+	ld->cfg = NULL;
+	ld->keys = NULL;
 	if (r == 0 && rl->cfg->mode != d->cfg->mode) {
-		psktun_diag_add(&diag, rl->cfg->path, 0, "mode cannot change on reload; restart psktund");
+		psktun_diag_add(diag, rl->cfg->path, 0, "mode cannot change on reload; restart psktund");
 		r = -EINVAL;
 	}
 	if (r == 0)	/* a worker only finds the plugins the leader has loaded */
-		r = plugin_check_config(rl->cfg, !d->leader, &diag);
+		r = plugin_check_config(rl->cfg, !d->leader, diag);
 	if (r == 0)
-		r = dtls_priority_new(&rl->cfg->dtls, &rl->priority, &diag);
+		r = dtls_priority_new(&rl->cfg->dtls, &rl->priority, diag);
 	if (r == 0) {
 		for (struct tunnel *t = d->tunnels; t; t = t->next)
 			t->retiring = !conf_listed(&t->conf, rl->cfg);
 		for (size_t i = 0; i < rl->cfg->n_tunnels && r == 0; i++) {
 			if (running_with(d->tunnels, &rl->cfg->tunnels[i]))
 				continue;
-			r = tunnel_open(d, rl->cfg, &rl->cfg->tunnels[i], &diag, tail);
+			r = tunnel_open(d, rl->cfg, &rl->cfg->tunnels[i], diag, tail);
 			if (r == 0)
 				tail = &(*tail)->next;
 		}
 	}
 	if (r < 0) {
-		log_diag(&diag);
-		reload_why(d, &diag);
+		log_diag(diag);
+		reload_why(d, diag);
 		reload_abort(d);
 	}
-	psktun_diag_deinit(&diag);
 	return r < 0 ? r : 0;
 }
 
@@ -441,7 +559,7 @@ static void reload_commit(struct daemon *d)
 	rl->priority = NULL;
 	reload_free(rl);
 	psktun_config_free(old_cfg);
-	psktun_keys_free(old_keys);
+	keys_free_later(d, old_keys);
 	d->reload_kept = kept;
 	d->reload_closed = closed;
 	session_wait_next_start(d);	/* max_handshakes may have grown */
@@ -478,6 +596,21 @@ static void reload_finish(struct daemon *d, int r)
 	}
 }
 
+/* The leader has prepared: commit alone, or ask the workers to prepare theirs. */
+static void leader_prepared(struct daemon *d, int r)
+{
+	if (r < 0) {
+		reload_finish(d, -EINVAL);
+		return;
+	}
+	if (d->n_all <= 1) {
+		reload_commit(d);
+		reload_finish(d, 0);
+		return;
+	}
+	reload_tell_workers(d, WORKER_PREPARE);
+}
+
 void daemon_reload(struct daemon *d)
 {
 	if (d->leader || d->stopping)
@@ -490,16 +623,7 @@ void daemon_reload(struct daemon *d)
 	d->reload_phase = RELOAD_PREPARING;
 	d->reload_kept = d->reload_closed = 0;
 	notify_systemd("RELOADING=1");
-	if (reload_prepare(d) < 0) {
-		reload_finish(d, -EINVAL);
-		return;
-	}
-	if (d->n_all <= 1) {
-		reload_commit(d);
-		reload_finish(d, 0);
-		return;
-	}
-	reload_tell_workers(d, WORKER_PREPARE);
+	reload_load_start(d, leader_prepared);
 }
 
 /* The leader: a worker has reported; go on when all have. */
@@ -540,6 +664,13 @@ static void reload_gathered(struct daemon *d)
 	}
 }
 
+/* A worker has prepared (or failed to): tell the leader. */
+static void worker_prepared(struct daemon *d, int r)
+{
+	__atomic_store_n(&d->reload_state, r < 0 ? WSTATE_FAILED : WSTATE_PREPARED, __ATOMIC_SEQ_CST);
+	daemon_tell(d->leader, WORKER_ACK);
+}
+
 /* A worker: one step the leader asked for, then tell it. */
 static void reload_worker_step(struct daemon *d, unsigned cmd)
 {
@@ -547,7 +678,8 @@ static void reload_worker_step(struct daemon *d, unsigned cmd)
 
 	if (cmd & WORKER_PREPARE) {
 		d->reload_kept = d->reload_closed = 0;
-		st = reload_prepare(d) < 0 ? WSTATE_FAILED : WSTATE_PREPARED;
+		reload_load_start(d, worker_prepared);	/* tells the leader when done */
+		return;
 	} else if ((cmd & WORKER_COMMIT) && d->reload) {
 		reload_commit(d);
 	} else {

@@ -19,6 +19,7 @@
 #include "sessionsock.h"
 #include "uring.h"
 #include "resume.h"
+#include "seal.h"
 #include "stats.h"
 #include "meters.h"
 #include "psktun/plugin.h"
@@ -93,6 +94,8 @@ struct session {
 	size_t in_len;
 
 	struct dgram_queue queue;	/* plaintext waiting for the handshake */
+	struct dgram_queue sent;	/* gateway: uplink sent since the last authenticated downlink */
+	struct dgram_budget sent_budget;	/* its bytes: at most REPLAY_BYTES (session.c) */
 	unsigned failures;		/* consecutive failed handshakes */
 	uint64_t started_ms;		/* handshake start */
 	uint64_t last_rx_ms;		/* last datagram in either direction */
@@ -192,6 +195,7 @@ struct tunnel {
 };
 
 struct reload;
+struct reload_load;
 
 struct daemon {
 	uv_loop_t *loop;
@@ -211,6 +215,9 @@ struct daemon {
 	gnutls_datum_t cookie_key;
 	gnutls_datum_t ticket_key;	/* terminator with dtls.tickets: the master ticket key */
 	uint8_t *fake_key_secret;	/* 32 bytes; unknown identities get a key derived from this */
+	const struct psktun_seal_keys *cache_keys;	/* session_cache.key_file's, or NULL */
+	struct shared_cache *cache;	/* session_cache.redis (cache.c), or NULL */
+	bool cache_up;			/* ... connected (read by the leader's stats) */
 
 	/* Workers (terminator, `workers` > 1): threads with a loop each. Worker 0
 	 * (the leader) owns signals and the control socket and tells the others,
@@ -234,6 +241,7 @@ struct daemon {
 	 * rolled back. With workers the leader prepares first, then each worker;
 	 * only when all have prepared does any commit (daemon.c). */
 	struct reload *reload;		/* prepared, not yet committed */
+	struct reload_load *reload_load;	/* configuration and keys being read off the loop */
 	int reload_phase;		/* leader: RELOAD_* (daemon.c) */
 	bool reload_again;		/* leader: asked again while one ran */
 	unsigned reload_seq;		/* leader: reloads started so far */
@@ -302,6 +310,10 @@ void dtls_save_resumption(struct session *s);
 size_t dtls_plain_max(const struct session *s);
 void dtls_server_cache_stats(uint64_t *n, uint64_t *bytes);
 void dtls_server_cache_deinit(void);
+void dtls_server_cache_foreach(struct daemon *d, void (*fn)(void *arg, const struct resume_view *v), void *arg);
+int dtls_server_cache_put(struct daemon *d, const struct resume_view *v);
+bool dtls_server_cache_with(struct daemon *d, const uint8_t *id, size_t len,
+			    void (*fn)(void *arg, const struct resume_view *v), void *arg);
 bool dtls_server_cache_has(struct daemon *d, const uint8_t *id, size_t len);
 void dtls_fake_key(struct daemon *d, const char *identity, size_t len, uint8_t *out, size_t out_len);
 
@@ -317,6 +329,7 @@ void session_touch(struct session *s);
 void session_set_idle(struct session *s, uint32_t seconds);
 void session_report_silent(struct session *s);
 void session_rehandshake(struct session *s);
+void session_replay_sent(struct session *s);
 void session_wait_next_start(struct daemon *d);
 void session_starter_close(struct daemon *d);
 struct session *session_find_identity(struct tunnel *t, const char *identity, size_t len);
@@ -352,6 +365,7 @@ int terminator_start(struct tunnel *t, const struct psktun_config *cfg);
 int terminator_use_shared_plain(struct tunnel *t, const struct sockaddr *local);
 void terminator_shared_plain_start(struct tunnel *t);
 void terminator_established(struct session *s);
+void terminator_client_hello(struct tunnel *t, const struct sockaddr *from, const uint8_t *data, size_t len);
 
 /* plugin.c */
 int plugin_load(const char *dir, const char *name, const struct plugin **out);
@@ -389,6 +403,20 @@ void control_sessions_text(struct daemon *d, char **out, size_t *len);
 void control_gathered(struct daemon *d);
 /* The leader's reload number `seq` has ended: r == 0 applied, else `why`. */
 void control_reloaded(struct daemon *d, unsigned seq, int r, const char *why);
+
+/* cache.c: the shared session cache in Redis (terminator, session_cache.redis). */
+int shared_cache_start(struct daemon *d);
+void shared_cache_stop(struct daemon *d);
+void shared_cache_store(struct daemon *d, const gnutls_datum_t *sid, const gnutls_datum_t *data,
+			const char *identity, size_t id_len, const uint8_t digest[32]);
+void shared_cache_remove(struct daemon *d, const gnutls_datum_t *sid);
+/* True: the ClientHello, which names a session the local cache lacks, is held
+ * while Redis is asked; it comes back through terminator_client_hello. */
+bool shared_cache_hold(struct tunnel *t, const struct sockaddr *from, const uint8_t *data, size_t len);
+
+/* state.c: `state_file`, resumption state kept across a restart. */
+void state_save(struct daemon *d);	/* at SIGTERM/SIGINT, before the sessions close */
+void state_load(struct daemon *d);	/* at start, once the tunnels are open */
 
 /* notify.c: systemd's sd_notify protocol, written directly. */
 void notify_systemd(const char *state);

@@ -9,6 +9,7 @@
 #include <gnutls/crypto.h>
 #include "daemon.h"
 #include "file.h"
+#include "seal.h"
 #include "secmem.h"
 #include "log.h"
 
@@ -131,6 +132,7 @@ struct dtls_secrets {
 	uint8_t cookie[GNUTLS_COOKIE_KEY_SIZE];
 	uint8_t ticket[64];
 	uint8_t fake[32];
+	struct psktun_seal_keys cache;	/* from session_cache.key_file */
 };
 
 void dtls_fake_key(struct daemon *d, const char *identity, size_t len, uint8_t *out, size_t out_len)
@@ -212,6 +214,39 @@ bool dtls_server_cache_has(struct daemon *d, const uint8_t *id, size_t len)
 	return has;
 }
 
+/* Each entry, least recently used first (the state file's order). */
+void dtls_server_cache_foreach(struct daemon *d, void (*fn)(void *arg, const struct resume_view *v), void *arg)
+{
+	struct resume_store *rs = server_cache_lock_get(d);
+
+	if (rs)
+		resume_foreach(rs, fn, arg);
+	uv_mutex_unlock(&server_cache_lock);
+}
+
+/* fn(arg, entry) under the cache's lock if the cache holds a live entry for id. */
+bool dtls_server_cache_with(struct daemon *d, const uint8_t *id, size_t len,
+			    void (*fn)(void *arg, const struct resume_view *v), void *arg)
+{
+	struct resume_store *rs = server_cache_lock_get(d);
+	struct resume_view v;
+	bool found = rs && resume_peek(rs, id, len, daemon_now_ms(d) / 1000, &v);
+
+	if (found)
+		fn(arg, &v);
+	uv_mutex_unlock(&server_cache_lock);
+	return found;
+}
+
+int dtls_server_cache_put(struct daemon *d, const struct resume_view *v)
+{
+	struct resume_store *rs = server_cache_lock_get(d);
+	int r = rs ? resume_put_view(rs, v) : -ENOMEM;
+
+	uv_mutex_unlock(&server_cache_lock);
+	return r;
+}
+
 void dtls_server_cache_deinit(void)
 {
 	uv_once(&server_cache_once, server_cache_setup);
@@ -243,6 +278,7 @@ static int db_store(void *ptr, gnutls_datum_t key, gnutls_datum_t data)
 		r = resume_put(rs, key.data, key.size, &data, (const char *)user.data, user.size, digest,
 			       daemon_now_ms(d) / 1000) < 0 ? -1 : 0;
 	uv_mutex_unlock(&server_cache_lock);
+	shared_cache_store(d, &key, &data, (const char *)user.data, user.size, digest);
 	return r;
 }
 
@@ -273,6 +309,7 @@ static int db_remove(void *ptr, gnutls_datum_t key)
 	if (rs)
 		resume_del(rs, key.data, key.size);
 	uv_mutex_unlock(&server_cache_lock);
+	shared_cache_remove(s->t->d, &key);
 	return 0;
 }
 
@@ -353,6 +390,21 @@ int dtls_global_init(struct daemon *d, const struct psktun_config *cfg)
 		if (r < 0)
 			return -EINVAL;
 	}
+	if (cfg->cache.key_file) {
+		struct psktun_diag diag;
+		uint8_t master[PSKTUN_CACHE_KEY_LEN];
+
+		psktun_diag_init(&diag);
+		r = psktun_hexkey_load(cfg->cache.key_file, "cache key", master, sizeof(master), &diag);
+		for (size_t i = 0; i < diag.n && i < PSKTUN_DIAG_MAX; i++)
+			log_err("%s", diag.line[i]);
+		psktun_diag_deinit(&diag);
+		if (r < 0)
+			return -EINVAL;
+		psktun_seal_keys_derive(master, sizeof(master), &d->secrets->cache);
+		gnutls_memset(master, 0, sizeof(master));
+		d->cache_keys = &d->secrets->cache;
+	}
 	r = gnutls_psk_allocate_server_credentials(&d->server_cred);
 	if (r < 0)
 		goto fail;
@@ -382,55 +434,10 @@ fail:
 int dtls_ticket_key_load(const char *path, gnutls_datum_t *out, struct psktun_diag *diag)
 {
 	uint8_t key[64];
-	size_t n = 0, hex = 0;
-	char text[256], chunk[256];
-	struct stat st;
-	int fd = psktun_file_open(path, &st);
+	int r = psktun_hexkey_load(path, "ticket key", key, sizeof(key), diag);
 
-	if (fd == -EINVAL) {
-		psktun_diag_add(diag, path, 0, "the ticket key file is not a regular file (it is %s)",
-				psktun_file_kind(st.st_mode));
-		return fd;
-	}
-	if (fd < 0) {
-		psktun_diag_add(diag, path, 0, "cannot open the ticket key file: %s", strerror(-fd));
-		return fd;
-	}
-	if (st.st_mode & (S_IWGRP | S_IRWXO)) {
-		close(fd);
-		psktun_diag_add(diag, path, 0, "ticket key file is group-writable or open to others "
-				"(mode %04o); run chmod 600 %s", (unsigned)(st.st_mode & 07777), path);
-		return -EPERM;
-	}
-	/* read(2) into our own buffers, zeroed after: stdio's would be freed with the key in it */
-	for (;;) {
-		ssize_t got = read(fd, chunk, sizeof(chunk));
-
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got <= 0)
-			break;
-		for (ssize_t i = 0; i < got && n < sizeof(text); i++)
-			if (!isspace((unsigned char)chunk[i]))
-				text[n++] = chunk[i];
-		if (n == sizeof(text))
-			break;
-	}
-	gnutls_memset(chunk, 0, sizeof(chunk));
-	close(fd);
-	for (hex = 0; hex + 1 < n && hex / 2 < sizeof(key) && isxdigit((unsigned char)text[hex]) &&
-		      isxdigit((unsigned char)text[hex + 1]); hex += 2) {
-		char byte[3] = { text[hex], text[hex + 1], 0 };
-
-		key[hex / 2] = (uint8_t)strtoul(byte, NULL, 16);
-	}
-	gnutls_memset(text, 0, sizeof(text));
-	if (n != 2 * sizeof(key) || hex != n) {
-		gnutls_memset(key, 0, sizeof(key));
-		psktun_diag_add(diag, path, 0, "the ticket key must be %zu bytes as %zu hex digits",
-				sizeof(key), 2 * sizeof(key));
-		return -EINVAL;
-	}
+	if (r < 0)
+		return r;
 	if (!out->data || out->size != sizeof(key))
 		out->data = gnutls_malloc(sizeof(key));
 	if (!out->data) {
@@ -456,6 +463,7 @@ void dtls_global_deinit(struct daemon *d)
 	d->cookie_key = (gnutls_datum_t){ NULL, 0 };
 	d->ticket_key = (gnutls_datum_t){ NULL, 0 };
 	d->fake_key_secret = NULL;
+	d->cache_keys = NULL;
 	hs_sources_deinit(&d->hs_sources);
 	gnutls_global_deinit();
 }

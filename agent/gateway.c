@@ -161,8 +161,10 @@ static void on_cloud(struct session *s, ssize_t nread, uint8_t *data, bool trunc
 			 : " (ignored: no uplink waits for an answer)");
 		if (s->state == SESSION_HANDSHAKING)
 			s->unreachable = true;
-		if (believed)
+		if (believed) {
 			session_rehandshake(s);
+			session_replay_sent(s);
+		}
 		return;
 	}
 	if (truncated) {
@@ -173,6 +175,7 @@ static void on_cloud(struct session *s, ssize_t nread, uint8_t *data, bool trunc
 		log_info("tunnel %s: session %s: the cloud no longer knows this session", s->t->conf.name,
 			 SESSION_ID(s));
 		session_rehandshake(s);
+		session_replay_sent(s);	/* what went on the dead path goes again */
 		return;
 	}
 	session_on_record(s, data, nread);

@@ -56,6 +56,13 @@ static int load(const char *path, struct psktun_config **cfg, struct psktun_keys
 			gnutls_free(key.data);
 		}
 	}
+	if ((*cfg)->cache.key_file) {
+		uint8_t key[PSKTUN_CACHE_KEY_LEN];
+
+		if (psktun_hexkey_load((*cfg)->cache.key_file, "cache key", key, sizeof(key), diag) < 0)
+			r = -EINVAL;
+		gnutls_memset(key, 0, sizeof(key));
+	}
 	if ((*cfg)->dtls.priority) {
 		gnutls_priority_t prio;
 		const char *err = NULL;

@@ -24,6 +24,7 @@ int dgram_queue_push(struct dgram_queue *q, const uint8_t *data, size_t len)
 		return -ENOMEM;
 	d->next = NULL;
 	d->len = len;
+	d->at_ms = 0;
 	memcpy(d->data, data, len);
 	if (q->tail)
 		q->tail->next = d;

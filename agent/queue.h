@@ -7,6 +7,7 @@
 struct dgram {
 	struct dgram *next;
 	size_t len;
+	uint64_t at_ms;		/* when it was pushed, if the owner says (session.c: sent) */
 	uint8_t data[];
 };
 

@@ -96,37 +96,83 @@ static struct resume_entry *find(struct resume_store *rs, const void *key, size_
 	return NULL;
 }
 
-int resume_put(struct resume_store *rs, const void *key, size_t key_len, const gnutls_datum_t *data,
-	       const char *identity, size_t id_len, const uint8_t digest[32], uint64_t now_s)
+/* One entry in, replacing one with the same key; the least recently used out when full. */
+static int put(struct resume_store *rs, const struct resume_view *v)
 {
-	bool same = key_len == id_len && !memcmp(key, identity, id_len);
+	bool same = v->key_len == v->identity_len && !memcmp(v->key, v->identity, v->identity_len);
 	struct resume_entry *e;
 
-	if (!rs->max || key_len > RESUME_KEY_MAX || id_len > PSKTUN_IDENTITY_MAX || !data->size ||
-	    data->size > UINT16_MAX)
+	if (!rs->max || v->key_len > RESUME_KEY_MAX || v->identity_len > PSKTUN_IDENTITY_MAX ||
+	    !v->data_len || v->data_len > UINT16_MAX)
 		return -EINVAL;
-	e = find(rs, key, key_len);
+	e = find(rs, v->key, v->key_len);
 	if (e)
 		entry_free(rs, e);
 	while (rs->n >= rs->max)
 		entry_free(rs, rs->lru_tail);
-	e = calloc(1, sizeof(*e) + key_len + (same ? 0 : id_len) + data->size);
+	e = calloc(1, sizeof(*e) + v->key_len + (same ? 0 : v->identity_len) + v->data_len);
 	if (!e)
 		return -ENOMEM;
-	e->key_len = key_len;
-	e->identity_len = same ? 0 : id_len;
-	e->data_len = data->size;
-	memcpy(e->bytes, key, key_len);
+	e->key_len = v->key_len;
+	e->identity_len = same ? 0 : v->identity_len;
+	e->data_len = v->data_len;
+	memcpy(e->bytes, v->key, v->key_len);
 	if (!same)
-		memcpy(e->bytes + key_len, identity, id_len);
-	memcpy(entry_data(e), data->data, data->size);
-	memcpy(e->digest, digest, sizeof(e->digest));
-	e->expires_s = now_s + PSKTUN_RESUME_LIFETIME_S;
-	htab_insert(&rs->index, &e->node, psktun_hash(key, key_len));
+		memcpy(e->bytes + v->key_len, v->identity, v->identity_len);
+	memcpy(entry_data(e), v->data, v->data_len);
+	memcpy(e->digest, v->digest, sizeof(e->digest));
+	e->expires_s = v->expires_s;
+	htab_insert(&rs->index, &e->node, psktun_hash(v->key, v->key_len));
 	lru_push(rs, e);
 	rs->n++;
 	rs->bytes += entry_size(e);
 	return 0;
+}
+
+int resume_put(struct resume_store *rs, const void *key, size_t key_len, const gnutls_datum_t *data,
+	       const char *identity, size_t id_len, const uint8_t digest[32], uint64_t now_s)
+{
+	struct resume_view v = {
+		.key = key, .key_len = key_len, .identity = identity, .identity_len = id_len,
+		.digest = digest, .data = data->data, .data_len = data->size,
+		.expires_s = now_s + PSKTUN_RESUME_LIFETIME_S,
+	};
+
+	return put(rs, &v);
+}
+
+int resume_put_view(struct resume_store *rs, const struct resume_view *v)
+{
+	return put(rs, v);
+}
+
+bool resume_peek(struct resume_store *rs, const void *key, size_t key_len, uint64_t now_s, struct resume_view *v)
+{
+	struct resume_entry *e = find(rs, key, key_len);
+
+	if (!e || now_s >= e->expires_s)
+		return false;
+	*v = (struct resume_view){
+		.key = entry_key(e), .key_len = e->key_len,
+		.identity = entry_identity(e), .identity_len = entry_identity_len(e),
+		.digest = e->digest, .data = entry_data(e), .data_len = e->data_len,
+		.expires_s = e->expires_s,
+	};
+	return true;
+}
+
+void resume_foreach(struct resume_store *rs, void (*fn)(void *arg, const struct resume_view *v), void *arg)
+{
+	for (struct resume_entry *e = rs->lru_tail; e; e = e->prev) {
+		struct resume_view v = {
+			.key = entry_key(e), .key_len = e->key_len,
+			.identity = entry_identity(e), .identity_len = entry_identity_len(e),
+			.digest = e->digest, .data = entry_data(e), .data_len = e->data_len,
+			.expires_s = e->expires_s,
+		};
+
+		fn(arg, &v);
+	}
 }
 
 const gnutls_datum_t *resume_get(struct resume_store *rs, const void *key, size_t key_len,

@@ -37,4 +37,26 @@ int resume_put(struct resume_store *rs, const void *key, size_t key_len, const g
 const gnutls_datum_t *resume_get(struct resume_store *rs, const void *key, size_t key_len,
 				 const struct psktun_keys *keys, uint64_t now_s);
 void resume_del(struct resume_store *rs, const void *key, size_t key_len);
+
+/* An entry as it is stored: what a state file saves and restores (state.c). */
+#define PSKTUN_RESUME_DIGEST_LEN 16
+struct resume_view {
+	const uint8_t *key;
+	size_t key_len;
+	const char *identity;
+	size_t identity_len;
+	const uint8_t *digest;		/* PSKTUN_RESUME_DIGEST_LEN bytes of SHA-256(PSK) */
+	const uint8_t *data;
+	size_t data_len;
+	uint64_t expires_s;		/* loop clock seconds, like now_s */
+};
+
+/* The entry for key if it has not expired, without touching the LRU order;
+ * v points into the store until it changes. */
+bool resume_peek(struct resume_store *rs, const void *key, size_t key_len, uint64_t now_s, struct resume_view *v);
+/* Copies v in, as resume_put does, with its own digest and expiry. */
+int resume_put_view(struct resume_store *rs, const struct resume_view *v);
+/* Each entry, least recently used first (put back in this order, the LRU order
+ * is the same); fn must not change the store. */
+void resume_foreach(struct resume_store *rs, void (*fn)(void *arg, const struct resume_view *v), void *arg);
 #endif

@@ -9,6 +9,10 @@
 #include "daemon.h"
 #include "log.h"
 
+#define REPLAY_MAX 4		/* uplink datagrams kept for a replay (sent_keep) */
+#define REPLAY_BYTES 2048
+#define REPLAY_AGE_MS 30000
+
 const char *session_state_name(enum session_state st)
 {
 	switch (st) {
@@ -59,6 +63,7 @@ struct session *session_find_identity(struct tunnel *t, const char *identity, si
 static void session_free(struct session *s)
 {
 	dgram_queue_clear(&s->queue);
+	dgram_queue_clear(&s->sent);
 	free(s);
 }
 
@@ -99,6 +104,8 @@ struct session *session_new(struct tunnel *t, const char *identity, size_t len)
 	s->state = SESSION_NEW;
 	s->idle_timeout_s = d->cfg->dtls.idle_timeout_s;
 	dgram_queue_init(&s->queue, d->cfg->dtls.queue_len, &d->queue_budget);
+	s->sent_budget = (struct dgram_budget){ 0, REPLAY_BYTES };
+	dgram_queue_init(&s->sent, REPLAY_MAX, &s->sent_budget);
 	uv_timer_init(d->loop, &s->timer);
 	s->timer.data = s;
 	s->open_handles = 1;
@@ -643,6 +650,51 @@ static bool path_dead(struct session *s)
 	return now - s->unanswered_since_ms >= limit;
 }
 
+/*
+ * Gateway: a copy of the uplink sent since the last authenticated downlink
+ * record. When the cloud says it lost the session (its plaintext alert, or
+ * ICMP port unreachable), what was sent on the dead path never reached a
+ * backend: it goes again on the new session (session_replay_sent), so a
+ * meter that never retransmits (an MQTT-SN QoS 0 PUBLISH, a CoAP NON) loses
+ * nothing to a NAT rebinding or a lost node. Bounded: the newest REPLAY_MAX
+ * datagrams, REPLAY_BYTES in all, none older than REPLAY_AGE_MS.
+ */
+static void sent_keep(struct session *s, const uint8_t *data, size_t len)
+{
+	if (s->t->mode != PSKTUN_MODE_GATEWAY || len > REPLAY_BYTES)
+		return;
+	while (s->sent.n && (s->sent.n >= REPLAY_MAX || s->sent_budget.used + len > REPLAY_BYTES))
+		free(dgram_queue_pop(&s->sent));	/* the oldest makes room */
+	if (dgram_queue_push(&s->sent, data, len) < 0)
+		return;
+	s->sent.tail->at_ms = daemon_now_ms(s->t->d);
+}
+
+static void sent_forget(struct session *s)
+{
+	dgram_queue_clear(&s->sent);
+}
+
+/* After session_rehandshake: into the queue, out once the new session is up. */
+void session_replay_sent(struct session *s)
+{
+	struct daemon *d = s->t->d;
+	uint64_t now = daemon_now_ms(d);
+	struct dgram *g;
+
+	if (s->state == SESSION_ESTABLISHED || s->state == SESSION_CLOSING)
+		return;	/* no new handshake (one began less than a second ago): kept for the next */
+	while ((g = dgram_queue_pop(&s->sent))) {
+		if (now - g->at_ms > REPLAY_AGE_MS)
+			;	/* too old to matter now */
+		else if (dgram_queue_push(&s->queue, g->data, g->len) == 0)
+			d->stats.replayed++;
+		else
+			d->stats.dropped_overflow++;	/* queue_len or queue_bytes */
+		free(g);
+	}
+}
+
 int session_send_tunnel(struct session *s, const uint8_t *data, size_t len)
 {
 	struct daemon *d = s->t->d;
@@ -672,6 +724,7 @@ int session_send_tunnel(struct session *s, const uint8_t *data, size_t len)
 			return -EIO;
 		}
 		s->last_uplink_ms = daemon_now_ms(d);
+		sent_keep(s, data, len);
 		s->awaiting_downlink = true;
 		return 0;
 	case SESSION_CLOSING:
@@ -719,6 +772,8 @@ static void on_one_record(struct session *s, const uint8_t *data, size_t len)
 				s->last_downlink_ms = s->last_rx_ms;
 				s->awaiting_downlink = false;
 				s->unanswered_since_ms = 0;
+				if (s->sent.n)
+					sent_forget(s);	/* the path carried them */
 				session_deliver(s, d->txbuf, n);
 				if (s->state != SESSION_ESTABLISHED)
 					return;

@@ -33,7 +33,14 @@
 	X(dropped_ring) \
 	X(dropped_amplification) \
 	X(dropped_closed) \
-	X(dropped_kernel)
+	X(dropped_kernel) \
+	X(cache_hits) \
+	X(cache_misses) \
+	X(cache_errors) \
+	X(cache_timeouts) \
+	X(cache_overflow) \
+	X(cache_stores) \
+	X(replayed)
 
 struct psktun_stats {
 #define X(n) uint64_t n;

@@ -121,6 +121,8 @@ static void on_client_hello(struct tunnel *t, const struct sockaddr *from, const
 	bool resuming;
 	int r;
 
+	if (shared_cache_hold(t, from, data, len))	/* its session may be in Redis: asked first */
+		return;
 	memset(&prestate, 0, sizeof(prestate));
 	/* Not for an address that has a session (a forged hello would hijack
 	 * its next handshake), nor when slots run short (spoofed hellos naming a
@@ -200,30 +202,12 @@ static void to_session(struct session *s, const uint8_t *data, size_t len)
 	session_on_record(s, data, len);
 }
 
-static void on_peer(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
-		    unsigned flags)
+/* A datagram of whole records from `from`, whose session is s (or NULL). */
+static void dispatch(struct tunnel *t, const struct sockaddr *from, const uint8_t *data, size_t nread,
+		     struct session *s)
 {
-	struct tunnel *t = h->data;
 	struct daemon *d = t->d;
-	const uint8_t *data = (const uint8_t *)buf->base;
-	struct session *s;
 
-	if (nread <= 0 || !from)
-		return;
-	if ((flags & UV_UDP_PARTIAL) || nread < DTLS_HDR) {
-		d->stats.dropped_malformed++;
-		return;
-	}
-	s = peer_find(t, from);
-	/* Nothing reaches GnuTLS (a ClientHello its cookie check, a record its
-	 * session) or is answered unless it starts with a whole record. */
-	if (dtls_record_len(data, nread) < 0) {
-		if (s)
-			d->stats.dropped_malformed++;
-		else
-			d->stats.dropped_unknown++;
-		return;
-	}
 	if (!s) {
 		if (dtls_is_client_hello(data, nread)) {
 			on_client_hello(t, from, data, nread, NULL, NULL);
@@ -253,6 +237,39 @@ static void on_peer(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 		return;
 	}
 	to_session(s, data, nread);
+}
+
+static void on_peer(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
+		    unsigned flags)
+{
+	struct tunnel *t = h->data;
+	struct daemon *d = t->d;
+	const uint8_t *data = (const uint8_t *)buf->base;
+	struct session *s;
+
+	if (nread <= 0 || !from)
+		return;
+	if ((flags & UV_UDP_PARTIAL) || nread < DTLS_HDR) {
+		d->stats.dropped_malformed++;
+		return;
+	}
+	s = peer_find(t, from);
+	/* Nothing reaches GnuTLS (a ClientHello its cookie check, a record its
+	 * session) or is answered unless it starts with a whole record. */
+	if (dtls_record_len(data, nread) < 0) {
+		if (s)
+			d->stats.dropped_malformed++;
+		else
+			d->stats.dropped_unknown++;
+		return;
+	}
+	dispatch(t, from, data, nread, s);
+}
+
+/* A ClientHello the shared cache held (cache.c) while it looked its session up: as on_peer would. */
+void terminator_client_hello(struct tunnel *t, const struct sockaddr *from, const uint8_t *data, size_t len)
+{
+	dispatch(t, from, data, len, peer_find(t, from));
 }
 
 /* A datagram from the backend for session s; NULL: it came to the shared socket

@@ -42,9 +42,13 @@ run() {	# run NAME CONFIGURE-ARGS...
 		status=1
 		echo "[$name] FAILED (exit $rc); the logs:"
 		tail -n 60 "$dir.out"
+		# automake's .trs files say ":test-result: FAIL" (or ERROR, XPASS);
+		# a test that failed prints its own log (harness.py), so show it whole.
 		for l in "$dir"/tests/*/*.log "$dir"/tests/*.log; do
 			[ -f "$l" ] || continue
-			grep -q '^FAIL\|^ERROR' "${l%.log}.trs" 2>/dev/null && { echo "--- $l"; tail -n 80 "$l"; }
+			grep -Eq '^:test-result: (FAIL|ERROR|XPASS)' "${l%.log}.trs" 2>/dev/null || continue
+			echo "--- $l ($(grep -E '^:test-result: (FAIL|ERROR|XPASS)' "${l%.log}.trs" | head -1 | cut -d' ' -f2))"
+			tail -n 400 "$l"
 		done
 	fi
 	total_pass=$((total_pass + ${pass:-0}))

@@ -47,6 +47,7 @@ apt_update
 apt_get install -y -qq --no-install-recommends \
 	build-essential autoconf automake libtool pkg-config \
 	libgnutls28-dev libuv1-dev libconfig-dev libcmocka-dev liburing-dev \
+	libhiredis-dev redis-server nginx-light libnginx-mod-stream \
 	gnutls-bin openssl libcoap3-bin python3 ca-certificates man-db \
 	cmake libjson-c-dev >/dev/null
 echo "deps: build and test dependencies installed"

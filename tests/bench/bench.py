@@ -26,6 +26,7 @@ Exit status: 0 when the table was printed, 1 when a phase failed (its lines say 
 
 import argparse
 import os
+import random
 import re
 import resource
 import shutil
@@ -40,7 +41,11 @@ import time
 LO = '127.0.0.1'
 PRIO = ('NONE:+VERS-DTLS1.2:+AES-128-CCM-8:+AEAD:+PSK:+COMP-NULL:'
         '+SIGN-ECDSA-SHA256:%NO_TICKETS')      # PSKTUN_DEFAULT_PRIORITY
-METER_BASE = 20000          # meters bind 20000.. (below the ephemeral range)
+METER_BASE = 20000          # meters bind METER_ADDR:20000.. (below the ephemeral range)
+# ... on an address of this run's own: the whole of 127.0.0.0/8 is this host's,
+# and two benchmarks at once (parallel CI jobs, tests/check.sh runs side by
+# side) would otherwise fight over 127.0.0.1:20000 ("Address already in use").
+METER_ADDR = '127.%d.%d.%d' % (random.randrange(1, 255), random.randrange(256), random.randrange(1, 255))
 VERBOSE = False
 
 
@@ -200,7 +205,8 @@ class Daemon:
         if mode == 'gateway':
             lines.append('meters = (')
             lines.append(',\n'.join('{ identity = "%s"; source = "%s:%d"; }'
-                                    % (identity(i), LO, METER_BASE + i) for i in range(n_meters)))
+                                    % (identity(i), METER_ADDR, METER_BASE + i)
+                                    for i in range(n_meters)))
             lines.append(');')
         lines.append('dtls = { %s };' % ' '.join('%s = %s;' % kv_ for kv_ in dtls.items()))
         with open(conf, 'w') as f:
@@ -253,8 +259,8 @@ def run_tool(argv, timeout, what):
 
 def loadgen(bins, target, n, k=4, warmup=1.0, duration=3.0, loss_ms=200, once=False,
             deadline=60.0, rounds=1):
-    argv = [bins.loadgen, '-t', '%s:%d' % (LO, target), '-b', str(METER_BASE), '-n', str(n),
-            '-k', str(k), '-l', str(loss_ms)]
+    argv = [bins.loadgen, '-t', '%s:%d' % (LO, target), '-a', METER_ADDR, '-b', str(METER_BASE),
+            '-n', str(n), '-k', str(k), '-l', str(loss_ms)]
     if once:
         argv += ['-o', '-D', str(deadline), '-r', str(rounds)]
         timeout = deadline + 30
@@ -435,7 +441,7 @@ def summarize_hs(dgrams):
 def one_meter_round(port_meter, target, payload, timeout=15):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((LO, port_meter))
+    s.bind((METER_ADDR, port_meter))
     s.settimeout(0.5)
     deadline = time.monotonic() + timeout
     try:

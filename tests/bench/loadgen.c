@@ -50,6 +50,7 @@ struct meter {
 
 struct opts {
 	struct sockaddr_in target;
+	struct in_addr meter_addr;	/* meters bind meter_addr:base_port+i */
 	unsigned base_port;
 	unsigned n;
 	unsigned k;
@@ -84,8 +85,9 @@ static uint64_t now_ns(void)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: loadgen -t IP:PORT [-b BASEPORT] [-n METERS] [-k INFLIGHT] [-s SIZE]\n"
+		"usage: loadgen -t IP:PORT [-a METER_IP] [-b BASEPORT] [-n METERS] [-k INFLIGHT] [-s SIZE]\n"
 		"               [-w WARMUP_S] [-d DURATION_S] [-l LOSS_MS] [-o [-D DEADLINE_S] [-r ROUNDS]]\n"
+		"  -a  the meters' address (default 127.0.0.1): they bind METER_IP:BASEPORT+i\n"
 		"  -o  once: each meter sends one datagram (re-sent after LOSS_MS) until its\n"
 		"      first echo; reports the rate at which meters got through\n"
 		"  -r  with -o: a meter is through after ROUNDS echoes, each datagram sent when\n"
@@ -121,8 +123,13 @@ static void parse_opts(int argc, char **argv)
 	bool have_target = false;
 	int c;
 
-	while ((c = getopt(argc, argv, "t:b:n:k:s:w:d:l:oD:r:")) != -1) {
+	o.meter_addr.s_addr = htonl(INADDR_LOOPBACK);
+	while ((c = getopt(argc, argv, "t:a:b:n:k:s:w:d:l:oD:r:")) != -1) {
 		switch (c) {
+		case 'a':
+			if (inet_pton(AF_INET, optarg, &o.meter_addr) != 1)
+				usage();
+			break;
 		case 't':
 			if (parse_addr(optarg, &o.target) < 0)
 				usage();
@@ -168,7 +175,7 @@ static int open_meter(unsigned i, int ep)
 	struct sockaddr_in sa = {
 		.sin_family = AF_INET,
 		.sin_port = htons((uint16_t)(o.base_port + i)),
-		.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+		.sin_addr = o.meter_addr,
 	};
 	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = i };
 	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -178,7 +185,10 @@ static int open_meter(unsigned i, int ep)
 		return -1;
 	}
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		fprintf(stderr, "loadgen: bind 127.0.0.1:%u: %s\n", o.base_port + i, strerror(errno));
+		char a[INET_ADDRSTRLEN];
+
+		inet_ntop(AF_INET, &o.meter_addr, a, sizeof(a));
+		fprintf(stderr, "loadgen: bind %s:%u: %s\n", a, o.base_port + i, strerror(errno));
 		close(fd);
 		return -1;
 	}

@@ -166,8 +166,8 @@ def main():
             gw, term, port = bench.tunnel(w, bins, a.meters, DTLS)
             bench.loadgen(bins, port, a.meters, once=True, loss_ms=250, deadline=30)
             rec = Recording(os.path.join(top, 'tp.data'), a.freq)
-            lg = subprocess.Popen([bins.loadgen, '-t', '%s:%d' % (bench.LO, port), '-b',
-                                   str(bench.METER_BASE), '-n', str(a.meters), '-k', str(a.inflight),
+            lg = subprocess.Popen([bins.loadgen, '-t', '%s:%d' % (bench.LO, port), '-a',
+                                   bench.METER_ADDR, '-b', str(bench.METER_BASE), '-n', str(a.meters), '-k', str(a.inflight),
                                    '-l', '200', '-w', '0.5', '-d', str(a.seconds + 30)],
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
             bench.wait_until(lambda: gw.stats()['plain_in'] > 10 * a.meters, 10, 'the load')

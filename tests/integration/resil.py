@@ -9,7 +9,8 @@ figures.py.  Python 3 stdlib only, 127.0.0.0/8 only.
   * run_meters(): several RetryMeters on threads at once.
   * kill_and_restart() / graceful_restart(): a harness Daemon stopped
     (SIGKILL or SIGTERM) and started again on the same configuration and port.
-  * rss_kib(), udp_drops(): /proc readings for the memory and kernel-drop checks.
+  * rss_kib(), udp_drops(), udp_rx_queue(): /proc readings for the memory
+    and kernel-drop checks; wait_drained(): until a daemon read all sent to it.
   * A minimal DTLS 1.2 ClientHello builder and HelloVerifyRequest parser
     (record and handshake headers, PSK-AES128-CCM8), for forged and
     cookie-answering ClientHellos.
@@ -233,16 +234,79 @@ def is_asan(pid):
         return False
 
 
-def udp_drops(port):
-    """The kernel's receive-drop count of the UDP socket bound to 127.0.0.1:port."""
-    want = '0100007F:%04X' % port
-    with open('/proc/net/udp') as f:
-        next(f)
-        for line in f:
+def _proc_udp_table():
+    fd = os.open('/proc/net/udp', os.O_RDONLY)
+    try:
+        chunks = []
+        while True:
+            b = os.read(fd, 1 << 20)
+            if not b:
+                return b''.join(chunks).splitlines()[1:]
+            chunks.append(b)
+    finally:
+        os.close(fd)
+
+
+def _proc_udp_socket(port):
+    """The fields of the /proc/net/udp line of the socket bound to
+    127.0.0.1:port.  The kernel hands the table out a page at a time and
+    walks it anew for each page, counting lines from the start: when other
+    sockets close meanwhile (a busy machine, the flood's own sockets), a line
+    is skipped.  A socket missing from one reading is read again (it was
+    missed: it is ours and open); it is never taken for zero drops."""
+    want = b'0100007F:%04X' % port
+    found = []
+
+    def read():
+        for line in _proc_udp_table():
             fs = line.split()
             if fs[1] == want:
-                return int(fs[-1])
-    return 0
+                found.append(fs)
+                return True
+        return False
+    h.await_condition(read, 'UDP socket 127.0.0.1:%d in /proc/net/udp' % port, interval=0.001)
+    return found[-1]
+
+
+def udp_rx_queue(port):
+    """Bytes waiting in the receive queue of the UDP socket bound to 127.0.0.1:port."""
+    return int(_proc_udp_socket(port)[4].split(b':')[1], 16)
+
+
+def wait_drained(d, port, what='socket drained'):
+    """Until daemon d has read everything that was sent to its UDP socket on
+    `port`: the kernel's receive queue is empty, then one psktunctl round trip
+    (answered by the loop after the batch it had read).  Returns its stats:
+    every datagram sent before the call is in them, or in the kernel's drops.
+    Single-loop daemons only (a worker's loop answers no control client)."""
+    h.await_condition(lambda: udp_rx_queue(port) == 0, '%s: %s' % (d.name, what))
+    return d.stats()
+
+
+def session_field(d, identity, field):
+    """A counter of daemon d's session for `identity` (from psktunctl sessions)."""
+    for s in d.sessions():
+        if s.get('identity') == identity:
+            return int(s[field])
+    raise h.Fail('%s: no session for %s' % (d.name, identity))
+
+
+def udp_drops(port):
+    """The kernel's receive-drop count of the UDP socket bound to 127.0.0.1:port
+    (datagrams that found its receive queue full)."""
+    n = int(_proc_udp_socket(port)[-1])
+    h.log('udp_drops(%d) = %d' % (port, n))
+    return n
+
+
+def backlog_drops():
+    """Datagrams the kernel dropped before any socket, machine-wide: the
+    per-CPU input backlog was full (/proc/net/softnet_stat, second column).
+    Loopback traffic passes that queue too; on a busy machine it can overflow."""
+    with open('/proc/net/softnet_stat') as f:
+        n = sum(int(line.split()[1], 16) for line in f)
+    h.log('backlog_drops() = %d' % n)
+    return n
 
 
 # ----------------------------------------------------------------- DTLS

@@ -121,7 +121,7 @@ def test_keys_never_reach_the_log_at_any_verbosity(env):
                    verbose=4, dtls=dtls)
     eq(m1.request(b'k', gw.addr), b'E:k', 'reply')
     m2.send(b'x', gw.addr)
-    h.wait_until(lambda: term.stats()['handshakes_failed'] >= 1, 15, 'terminator handshakes_failed >= 1')
+    h.wait_until(lambda: term.stats()['handshakes_failed'] >= 1, h.T, 'terminator handshakes_failed >= 1')
     eq(gw.reload(), 'configuration reloaded', 'reload')
     for d in (gw, term):
         eq(d.terminate(), 0, '%s exit code' % d.name)

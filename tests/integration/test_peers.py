@@ -22,7 +22,7 @@ def _coap_pair(env, server, client):
     h.libcoap_server(env, server, port, idfile)
     uri = 'coaps://%s:%d/time' % (h.LO, port + 1)
     for ident, key in KEYS.items():
-        rc, out, err = h.coap_client(env, client, uri, ident, key, timeout_s=5)
+        rc, out, err = h.coap_client(env, client, uri, ident, key, timeout_s=30)
         eq(rc, 0, 'coap-client-%s exit code' % client)
         if not re.match(TIME_RX, out):
             raise Fail('unexpected /time payload %r' % out)

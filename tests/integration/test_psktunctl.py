@@ -19,7 +19,7 @@ from harness import eq  # noqa: E402
 
 
 def ctl(*args, stdin=b''):
-    r = subprocess.run([h.psktunctl()] + list(args), capture_output=True, timeout=10,
+    r = subprocess.run([h.psktunctl()] + list(args), capture_output=True, timeout=h.T,
                        input=stdin, preexec_fn=lambda: os.umask(0o022))   # a usual login umask
     return r.returncode, r.stdout.decode(), r.stderr.decode()
 
@@ -198,7 +198,7 @@ def test_silent_control_clients_are_dropped_and_psktunctl_gets_through(env):
            'psktunctl %s exit code, stdout, stderr while 16 silent clients hold the socket' % cmd)
     t0 = time.monotonic()
     for s in silent:      # the daemon hangs up on each (EOF) after its timeout
-        s.settimeout(15)
+        s.settimeout(h.T)
         eq(s.recv(1), b'', 'a silent client\'s connection is closed')
     waited = time.monotonic() - t0
     rc, out, _ = ctl('-s', term.control, 'stats')

@@ -35,7 +35,9 @@ N_METERS = 4
 # up soon and backs off (2 s, jittered, doubling) instead of waiting 120 s.
 DTLS = {'retransmit_ms': 250, 'handshake_timeout_s': 4}
 EVERY = 0.5          # a meter resends an unanswered request after this long
-TRIES = 30           # ... at most this many times (15 s)
+TRIES = 120          # ... at most this many times (60 s: a cap for a broken daemon;
+                     # a rehandshake that fails, 4 s, then backs off, 2 s and more,
+                     # is slow but correct; the recovery times are printed)
 INTERVAL = 0.2       # and asks again this long after an answer
 DOWN_S = 2.0         # how long the terminator stays down before its restart
 
@@ -44,7 +46,8 @@ def _setup(env, n=N_METERS):
     h.psktund()
     keys = {'meter-%04d' % (i + 1): os.urandom(16) for i in range(n)}
     echo = env.echo(prefix=b'E:')
-    term = h.terminator(env, keys, echo.addr, dtls=dict(DTLS))
+    # restarted on the same port (restart_run): one no port-0 bind can take meanwhile
+    term = h.terminator(env, keys, echo.addr, dtls=dict(DTLS), port=h.stable_udp_port())
     bl = BadLink(upstream=(h.LO, term.port), max_flows=1024)
     env.defer(bl.stop)
     meters = [resil.RetryMeter(env, k) for k in keys]

@@ -41,7 +41,7 @@ def test_terminator_refuses_wrong_key_and_unknown_identity_alike(env):
     unknown = h.gnutls_cli(env, term.port, bad_key, 'meter-9999', name='unknown-identity')
     ossl = h.openssl_s_client(env, term.port, bad_key, 'meter-0002', name='s_client-wrong-key',
                               extra=['-quiet'])
-    term.wait_stat('handshakes_failed', 3, timeout=HS_TIMEOUT * 3 + 10)
+    term.wait_stat('handshakes_failed', 3, timeout=HS_TIMEOUT + h.T)
     for c in (wrong, unknown):
         if 'Handshake was completed' in c.out.text():
             raise Fail('%s: handshake completed' % c.name)
@@ -51,6 +51,9 @@ def test_terminator_refuses_wrong_key_and_unknown_identity_alike(env):
     # failures of meter-0002 within a minute are one log line.
     eq(unknown.out.text() + unknown.err.text(), wrong.out.text() + wrong.err.text(),
        'what gnutls-cli saw with an unknown identity vs a wrong key')
+    # the counter is read over the control socket, the log through a pipe
+    # and a reader thread: the last line may come a moment after the count
+    h.await_condition(lambda: len(_failure_reasons(term)) >= 2, 'two failure lines in the log')
     eq(sorted(_failure_reasons(term)),
        [('meter-0002', "the client's Finished did not verify: wrong key?"),
         ('meter-9999', 'unknown identity')], 'failure lines in the log')
@@ -82,15 +85,19 @@ def test_gateway_with_wrong_key_gets_no_session_good_meter_served(env):
     gw = h.gateway(env, gw_keys, [('meter-0001', good.source), ('meter-0002', bad.source)], term.addr,
                    dtls=DTLS)
     bad.send(b'never-delivered', gw.addr)
-    h.wait_until(lambda: gw.stats()['handshakes_failed'] >= 1, HS_TIMEOUT + 10,
+    h.wait_until(lambda: gw.stats()['handshakes_failed'] >= 1, HS_TIMEOUT + h.T,
                  'gateway handshakes_failed >= 1')
-    h.wait_until(lambda: term.stats()['handshakes_failed'] >= 1, HS_TIMEOUT + 10,
+    h.wait_until(lambda: term.stats()['handshakes_failed'] >= 1, HS_TIMEOUT + h.T,
                  'terminator handshakes_failed >= 1')
     eq(good.request(b'good-1', gw.addr), b'E:good-1', 'good meter reply')
     eq(echo.payloads(), [b'good-1'], 'backend received only the good meter')
     eq(bad.pending(), [], 'bad meter received')
-    eq([(s['identity'], s['state']) for s in term.sessions()], [('meter-0001', 'established')],
-       'terminator sessions')
+    # The gateway tries meter-0002 again and again (backoff), so a handshake
+    # of it may be running at the terminator when the sessions are listed:
+    # never an established session.
+    sessions = [(s['identity'], s['state']) for s in term.sessions()]
+    eq([x for x in sessions if x[1] != 'handshaking'], [('meter-0001', 'established')],
+       'terminator sessions not handshaking (all: %r)' % sessions)
     states = {s['identity']: s['state'] for s in gw.sessions()}
     eq(states['meter-0001'], 'established', 'gateway meter-0001 state')
     if states.get('meter-0002') == 'established':

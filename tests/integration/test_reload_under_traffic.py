@@ -27,7 +27,11 @@ import harness as h  # noqa: E402
 from harness import eq, Fail  # noqa: E402
 import resil  # noqa: E402
 
-EVERY = 2.0        # a late answer is a lost one here: the loopback loses nothing
+# The loopback loses nothing, so meters 1-3 send each request once and wait
+# for its answer as long as it takes (a cap for a broken daemon): a request
+# never answered is one the daemons lost.  How long answers took is printed,
+# not asserted (a 2 s budget was).
+EVERY = h.T
 INTERVAL = 0.1
 
 
@@ -69,6 +73,7 @@ def test_sighup_both_daemons_under_traffic_loses_nothing_for_unchanged_meters(en
         gw.write()
         mark = gw.log_mark()
         eq(gw.reload(), 'configuration reloaded', 'gateway reload')
+        t_removed = time.monotonic()       # meter-0004's requests after this: unanswered
         m = re.search(rb'(\d+) sessions kept, (\d+) closed', gw.err.buf[mark:])
         eq((int(m.group(1)), int(m.group(2))), (3, 1), 'gateway: sessions kept, closed')
         # meter-0004's close_notify reached the terminator
@@ -95,8 +100,8 @@ def test_sighup_both_daemons_under_traffic_loses_nothing_for_unchanged_meters(en
     finally:
         stop.set()
         stop4.set()
-        resil.join_all(threads, errors, EVERY + 10)
-        resil.join_all(threads4, errors4, 10)
+        resil.join_all(threads, errors, EVERY + h.T)
+        resil.join_all(threads4, errors4, h.T)
 
     # meters 1-3: every request answered at its first send, exactly their answers
     for mm in kept:
@@ -105,14 +110,20 @@ def test_sighup_both_daemons_under_traffic_loses_nothing_for_unchanged_meters(en
             raise Fail('%s: %d request(s) not answered at the first send: %r'
                        % (mm.name, len(late), late[:5]))
     resil.check_all_answered(kept)
-    # meter-0004: answered until its removal, then never again
+    # meter-0004: answered before its removal, never for a request sent after
+    # it (sent after the gateway's reload ended).  It waits 0.3 s for each
+    # answer, so one before the removal may come too late for its ask(): only
+    # what was sent after the removal is judged by time.
     m4.drain(0.2)
-    first_lost = next((i for i, r in enumerate(m4.results) if not r['answered']), None)
-    if first_lost is None:
+    m4_before = [r for r in m4.results if r['t_sent'] <= t_removed]
+    m4_after = [r for r in m4.results if r['t_sent'] > t_removed]
+    if not any(r['answered'] for r in m4_before):
+        raise Fail('meter-0004 was never answered before its removal')
+    if not m4_after:
+        raise Fail('meter-0004 sent nothing after its removal')
+    if any(r['answered'] for r in m4_after):
         raise Fail('meter-0004 was answered after its removal')
-    if any(r['answered'] for r in m4.results[first_lost:]):
-        raise Fail('meter-0004 was answered after its removal')
-    if any(p not in {m4.prefix + r['payload'] for r in m4.results[:first_lost]} | {b'E:meter-0004/warmup'}
+    if any(p not in {m4.prefix + r['payload'] for r in m4_before} | {b'E:meter-0004/warmup'}
            for p in m4.answers()):
         raise Fail('meter-0004 got an answer to a request sent after its removal')
 
@@ -139,11 +150,12 @@ def test_sighup_both_daemons_under_traffic_loses_nothing_for_unchanged_meters(en
             eq(int(now['plain_out']) - int(before['plain_out']), n,
                '%s: %s session plain_out since before the reload' % (k, side))
     print('reload under traffic: meters 1-3 sent %s requests across both SIGHUPs, all answered '
-          'at the first send (latency %s); meter-0004 removed (%d answered before, %d dropped '
-          'after), meter-0005 added and answered; gateway handshakes_started %d -> %d' % (
+          'at the first send (latency %s); meter-0004 removed (%d of %d answered before, %d '
+          'dropped after), meter-0005 added and answered; gateway handshakes_started %d -> %d' % (
               '/'.join(str(len(mm.results)) for mm in kept),
               resil.stats_line([r['latency'] for mm in kept for r in mm.results], 'ms', 1000),
-              first_lost, len(m4.results) - first_lost, g0['handshakes_started'],
+              sum(1 for r in m4_before if r['answered']), len(m4_before), len(m4_after),
+              g0['handshakes_started'],
               g['handshakes_started']), flush=True)
 
 
