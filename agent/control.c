@@ -113,6 +113,7 @@ static void write_stats(struct ctl_client *c)
 	text_printf(&c->out, "queued_bytes=%llu\n", (unsigned long long)queued_bytes);
 	text_printf(&c->out, "resumable=%llu\nresumable_bytes=%llu\n", (unsigned long long)resumable,
 		    (unsigned long long)resumable_bytes);
+	text_printf(&c->out, "io_uring=%d\n", d->uring != NULL);
 	if (d->cfg->cache.redis) {	/* the shared cache: 1 when every worker is connected */
 		bool up = true;
 

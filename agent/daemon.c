@@ -119,6 +119,7 @@ static void signal_start(struct daemon *d, uv_signal_t *h, int signum)
 
 int daemon_start(struct daemon *d, struct psktun_config *cfg, struct psktun_keys *keys)
 {
+	const char *why = NULL;
 	uint64_t seed;
 	int r;
 
@@ -137,6 +138,15 @@ int daemon_start(struct daemon *d, struct psktun_config *cfg, struct psktun_keys
 	d->wake.data = d;
 	d->wake_open = true;
 	uv_unref((uv_handle_t *)&d->wake);	/* it alone keeps no loop running */
+	r = uring_tx_new(d->loop, &d->stats.dropped_send, &d->stats.dropped_ring, &d->uring, &why);
+	if (r < 0)
+		d->uring = NULL;
+	if (d->leader)		/* said once, by the leader: the workers' rings are alike */
+		;
+	else if (d->uring)
+		log_notice("sends on session sockets: io_uring (at most %u in flight)", URING_SLOTS);
+	else
+		log_notice("sends on session sockets: system calls (io_uring: %s)", why);
 	d->tunnels = tunnels_open(d, cfg);
 	if (!d->tunnels)
 		return -EINVAL;
@@ -190,6 +200,9 @@ void daemon_stop(struct daemon *d, int exit_code)
 	}
 	d->tunnels = NULL;
 	sockset_close(&d->sockset);	/* after the sessions: they close their sockets */
+	session_starter_close(d);
+	uring_tx_close(d->uring);	/* after the sessions: their close_notify alerts */
+	d->uring = NULL;
 	shared_cache_stop(d);
 	control_stop(d);
 	if (d->leader || !d->sig_hup.loop)
@@ -288,8 +301,10 @@ static void reload_free(struct reload *rl)
 
 static void reload_abort(struct daemon *d)
 {
-	for (struct tunnel *t = d->tunnels; t; t = t->next)
+	for (struct tunnel *t = d->tunnels; t; t = t->next) {
 		t->retiring = t->sock_handed = t->shared_handed = false;
+		t->sock_handed_to = NULL;
+	}
 	if (d->reload)
 		reload_free(d->reload);
 	d->reload = NULL;

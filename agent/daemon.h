@@ -13,9 +13,11 @@
 #include "log.h"
 #include "queue.h"
 #include "ratelimit.h"
+#include "rxsock.h"
 #include "record.h"
 #include "sendbatch.h"
 #include "sessionsock.h"
+#include "uring.h"
 #include "resume.h"
 #include "seal.h"
 #include "stats.h"
@@ -24,6 +26,7 @@
 
 #define PSKTUN_DGRAM_MAX 65536	/* the largest UDP payload we read; libuv's recvmmsg chunk */
 #define PSKTUN_RX_BATCH 8	/* datagrams one recvmmsg takes from a tunnel's shared socket */
+#define PSKTUN_RCVBUF (4 << 20)	/* receive buffer of a tunnel's shared socket: a burst of meters */
 
 struct daemon;
 struct tunnel;
@@ -150,6 +153,7 @@ struct tunnel {
 
 	uv_udp_t sock;			/* accept: gateway plaintext from meters; terminator DTLS */
 	bool sock_open;
+	struct rxsock *rx;		/* reads `sock` from tunnel_start on */
 	struct sendbatch *batch;	/* what leaves `sock` this loop iteration */
 	struct sockaddr_storage accept_addr;
 
@@ -183,6 +187,7 @@ struct tunnel {
 	bool started;			/* receiving: a reload's new tunnel is not until it commits */
 	bool retiring;			/* a reload being prepared will close it */
 	bool sock_handed, shared_handed;	/* ... and its replacement shares these sockets */
+	struct tunnel *sock_handed_to;	/* that replacement: it counts the socket's drops on from ours */
 
 	unsigned open_handles;
 	bool closing;
@@ -251,9 +256,13 @@ struct daemon {
 	int exit_code;
 
 	struct session *wait_head, *wait_tail;	/* waiting for a handshake slot (max_handshakes) */
+	uv_check_t starter_check;	/* ... started from here (session.c: start_turn) */
+	uv_idle_t starter_idle;
+	bool starter_open;
 	struct hs_sources hs_sources;	/* terminator: who holds the handshake slots */
 	struct dgram_budget queue_budget;	/* every session's handshake queue: dtls.queue_bytes */
 	struct sockset sockset;		/* every session's own socket */
+	struct uring_tx *uring;		/* their sends, through io_uring; NULL: system calls */
 	struct {			/* the handshake flight being gathered (dtls.c) */
 		struct session *s;
 		size_t len;
@@ -322,6 +331,7 @@ void session_report_silent(struct session *s);
 void session_rehandshake(struct session *s);
 void session_replay_sent(struct session *s);
 void session_wait_next_start(struct daemon *d);
+void session_starter_close(struct daemon *d);
 struct session *session_find_identity(struct tunnel *t, const char *identity, size_t len);
 uint64_t identity_hash(const char *identity, size_t len);
 

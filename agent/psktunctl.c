@@ -107,6 +107,7 @@ static bool is_gauge(const char *name, size_t len)
 {
 	static const char *const gauges[] = {
 		"sessions", "handshaking", "resumable", "resumable_bytes", "queued_bytes", "cache_up",
+		"io_uring",
 	};
 
 	for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++)

@@ -141,15 +141,89 @@ static void wait_remove(struct daemon *d, struct session *s)
 	s->wait_next = NULL;
 }
 
-/* A handshake slot became free (or max_handshakes grew): start the oldest waiting sessions. */
+static void handshake_start_now(struct session *s);
+
+/* Every tunnel's shared socket, read until empty (bounded: rxsock_drain). */
+static void drain_shared_sockets(struct daemon *d)
+{
+	for (struct tunnel *t = d->tunnels; t; t = t->next)
+		if (t->rx)
+			rxsock_drain(t->rx);
+}
+
+/*
+ * Gateway handshakes start here, in the loop's check (or idle) phase, never
+ * in the callback that reads a shared socket. Starting one costs a socket, a
+ * connect and a GnuTLS session; when every meter behind a router reports at
+ * once (after a power cut), datagrams arrive faster than handshakes start,
+ * and while the loop started them the kernel dropped what no longer fit in
+ * the shared socket. So the shared sockets are read until empty before each
+ * start: reading always comes first, and a datagram waits in a session's
+ * bounded queue, counted if it overflows, not in the kernel's. At most
+ * HS_STARTS_A_TURN start in one loop iteration, so the replies to those
+ * started are read as well.
+ */
+#define HS_STARTS_A_TURN 16
+
+static void starter_stop(struct daemon *d)
+{
+	if (!d->starter_open)
+		return;
+	uv_check_stop(&d->starter_check);
+	uv_idle_stop(&d->starter_idle);
+}
+
+static void start_turn(struct daemon *d)
+{
+	for (unsigned n = 0; n < HS_STARTS_A_TURN; n++) {
+		struct session *s;
+
+		if (!d->wait_head || d->n_handshaking >= d->cfg->dtls.max_handshakes || d->stopping)
+			break;
+		drain_shared_sockets(d);	/* may add sessions to the queue, or close some */
+		s = d->wait_head;
+		if (!s || d->n_handshaking >= d->cfg->dtls.max_handshakes)
+			break;
+		wait_remove(d, s);
+		handshake_start_now(s);
+	}
+	if (!d->wait_head || d->n_handshaking >= d->cfg->dtls.max_handshakes || d->stopping)
+		starter_stop(d);
+}
+
+static void on_starter_check(uv_check_t *h)
+{
+	start_turn(h->loop->data);
+}
+
+static void on_starter_idle(uv_idle_t *h)
+{
+	start_turn(h->loop->data);
+}
+
+/* Sessions wait for a start, and a slot is free: start them from the next check phase. */
 void session_wait_next_start(struct daemon *d)
 {
-	while (d->wait_head && d->n_handshaking < d->cfg->dtls.max_handshakes) {
-		struct session *s = d->wait_head;
-
-		wait_remove(d, s);
-		session_handshake_start(s);
+	if (!d->wait_head || d->n_handshaking >= d->cfg->dtls.max_handshakes || d->stopping)
+		return;
+	if (!d->starter_open) {
+		uv_check_init(d->loop, &d->starter_check);
+		uv_idle_init(d->loop, &d->starter_idle);
+		d->starter_open = true;
 	}
+	uv_check_start(&d->starter_check, on_starter_check);
+	/* With an idle handle active the loop does not wait in poll: after a
+	 * timer or a signal the check phase would come only after the next event. */
+	uv_idle_start(&d->starter_idle, on_starter_idle);
+}
+
+void session_starter_close(struct daemon *d)
+{
+	if (!d->starter_open)
+		return;
+	d->starter_open = false;
+	uv_close((uv_handle_t *)&d->starter_check, NULL);
+	uv_close((uv_handle_t *)&d->starter_idle, NULL);
 }
 
 static void handshaking_end(struct session *s)
@@ -452,7 +526,28 @@ void session_handshake_step(struct session *s)
 	session_failed(s, why, detail);
 }
 
+/* A gateway session asks for a handshake: it waits its turn (start_turn),
+ * the oldest first, while max_handshakes are in progress. */
 void session_handshake_start(struct session *s)
+{
+	struct daemon *d = s->t->d;
+
+	if (s->state == SESSION_CLOSING || s->state == SESSION_HANDSHAKING)
+		return;
+	s->state = SESSION_NEW;
+	if (!s->waiting) {
+		s->waiting = true;
+		s->wait_next = NULL;
+		if (d->wait_tail)
+			d->wait_tail->wait_next = s;
+		else
+			d->wait_head = s;
+		d->wait_tail = s;
+	}
+	session_wait_next_start(d);
+}
+
+static void handshake_start_now(struct session *s)
 {
 	struct tunnel *t = s->t;
 	struct daemon *d = t->d;
@@ -460,19 +555,6 @@ void session_handshake_start(struct session *s)
 
 	if (s->state == SESSION_CLOSING || s->state == SESSION_HANDSHAKING)
 		return;
-	if (d->n_handshaking >= d->cfg->dtls.max_handshakes) {
-		if (!s->waiting) {
-			s->waiting = true;
-			s->wait_next = NULL;
-			if (d->wait_tail)
-				d->wait_tail->wait_next = s;
-			else
-				d->wait_head = s;
-			d->wait_tail = s;
-		}
-		s->state = SESSION_NEW;
-		return;
-	}
 	if (!t->connect_resolved) {
 		s->state = SESSION_RESOLVING;
 		if (tunnel_resolve(t) < 0) {	/* no answer will come: back off and try again */

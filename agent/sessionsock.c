@@ -160,8 +160,18 @@ int session_sock_open(struct session *s, const struct sockaddr *to, session_sock
 
 int session_sock_send(struct session_sock *ss, const void *data, size_t len)
 {
+	struct uring_tx *u = ss->s->t->d->uring;
 	ssize_t n;
 
+	if (u) {
+		int r = uring_tx_send(u, ss->fd, data, len);
+
+		if (r == -ENOBUFS)	/* dropped, and counted as dropped_ring */
+			return 0;
+		if (r != -EMSGSIZE)
+			return r;
+		uring_tx_flush(u);	/* too big for a slot: after what is queued */
+	}
 	do
 		n = send(ss->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
@@ -173,6 +183,9 @@ void session_sock_close(struct session_sock *ss, void (*done)(void *arg), void *
 	struct sockset *set = &ss->s->t->d->sockset;
 
 	ss->closed = true;
+	/* Queued sends name the descriptor by number: submitted now, they are
+	 * the kernel's (it holds the file until they are done). */
+	uring_tx_flush(ss->s->t->d->uring);
 	close(ss->fd);		/* leaves the epoll set: nothing else holds the file */
 	ss->fd = -1;
 	if (set->closed) {

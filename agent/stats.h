@@ -30,8 +30,10 @@
 	X(dropped_oversize) \
 	X(dropped_limit) \
 	X(dropped_send) \
+	X(dropped_ring) \
 	X(dropped_amplification) \
 	X(dropped_closed) \
+	X(dropped_kernel) \
 	X(cache_hits) \
 	X(cache_misses) \
 	X(cache_errors) \

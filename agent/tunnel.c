@@ -101,24 +101,11 @@ void tunnel_alloc_rx(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	buf->len = PSKTUN_DGRAM_MAX;
 }
 
-/* The tunnel's shared socket reads a batch of datagrams a syscall (recvmmsg). */
-static void tunnel_alloc_rx_batch(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-	struct daemon *d = h->loop->data;
-
-	buf->base = (char *)d->rxbuf;
-	buf->len = sizeof(d->rxbuf);
-}
-
 /* The tunnel goes live: until now (a reload being prepared) it read nothing. */
 void tunnel_start(struct tunnel *t)
 {
-	int r;
-
 	t->started = true;
-	r = uv_udp_recv_start(&t->sock, tunnel_alloc_rx_batch, t->on_recv);
-	if (r < 0)	/* only for a closing handle or no callback: a bug, not a condition */
-		log_err("tunnel %s: cannot receive on %s: %s", t->conf.name, t->conf.accept, uv_strerror(r));
+	rxsock_start(t->rx, t->on_recv);
 	if (t->shared_plain)
 		terminator_shared_plain_start(t);
 	if (t->plugin_timer_ms)
@@ -306,6 +293,34 @@ static int share_socket(uv_udp_t *from, uv_udp_t *to)
 	return r;
 }
 
+/*
+ * After a power cut every meter behind a router reports at once, and a
+ * terminator restarting sees every gateway at once: the shared socket must
+ * hold such a burst while the loop gets to it. The kernel caps SO_RCVBUF at
+ * net.core.rmem_max; SO_RCVBUFFORCE (CAP_NET_ADMIN) does not. Said once a
+ * process when less was obtained: what to raise, and that drops are counted.
+ */
+static void size_receive_buffer(struct tunnel *t)
+{
+	static int said;
+	int want = PSKTUN_RCVBUF, got = 0;
+	socklen_t len = sizeof(got);
+	uv_os_fd_t fd;
+
+	if (uv_fileno((uv_handle_t *)&t->sock, &fd) < 0)
+		return;
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof(want)) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof(want));
+	/* The kernel reports twice what it grants: the other half is its bookkeeping. */
+	if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len) < 0 || got / 2 >= want)
+		return;
+	if (!__atomic_exchange_n(&said, 1, __ATOMIC_RELAXED))
+		log_warn("tunnel %s: the receive buffer of %s is %d bytes, less than the %d asked: a burst "
+			 "of meters may overflow it (each datagram lost counts as dropped_kernel); set "
+			 "sysctl net.core.rmem_max=%d or give psktund CAP_NET_ADMIN",
+			 t->conf.name, t->conf.accept, got / 2, want, want);
+}
+
 /* Is there a tunnel the reload retires that listens where this one will? */
 static struct tunnel *retiring_on(struct daemon *d, const struct sockaddr_storage *addr)
 {
@@ -382,15 +397,25 @@ int tunnel_open(struct daemon *d, const struct psktun_config *cfg, const struct 
 		r = -EADDRINUSE;
 		goto fail_sock;
 	}
-	if (old)
+	if (old) {
 		old->sock_handed = true;
-	{
-		/* A burst of meters (a router or a terminator restarting) must not
-		 * overflow the shared socket: ask for 1 MiB; the kernel caps it at
-		 * net.core.rmem_max, which is the knob for more. */
-		int size = 1 << 20;
-
-		uv_recv_buffer_size((uv_handle_t *)&t->sock, &size);
+		old->sock_handed_to = t;
+	} else {
+		size_receive_buffer(t);
+	}
+	t->rx = malloc(sizeof(*t->rx));
+	if (!t->rx) {
+		r = -ENOMEM;
+		goto fail_sock;
+	}
+	r = rxsock_init(t->rx, d->loop, &t->sock, d->rxbuf, PSKTUN_RX_BATCH, PSKTUN_DGRAM_MAX,
+			&d->stats.dropped_kernel);
+	if (r < 0) {
+		free(t->rx);
+		t->rx = NULL;
+		psktun_diag_add(diag, cfg->path, conf->line, "tunnel %s: cannot read from %s: %s",
+				conf->name, conf->accept, uv_strerror(r));
+		goto fail_sock;
 	}
 	t->batch = malloc(sizeof(*t->batch));
 	if (!t->batch) {
@@ -484,6 +509,17 @@ void tunnel_close(struct tunnel *t)
 		t->batch->check.data = t;
 		sendbatch_deinit(t->batch, on_tunnel_handle_closed);
 		t->batch = NULL;
+	}
+	if (t->rx) {
+		/* The replacement counts the socket's drops on from where we stop. */
+		if (t->sock_handed_to && t->rx->reading) {
+			rxsock_sync_drops(t->rx);
+			if (t->sock_handed_to->rx)
+				t->sock_handed_to->rx->drops_seen = t->rx->drops_seen;
+		}
+		t->open_handles++;
+		rxsock_close(t->rx, on_tunnel_handle_closed, t);
+		t->rx = NULL;
 	}
 	if (t->sock_open) {
 		t->sock_open = false;

@@ -1,6 +1,6 @@
 #!/bin/sh
 # check: build psktun out of tree, run every test (make check) and the benchmark's smoke run,
-# then the tests again under ASan+UBSan.
+# then the tests again under ASan+UBSan, and once more with io_uring off (PSKTUN_IO_URING=0).
 # Usage: tests/check.sh        (from the source tree; needs tests/deps.sh's packages)
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,7 +31,7 @@ run() {	# run NAME CONFIGURE-ARGS...
 	name=$1; shift
 	dir=$out/$name
 	mkdir -p "$dir"
-	( cd "$dir" && "$src/configure" -q "$@" && make -j2 -s && make -j2 -s check ) > "$dir.out" 2>&1
+	( cd "$dir" && "$src/configure" -q "$@" && make -j2 -s && env $check_env make -j2 -s check ) > "$dir.out" 2>&1
 	rc=$?
 	pass=$(grep -h '^# PASS:' "$dir/test-suite.log" "$dir.out" 2>/dev/null | head -1 | awk '{print $3}')
 	fail=$(grep -h '^# FAIL:' "$dir.out" 2>/dev/null | head -1 | awk '{print $3}')
@@ -57,6 +57,7 @@ run() {	# run NAME CONFIGURE-ARGS...
 	: "${skip:=0}"
 }
 
+check_env=
 run plain
 # The benchmark's smoke run: every phase must run and print its line (no timing is asserted).
 if ( cd "$out/plain" && make -s bench-smoke ) > "$out/plain.bench" 2>&1; then
@@ -67,6 +68,11 @@ else
 	tail -n 40 "$out/plain.bench"
 fi
 run sanitizers --enable-sanitizers
+# The suite again with the session sockets' sends through system calls, the
+# path of a kernel that refuses io_uring (the runs above use io_uring where the
+# build has liburing and the kernel allows it; test_io_path says which).
+check_env=PSKTUN_IO_URING=0
+run syscalls
 echo
 echo "$total_pass passed, $total_fail failed"
 exit $status

@@ -46,7 +46,7 @@ apt_update() {
 apt_update
 apt_get install -y -qq --no-install-recommends \
 	build-essential autoconf automake libtool pkg-config \
-	libgnutls28-dev libuv1-dev libconfig-dev libcmocka-dev \
+	libgnutls28-dev libuv1-dev libconfig-dev libcmocka-dev liburing-dev \
 	libhiredis-dev redis-server nginx-light libnginx-mod-stream \
 	gnutls-bin openssl libcoap3-bin python3 ca-certificates man-db \
 	cmake libjson-c-dev >/dev/null

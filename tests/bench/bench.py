@@ -12,6 +12,9 @@ Phases (each with its own deadline, each on fresh processes, 127.0.0.1 only):
              without: RFC 6347 4.2.1); the full one without a cookie from hsmem
   workers    the terminator with workers = 1 and 2: throughput and M handshakes
   scale      10,000 meters on one gateway: handshakes, RSS, round trips vs plain
+  burst      3,000 and 10,000 meters send one datagram each at the same moment
+             (default settings, never re-sent): first datagrams answered, the
+             gateway's kernel drops (dropped_kernel and /proc/net/udp), time to the last
 
 Binaries come from the environment (the Makefile sets them):
   PSKTUND PSKTUNCTL  the daemon and its control client
@@ -532,6 +535,43 @@ def phase_scale(ctx):
     ctx.r['scale'] = {'n': n, 'first': lg, 'base': base, 'est': est, 'tunnel': tp, 'plain': pp}
 
 
+def udp_drops(port):
+    """The kernel's drop count (/proc/net/udp) for the socket bound to 127.0.0.1:port."""
+    want = '0100007F:%04X' % port
+    with open('/proc/net/udp') as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == want:
+                return int(fields[-1])
+    return -1
+
+
+def phase_burst(ctx):
+    """After a power cut every meter reports at once: M meters each send one
+    datagram at the same moment to a gateway with default settings, and never
+    send it again (loadgen -o with a re-send time beyond its deadline)."""
+    out = []
+    for n, runs in ctx.burst_sizes:
+        for i in range(runs):
+            w = World(ctx.top, 'burst-%d-%d' % (n, i))
+            try:
+                # the gateway's defaults; the terminator's per-source handshake_rate
+                # off: every gateway here is one source (127.0.0.1)
+                gw, term, gw_port = tunnel(w, ctx.bins, n, {'max_sessions': max(n, 10000),
+                                                             'handshake_rate': 0})
+                lg = loadgen(ctx.bins, gw_port, n, once=True, loss_ms=1000 * (ctx.burst_deadline + 60),
+                             deadline=ctx.burst_deadline)
+                st = gw.stats()
+                out.append({'n': n, 'done': lg['done'], 'elapsed_s': lg['elapsed_s'],
+                            'p99_ms': lg['p99_ms'],
+                            'dropped_kernel': st.get('dropped_kernel', -1),
+                            'proc_drops': udp_drops(gw_port)})
+                log('burst %d: %r' % (n, out[-1]))
+            finally:
+                w.stop()
+    ctx.r['burst'] = out
+
+
 # ----------------------------------------------------------------- profile
 
 def callgrind_costs(path):
@@ -815,6 +855,12 @@ def build_table(ctx):
             '%.2f' % (t['rate'] / p['rate'] if p['rate'] else 0))
         row('  latency p50 / p99 ms; lost', '%.2f / %.2f; %d' % (t['p50_ms'], t['p99_ms'], t['lost_window']),
             '%.2f / %.2f; %d plain' % (p['p50_ms'], p['p99_ms'], p['lost_window']))
+    if not failed('burst'):
+        for b in ctx.r['burst']:
+            row('burst: M=%d at once, first datagrams answered' % b['n'],
+                '%d/%d in %.1f s' % (b['done'], b['n'], b['elapsed_s']),
+                'kernel drops %d (dropped_kernel %d)' % (b['proc_drops'], b['dropped_kernel']),
+                '', 'all, or every loss counted')
     return rows
 
 
@@ -861,6 +907,8 @@ class Ctx:
         self.idle_s = self.once_deadline + 2
         self.wire_idle_s = 1
         self.scale_meters = 1000 if q else 10000
+        self.burst_sizes = ((300, 1),) if q else ((3000, self.runs), (10000, 1))
+        self.burst_deadline = 10 if q else 40
         # handshake_rate 0: every gateway here is one source (127.0.0.1), and the
         # handshake phases measure throughput, not the per-source limit.
         self.base_dtls = {'retransmit_ms': 1000, 'handshake_timeout_s': 5, 'max_sessions': 20000,
@@ -902,7 +950,7 @@ def main():
                 shutil.rmtree(top, ignore_errors=True)
     phases = [('gnutls', phase_gnutls), ('throughput', phase_throughput),
               ('handshakes', phase_handshakes), ('wire', phase_wire), ('workers', phase_workers),
-              ('scale', phase_scale)]
+              ('scale', phase_scale), ('burst', phase_burst)]
     only = set(filter(None, args.only.split(',')))
     try:
         for name, fn in phases:

@@ -32,8 +32,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
 
+# handshake_rate 0: every gateway here is one source (127.0.0.1), see bench.py
 DTLS = {'retransmit_ms': 1000, 'handshake_timeout_s': 5, 'max_sessions': 20000,
-        'idle_timeout_s': 600}
+        'idle_timeout_s': 600, 'handshake_rate': 0}
 USER_GROUPS = (('libgnutls', 'GnuTLS'), ('libnettle', 'GnuTLS'), ('libhogweed', 'GnuTLS'),
                ('libc.', 'libc'), ('libc-', 'libc'), ('libuv', 'libuv'), ('psktund', 'psktun'))
 
@@ -48,7 +49,8 @@ def group(frames):
                 return 'user: ' + g
         return 'user: other'
     for s, _ in reversed(frames):      # outermost first: the system call entered
-        m = re.match(r'__x64_sys_(\w+)$', s)
+        # io_uring_enter shows as __do_sys_io_uring_enter on some kernels
+        m = re.match(r'__(?:x64|do)_sys_(\w+)$', s)
         if m:
             return 'kernel: ' + m.group(1)
         if s == 'exc_page_fault':
@@ -109,6 +111,22 @@ class Recording:
         self.p.wait(60)
 
 
+def count_syscalls(pid, seconds, path):
+    """perf stat: the system calls pid enters (any thread) in the next `seconds`."""
+    return subprocess.Popen(['perf', 'stat', '-x', ',', '-e', 'raw_syscalls:sys_enter', '-p', str(pid),
+                             '-o', path, '--', 'sleep', str(seconds)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def syscalls_counted(path):
+    with open(path) as f:
+        for line in f:
+            fields = line.split(',')
+            if len(fields) > 2 and 'sys_enter' in line and fields[0].strip().isdigit():
+                return int(fields[0])
+    return 0
+
+
 def report(title, unit, counts, per, freq):
     print('\n%s' % title)
     for name, c in counts.items():
@@ -156,8 +174,12 @@ def main():
             rec.enable()
             s0 = {d.name: d.stats() for d in (gw, term)}
             t0 = time.monotonic()
+            sc = {d.name: (count_syscalls(d.pid, a.seconds, os.path.join(top, d.name + '.stat')),
+                           os.path.join(top, d.name + '.stat')) for d in (gw, term)}
             bench.wait_until(lambda: time.monotonic() - t0 >= a.seconds, a.seconds + 5, 'the window')
             s1 = {d.name: d.stats() for d in (gw, term)}
+            for p, _ in sc.values():
+                p.wait(30)
             rec.stop()
             lg.kill()
             lg.wait()
@@ -167,6 +189,11 @@ def main():
         got = samples(os.path.join(top, 'tp.data'), pids)
         per = {n: sum(s1[n][k] - s0[n][k] for k in ('plain_in', 'plain_out'))
                for n in ('gateway', 'terminator')}
+        io = s1['gateway'].get('io_uring')
+        print('\nsends on session sockets: %s' % {1: 'io_uring', 0: 'system calls'}.get(io, '?'))
+        for n, (_, path) in sc.items():
+            print('  %s: %.2f system calls per forwarded datagram (perf stat, %.0f s)'
+                  % (n, syscalls_counted(path) / per[n] if per[n] else 0, a.seconds))
         report('throughput (N=%d x K=%d, 64 B; %.0f round trips/s in the window): per forwarded '
                'datagram' % (a.meters, a.inflight, (s1['gateway']['plain_out'] -
                                                     s0['gateway']['plain_out']) / a.seconds),

@@ -172,7 +172,7 @@ def test_metrics_are_the_stats_in_prometheus_text_format(env):
     for r in reasons:
         del st['handshake_failures.' + r]
     for k, v in st.items():
-        gauge = k in ('sessions', 'handshaking', 'resumable', 'resumable_bytes', 'queued_bytes')
+        gauge = k in ('sessions', 'handshaking', 'resumable', 'resumable_bytes', 'queued_bytes', 'io_uring')
         name = 'psktun_' + k + ('' if gauge else '_total')
         want = ['# TYPE %s %s' % (name, 'gauge' if gauge else 'counter'), '%s %d' % (name, v)]
         i = lines.index(want[0]) if want[0] in lines else -1
