@@ -12,17 +12,13 @@
 #include "addr.h"
 #include "daemon.h"
 #include "log.h"
+#include "text.h"
 
 #define CONTROL_CLIENTS_MAX 16
 #define CONTROL_LINE_MAX 256
 /* A client that sends no command, or reads no answer, within this long is
  * dropped: 16 silent connections would otherwise lock everyone out. */
 #define CONTROL_CLIENT_TIMEOUT_MS 5000
-
-struct text {
-	char *p;
-	size_t len, cap;
-};
 
 struct ctl_client {
 	uv_pipe_t pipe;
@@ -48,33 +44,6 @@ static struct ctl_client *clients;	/* open ones, closed when the daemon stops */
 static struct ctl_client *waiting;	/* `sessions` clients waiting for the workers */
 static struct ctl_client *reloading;	/* `reload` clients waiting for its outcome */
 static bool gather_running;
-
-static void text_printf(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void text_printf(struct text *t, const char *fmt, ...)
-{
-	va_list ap;
-	size_t cap;
-	char *p;
-	int n;
-
-	for (;;) {
-		va_start(ap, fmt);
-		n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? t->cap - t->len : 0, fmt, ap);
-		va_end(ap);
-		if (n < 0)
-			return;
-		if (t->p && t->len + n < t->cap) {
-			t->len += n;
-			return;
-		}
-		cap = (t->cap ? t->cap * 2 : 4096) + n;
-		p = realloc(t->p, cap);
-		if (!p)
-			return;
-		t->p = p;
-		t->cap = cap;
-	}
-}
 
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 

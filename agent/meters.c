@@ -8,6 +8,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "meters.h"
+#include "text.h"
 
 static const char *const slugs[] = {
 #define X(slug, t, g) #slug,
@@ -597,37 +598,6 @@ static void row_merge(struct show_row *a, const struct show_row *b)
 	}
 }
 
-struct text {
-	char *p;
-	size_t len, cap;
-};
-
-static void tprintf(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void tprintf(struct text *t, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	for (;;) {
-		va_start(ap, fmt);
-		n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? t->cap - t->len : 0, fmt, ap);
-		va_end(ap);
-		if (n < 0)
-			return;
-		if (t->p && t->len + n < t->cap) {
-			t->len += n;
-			return;
-		}
-		size_t cap = (t->cap ? t->cap * 2 : 4096) + n;
-		char *p = realloc(t->p, cap);
-
-		if (!p)
-			return;
-		t->p = p;
-		t->cap = cap;
-	}
-}
-
 /* A field: control bytes (tab, newline), 0x7f and backslash as \xHH; empty as "-". */
 static void tfield(struct text *t, const char *s, size_t len)
 {
@@ -635,61 +605,61 @@ static void tfield(struct text *t, const char *s, size_t len)
 		unsigned char c = (unsigned char)s[i];
 
 		if (c < 0x20 || c == 0x7f || c == '\\')
-			tprintf(t, "\\x%02x", c);
+			text_printf(t, "\\x%02x", c);
 		else
-			tprintf(t, "%c", c);
+			text_printf(t, "%c", c);
 	}
 	if (!len)
-		tprintf(t, "-");
+		text_printf(t, "-");
 }
 
 static void tage(struct text *t, uint64_t ms)
 {
 	if (ms == NEVER)
-		tprintf(t, "\t-");
+		text_printf(t, "\t-");
 	else
-		tprintf(t, "\t%llu", (unsigned long long)(ms / 1000));
+		text_printf(t, "\t%llu", (unsigned long long)(ms / 1000));
 }
 
 static void taddr(struct text *t, const struct sockaddr_storage *ss)
 {
 	char addr[PSKTUN_ADDRSTRLEN];
 
-	tprintf(t, "\t%s", ss->ss_family ? psktun_addr_format((const struct sockaddr *)ss, addr,
+	text_printf(t, "\t%s", ss->ss_family ? psktun_addr_format((const struct sockaddr *)ss, addr,
 								 sizeof(addr)) : "-");
 }
 
 static void meter_line(struct text *t, const struct show_row *r)
 {
-	tprintf(t, "meter\t%s\t", r->tunnel);
+	text_printf(t, "meter\t%s\t", r->tunnel);
 	tfield(t, r->identity, r->identity_len);
-	tprintf(t, "\t%s", r->state);
+	text_printf(t, "\t%s", r->state);
 	taddr(t, &r->peer);
 	tage(t, r->seen_age);
 	tage(t, r->handshake_age);
-	tprintf(t, "\t%s", r->handshake_age == NEVER ? "-" : r->resumed ? "resumed" : "full");
-	tprintf(t, "\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu",
+	text_printf(t, "\t%s", r->handshake_age == NEVER ? "-" : r->resumed ? "resumed" : "full");
+	text_printf(t, "\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu",
 		(unsigned long long)r->c.air_in_bytes, (unsigned long long)r->c.air_in,
 		(unsigned long long)r->c.air_out_bytes, (unsigned long long)r->c.air_out,
 		(unsigned long long)r->c.plain_in_bytes, (unsigned long long)r->c.plain_in,
 		(unsigned long long)r->c.plain_out_bytes, (unsigned long long)r->c.plain_out,
 		(unsigned long long)r->handshakes, (unsigned long long)r->failures);
 	if (r->failure_age == NEVER) {
-		tprintf(t, "\t-\t-\t-\n");
+		text_printf(t, "\t-\t-\t-\n");
 		return;
 	}
-	tprintf(t, "\t%s", psktun_failure_slug(r->last_failure));
+	text_printf(t, "\t%s", psktun_failure_slug(r->last_failure));
 	tage(t, r->failure_age);
-	tprintf(t, "\t");
+	text_printf(t, "\t");
 	tfield(t, r->failure_detail, strlen(r->failure_detail));
-	tprintf(t, "\n");
+	text_printf(t, "\n");
 }
 
 static void never_line(struct text *t, const char *tunnel, const struct psktun_key *k)
 {
-	tprintf(t, "meter\t%s\t", tunnel);
+	text_printf(t, "meter\t%s\t", tunnel);
 	tfield(t, k->identity, k->identity_len);
-	tprintf(t, "\tnever-seen\t-\t-\t-\t-\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0\t-\t-\t-\n");
+	text_printf(t, "\tnever-seen\t-\t-\t-\t-\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0\t-\t-\t-\n");
 }
 
 char *show_text(struct daemon *d, struct show_rows **rows, unsigned n_rows, size_t *len)
@@ -726,7 +696,7 @@ char *show_text(struct daemon *d, struct show_rows **rows, unsigned n_rows, size
 		for (i = 0; i < all.n && !tr; i++)
 			if (all.v[i].type == ROW_TUNNEL && !strcmp(all.v[i].tunnel, t->conf.name))
 				tr = &all.v[i];
-		tprintf(&out, "tunnel\t%s\t%s\t%s\t%s\t%llu\n", t->conf.name,
+		text_printf(&out, "tunnel\t%s\t%s\t%s\t%s\t%llu\n", t->conf.name,
 			t->mode == PSKTUN_MODE_GATEWAY ? "gateway" : "terminator", t->conf.accept,
 			t->conf.connect, (unsigned long long)(tr ? tr->count : 0));
 		if (!tr)
@@ -754,13 +724,13 @@ char *show_text(struct daemon *d, struct show_rows **rows, unsigned n_rows, size
 		for (j = u0; j < u1 && j - u0 < METER_UNKNOWN_MAX; j++) {
 			const struct show_row *r = &all.v[j];
 
-			tprintf(&out, "unknown\t%s\t%s\t", r->tunnel,
+			text_printf(&out, "unknown\t%s\t%s\t", r->tunnel,
 				r->kind == UNKNOWN_IDENTITY ? "identity" : "source");
 			tfield(&out, r->identity, r->identity_len);
 			taddr(&out, &r->peer);
-			tprintf(&out, "\t%llu", (unsigned long long)r->count);
+			text_printf(&out, "\t%llu", (unsigned long long)r->count);
 			tage(&out, r->seen_age);
-			tprintf(&out, "\n");
+			text_printf(&out, "\n");
 		}
 	}
 	free(all.v);
