@@ -48,6 +48,9 @@ run() {	# run NAME CONFIGURE-ARGS...
 			[ -f "$l" ] || continue
 			grep -Eq '^:test-result: (FAIL|ERROR|XPASS)' "${l%.log}.trs" 2>/dev/null || continue
 			echo "--- $l ($(grep -E '^:test-result: (FAIL|ERROR|XPASS)' "${l%.log}.trs" | head -1 | cut -d' ' -f2))"
+			# what failed first (a long daemon log can push it out of the tail)
+			grep -E -A6 '^(FAIL|ERROR): |^Traceback|Fail: ' "$l" | head -n 60
+			echo "--- the log's last 400 lines"
 			tail -n 400 "$l"
 		done
 	fi
