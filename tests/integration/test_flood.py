@@ -194,8 +194,12 @@ def flood_run(env, rounds=100, quiet=False, stalled=False):
     hs_peak = [0]
 
     stop = threading.Event()
-    threads, errors = resil.run_meters([m], gw.addr, None, every=0.5, tries=10, interval=0.1,
-                                       stop=stop, tag=b'fl')
+    # Stalled, the terminator wakes to a full receive queue (4 MiB since the
+    # shared sockets ask for a burst's worth) and reads it before the meter's
+    # retry: on a busy machine that took longer than 10 tries x 0.5 s. The
+    # claim is that the retry gets through, not how soon: 60 tries (30 s).
+    threads, errors = resil.run_meters([m], gw.addr, None, every=0.5, tries=60 if stalled else 10,
+                                       interval=0.1, stop=stop, tag=b'fl')
 
     def watch():
         while not stop.wait(0.05):
