@@ -7,6 +7,13 @@
 #include <gnutls/crypto.h>
 #include "addr.h"
 #include "daemon.h"
+#include "seal.h"
+#include "cache.h"
+#include "dtls.h"
+#include "record.h"
+#include "session.h"
+#include "terminator.h"
+#include "tunnel.h"
 #include "log.h"
 
 #ifdef HAVE_HIREDIS

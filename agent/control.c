@@ -11,6 +11,12 @@
 #include <unistd.h>
 #include "addr.h"
 #include "daemon.h"
+#include "cache.h"
+#include "control.h"
+#include "dtls.h"
+#include "meters.h"
+#include "session.h"
+#include "tunnel.h"
 #include "log.h"
 #include "text.h"
 

@@ -6,6 +6,17 @@
 #include <string.h>
 #include <gnutls/crypto.h>
 #include "daemon.h"
+#include "uring.h"
+#include "cache.h"
+#include "control.h"
+#include "dtls.h"
+#include "gateway.h"
+#include "meters.h"
+#include "notify.h"
+#include "pluginhost.h"
+#include "session.h"
+#include "state.h"
+#include "tunnel.h"
 #include "log.h"
 
 uint64_t daemon_now_ms(const struct daemon *d)

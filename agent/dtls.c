@@ -7,8 +7,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <gnutls/crypto.h>
+#include "cache.h"
 #include "daemon.h"
+#include "dtls.h"
+#include "egress.h"
 #include "file.h"
+#include "hsslots.h"
+#include "record.h"
+#include "role.h"
+#include "session.h"
+#include "tunnel.h"
 #include "seal.h"
 #include "secmem.h"
 #include "log.h"
@@ -19,18 +27,15 @@ static int send_datagram(struct session *s, const void *data, size_t len)
 	struct tunnel *t = s->t;
 	int r;
 
-	if (t->mode == PSKTUN_MODE_GATEWAY) {
-		r = s->sock ? session_sock_send(s->sock, data, len) : -EBADF;
-	} else if (!hs_slot_may_send(s, len)) {
+	if (t->ops->dtls_side == EGRESS_ACCEPT && !hs_slot_may_send(s, len)) {
 		/* Its address is unproven (a ClientHello without our cookie)
 		 * and this would send it more than three times what it sent:
 		 * withheld, so a forged hello cannot aim us at a victim. A
 		 * real peer that misses our flight sends its hello again. */
 		t->d->stats.dropped_amplification++;
 		return -EAGAIN;
-	} else {
-		r = sendbatch_add(t->batch, (const struct sockaddr *)&s->peer, data, len);
 	}
+	r = egress_send(t, s, t->ops->dtls_side, NULL, data, len);
 	if (r < 0) {
 		/* A lost datagram: DTLS retransmits its handshake, the
 		 * meter's protocol its requests. Counted, not fatal. */
@@ -83,7 +88,7 @@ static ssize_t push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
 	struct daemon *d = s->t->d;
 	const uint8_t *rec = data;
 
-	if (s->state == SESSION_HANDSHAKING && len >= DTLS_RECORD_HDR && (rec[3] || rec[4]))
+	if (s->state == SESSION_HANDSHAKING && len >= DTLS_RECORD_HDR && dtls_record_epoch(rec) > 0)
 		s->sent_finished = true;	/* a record of the new epoch: our Finished */
 	if (d->flight.s == s && len <= sizeof(d->flight.buf)) {
 		if (d->flight.len + len > gnutls_dtls_get_mtu(s->tls))
@@ -588,8 +593,10 @@ void dtls_session_deinit(struct session *s)
 	s->client_cred = NULL;
 }
 
-/* AES-128-CCM-8: an 8-byte explicit nonce and an 8-byte tag; no DTLS 1.2 suite adds less. */
-#define DTLS_OVERHEAD_MIN 16
+bool dtls_is_client(const struct session *s)
+{
+	return s->client_cred != NULL;
+}
 
 /*
  * The most plaintext one record can carry. Once a suite is agreed GnuTLS

@@ -2,9 +2,31 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include "addr.h"
+#include "backoff.h"
 #include "daemon.h"
+#include "dtls.h"
+#include "gateway.h"
 #include "log.h"
+#include "meters.h"
+#include "pluginhost.h"
+#include "record.h"
+#include "role.h"
+#include "session.h"
+#include "tunnel.h"
+
+/* A LAN source bound to an identity (gateway): configured or learned via a plugin. */
+struct binding {
+	struct htab_node node;
+	struct htab_node pin_node;	/* a `meters` entry: in tunnel.pinned, by identity */
+	struct sockaddr_storage addr;
+	bool with_port;
+	bool learned;
+	struct binding *next_learned;
+	char identity[PSKTUN_IDENTITY_MAX + 1];
+	size_t identity_len;
+};
 
 static struct binding *binding_find(struct tunnel *t, const struct sockaddr *from)
 {
@@ -186,6 +208,59 @@ int gateway_session_connect(struct session *s)
 	return session_socket_open(s, on_cloud, "the DTLS server");
 }
 
+/* Its turn to shake hands (session.c's queue): resolve `connect` if need be,
+ * then a fresh socket and a GnuTLS client with the meter's key. */
+static void handshake_start(struct session *s)
+{
+	struct tunnel *t = s->t;
+	const struct psktun_key *key;
+
+	if (!t->connect_resolved) {
+		session_set_state(s, SESSION_RESOLVING);
+		if (tunnel_resolve(t) < 0) {	/* no answer will come: back off and try again */
+			session_handshake_begin(s);
+			session_handshake_failed(s, PSKTUN_FAIL_resolve, NULL);
+		}
+		return;
+	}
+	key = psktun_keys_find(t->d->keys, s->identity, s->identity_len);
+	if (!key) {
+		log_warn("tunnel %s: %s is no longer in the key file", t->conf.name, SESSION_ID(s));
+		session_close(s, CLOSE_RELOAD);
+		return;
+	}
+	dtls_key_digest(key, s->key_digest);
+	session_handshake_begin(s);
+	if (gateway_session_connect(s) < 0 || dtls_session_client(s, key) < 0) {
+		session_handshake_failed(s, PSKTUN_FAIL_error, "no socket");
+		return;
+	}
+	log_info("tunnel %s: handshake for %s to %s:%s", t->conf.name, SESSION_ID(s),
+		 t->connect_host, t->connect_port);
+	session_handshake_step(s);
+}
+
+/* Failed: back off (psktun_backoff_ms, growing with each failure) and try again. */
+static void handshake_failed(struct session *s, enum psktun_failure why, const char *detail)
+{
+	uint32_t rnd, wait;
+	char tail[64];
+
+	s->failures++;
+	daemon_rand(&rnd, sizeof(rnd));
+	wait = psktun_backoff_ms(s->failures, rnd);
+	snprintf(tail, sizeof(tail), "; retry %u in %u ms", s->failures, wait);
+	meter_handshake_failed(s, why, detail, tail);
+	/* A DNS answer may be stale after a failure: resolve again next time. */
+	s->t->connect_resolved = false;
+	session_back_off(s, wait);
+}
+
+static void established(struct session *s)
+{
+	dtls_save_resumption(s);
+}
+
 /*
  * Which meter sent this? A `meters` source, else a source a plugin bound
  * earlier, else the plugin. An identity pinned by a `meters` entry is spoken
@@ -244,10 +319,9 @@ static void on_meter(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
 		log_info("tunnel %s: %s claims identity %.*s, which meters pins to another source: refused",
 			 t->conf.name, psktun_addr_format(from, where, sizeof(where)), (int)id_len, id);
 		d->stats.dropped_policy++;
-		if (plugin_refusal(t, from, data, &len, PSKTUN_DGRAM_MAX)) {
-			d->stats.replies_local++;
-			tunnel_send_plain(t, from, data, len);
-		}
+		if (plugin_refusal(t, from, data, &len, PSKTUN_DGRAM_MAX))
+			tunnel_apply_verdict(t, NULL, TUNNEL_UPLINK, PSKTUN_REPLY, PSKTUN_REASON_NONE, from,
+					     data, len);
 		return;
 	}
 	if (r < 0) {
@@ -255,9 +329,7 @@ static void on_meter(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
 		if ((r == -ENOENT || r == -ENOKEY) && t->plugin &&
 		    plugin_on_plain(t, NULL, from, data, &len, PSKTUN_DGRAM_MAX, &reason,
 				    &target) == PSKTUN_REPLY) {
-			tunnel_count_reason(t, reason);
-			d->stats.replies_local++;
-			tunnel_send_plain(t, from, data, len);
+			tunnel_apply_verdict(t, NULL, TUNNEL_UPLINK, PSKTUN_REPLY, reason, from, data, len);
 		} else if (r == -EBADMSG) {
 			d->stats.dropped_malformed++;
 		} else if (r == -ENOKEY) {
@@ -290,33 +362,13 @@ static void on_meter(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
 	s->plain_in_bytes += nread;
 	session_touch(s);
 	v = plugin_on_plain(t, s, from, data, &len, PSKTUN_DGRAM_MAX, &reason, &target);
-	switch (v) {
-	case PSKTUN_FORWARD:
-		session_send_tunnel(s, data, len);
-		break;
-	case PSKTUN_DROP:
-		tunnel_count_reason(t, reason);
-		break;
-	case PSKTUN_REPLY:
-		tunnel_count_reason(t, reason);
-		d->stats.replies_local++;
-		tunnel_send_plain(t, from, data, len);
-		break;
-	case PSKTUN_CLOSE:
-		if (len)
-			session_send_tunnel(s, data, len);
-		if (s->state == SESSION_ESTABLISHED)
-			session_close(s, CLOSE_PLUGIN);
-		else
-			s->closing_after_send = true;
-		break;
-	}
+	tunnel_apply_verdict(t, s, TUNNEL_UPLINK, v, reason, from, data, len);
 	/* Answered on the LAN or dropped: no handshake for nothing. */
 	if (created && s->state == SESSION_NEW && !s->queue.n && !s->waiting)
 		session_close(s, CLOSE_UNUSED);
 }
 
-int gateway_start(struct tunnel *t, const struct psktun_config *cfg)
+static int start(struct tunnel *t, const struct psktun_config *cfg)
 {
 	int r = gateway_bindings_load(t, cfg);
 
@@ -328,7 +380,23 @@ int gateway_start(struct tunnel *t, const struct psktun_config *cfg)
 	return 0;
 }
 
-void gateway_stop(struct tunnel *t)
+static void stop(struct tunnel *t)
 {
-	bindings_clear(t, false);
+	if (t->bindings.bucket)
+		bindings_clear(t, false);
 }
+
+const struct role_ops gateway_ops = {
+	.name = "gateway",
+	.up_where = "to cloud",
+	.dtls_side = EGRESS_CONNECT,
+	.keeps_uplink = true,
+	.rehandshakes = true,
+	.start = start,
+	.stop = stop,
+	.handshake_start = handshake_start,
+	.established = established,
+	.handshake_failed = handshake_failed,
+	.session_closing = plugin_session_close,
+	.deliver = tunnel_deliver,
+};

@@ -4,7 +4,10 @@
 #include <string.h>
 #include <netinet/in.h>
 #include "daemon.h"
+#include "session.h"
+#include "tunnel.h"
 #include "hsslots.h"
+#include "meters.h"
 #include "log.h"
 
 struct hs_source {

@@ -8,6 +8,11 @@
 #include <string.h>
 #include <unistd.h>
 #include "daemon.h"
+#include "meters.h"
+#include "seal.h"
+#include "dtls.h"
+#include "notify.h"
+#include "pluginhost.h"
 #include "log.h"
 
 #define DEFAULT_CONFIG PSKTUN_SYSCONFDIR "/psktun/psktun.conf"

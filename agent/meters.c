@@ -6,6 +6,9 @@
 #include <string.h>
 #include "addr.h"
 #include "daemon.h"
+#include "dtls.h"
+#include "session.h"
+#include "tunnel.h"
 #include "log.h"
 #include "meters.h"
 #include "text.h"

@@ -6,38 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
-
-/*
- * Why a handshake failed (or was refused): X(slug, terminator text, gateway text).
- * The slug is what `show --dump` and the metrics' reason label carry; the
- * texts are the log's and `show`'s. Shared with psktunctl.
- */
-#define PSKTUN_FAILURES(X) \
-	X(unknown_identity, "unknown identity", "unknown identity") \
-	X(wrong_key, "the client's Finished did not verify: wrong key?", \
-	  "our Finished was not accepted: wrong key?") \
-	X(silent, "the client went silent after the cookie", \
-	  "the server stopped answering during the handshake") \
-	X(no_answer, "no answer from the client", "no answer from the server") \
-	X(too_many_handshakes, "too many handshakes", "too many handshakes") \
-	X(no_cipher_suite, "no cipher suite in common (handshake_failure alert sent)", \
-	  "no cipher suite in common") \
-	X(peer_alert, "the client ended the handshake", "the server ended the handshake") \
-	X(resolve, "cannot resolve the backend", "cannot resolve the server") \
-	X(error, "handshake error", "handshake error")
-
-enum psktun_failure {
-#define X(slug, t, g) PSKTUN_FAIL_##slug,
-	PSKTUN_FAILURES(X)
-#undef X
-	PSKTUN_FAIL_MAX
-};
-
-const char *psktun_failure_slug(enum psktun_failure f);
-const char *psktun_failure_text(enum psktun_failure f, bool gateway);
-
-#ifdef PSKTUN_DAEMON_H
-/* The daemon's side (needs daemon.h first). */
+#include "failure.h"
+#include "htab.h"
+#include "keys.h"
 
 #define METER_UNKNOWN_MAX 16	/* recent unknown sources/identities a tunnel remembers */
 #define LOGLIMIT_SLOTS 256	/* sources/identities whose last log line a tunnel remembers */
@@ -143,5 +114,4 @@ struct show_rows *show_rows_collect(struct daemon *d);
 void show_rows_free(struct show_rows *r);
 /* rows: one per worker; returns the dump text (malloc'd, *len). */
 char *show_text(struct daemon *d, struct show_rows **rows, unsigned n, size_t *len);
-#endif
 #endif

@@ -7,7 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <stdio.h>
-#include "daemon.h"
+#include "notify.h"
 
 void notify_systemd(const char *state)
 {

@@ -8,6 +8,10 @@
 #include "addr.h"
 #include "daemon.h"
 #include "log.h"
+#include "pluginhost.h"
+#include "role.h"
+#include "session.h"
+#include "tunnel.h"
 
 struct plugin {
 	char name[64];
@@ -385,19 +389,7 @@ static int host_send_plain(struct psktun_session *ps, const uint8_t *buf, size_t
 static int host_send_plain_to(struct psktun_tunnel *pt, const struct sockaddr *to, const uint8_t *buf,
 			      size_t len)
 {
-	struct tunnel *t = T(pt);
-	uv_buf_t b = uv_buf_init((char *)buf, len);
-
-	if (t->mode == PSKTUN_MODE_GATEWAY)
-		return tunnel_send_plain(t, to, buf, len);
-	if (!t->shared_plain)
-		return -ENOTSUP;
-	if (uv_udp_try_send(t->shared_plain, &b, 1, to) < 0) {
-		t->d->stats.dropped_send++;
-		return -EIO;
-	}
-	t->d->stats.plain_out++;
-	return 0;
+	return tunnel_send_plain(T(pt), NULL, to, buf, len);
 }
 
 static int host_send_tunnel(struct psktun_session *ps, const uint8_t *buf, size_t len)
@@ -518,13 +510,13 @@ static int host_use_shared_plain(struct psktun_tunnel *pt, const char *local)
 {
 	struct sockaddr_storage ss;
 
-	if (T(pt)->mode != PSKTUN_MODE_TERMINATOR)
+	if (!T(pt)->ops->use_shared_plain)
 		return -ENOTSUP;
 	if (psktun_addr_parse(local, true, &ss, NULL) < 0) {
 		log_err("tunnel %s: '%s' is not a numeric host:port", T(pt)->conf.name, local);
 		return -EINVAL;
 	}
-	return terminator_use_shared_plain(T(pt), (struct sockaddr *)&ss);
+	return T(pt)->ops->use_shared_plain(T(pt), (struct sockaddr *)&ss);
 }
 
 static const char *host_addr_str(const struct sockaddr *sa, char *buf, size_t len)

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "genkey.h"
-#include "meters.h"
+#include "failure.h"
 
 #define DEFAULT_SOCKET "/run/psktun/control"
 

@@ -1,5 +1,6 @@
 /* record: the DTLS record layer's wire format, checked before GnuTLS sees a byte. */
 #include <errno.h>
+#include <string.h>
 #include "record.h"
 
 int dtls_record_len(const uint8_t *p, size_t len)
@@ -40,4 +41,33 @@ bool dtls_is_plain_alert(const uint8_t *p, size_t len)
 {
 	return dtls_record_len(p, len) == DTLS_RECORD_HDR + 2 && p[0] == DTLS_CT_ALERT &&
 	       dtls_record_epoch(p) == 0;
+}
+
+void dtls_plain_alert(uint8_t out[static DTLS_PLAIN_ALERT_LEN], uint8_t description)
+{
+	memset(out, 0, DTLS_PLAIN_ALERT_LEN);
+	out[0] = DTLS_CT_ALERT;
+	out[1] = 0xfe;		/* DTLS 1.2 */
+	out[2] = 0xfd;
+	out[12] = 2;		/* length: level, description */
+	out[DTLS_RECORD_HDR] = DTLS_ALERT_FATAL;
+	out[DTLS_RECORD_HDR + 1] = description;
+}
+
+size_t dtls_client_hello_session_id(const uint8_t *p, size_t len, const uint8_t **sid)
+{
+	const uint8_t *hs = p + DTLS_RECORD_HDR;
+	size_t off = DTLS_CLIENT_HELLO_RANDOM + 32, n;	/* then session_id's length */
+
+	*sid = NULL;
+	if (len < off + 1)
+		return 0;
+	n = p[off];
+	if (n == 0 || n > 32 || len < off + 1 + n)
+		return 0;
+	/* fragment_offset 0 and fragment_length == length: the whole message */
+	if (hs[6] || hs[7] || hs[8] || memcmp(hs + 1, hs + 9, 3))
+		return 0;
+	*sid = p + off + 1;
+	return n;
 }

@@ -8,6 +8,8 @@
 #define DTLS_RECORD_HDR 13	/* type(1) version(2) epoch(2) sequence(6) length(2) */
 #define DTLS_RECORD_BODY_MAX (16384 + 2048)	/* RFC 6347 4.1 (RFC 5246 6.2.3) */
 #define DTLS_RECORDS_MAX 16	/* records taken from one datagram; a flight has 3 to 5 */
+/* AES-128-CCM-8: an 8-byte explicit nonce and an 8-byte tag; no DTLS 1.2 suite adds less. */
+#define DTLS_OVERHEAD_MIN 16
 
 #define DTLS_CT_CCS 20
 #define DTLS_CT_ALERT 21
@@ -17,6 +19,9 @@
 #define DTLS_HS_HDR 12		/* type(1) length(3) message_seq(2) fragment_offset(3) fragment_length(3) */
 /* Where a ClientHello record holds client_random: after both headers and client_version. */
 #define DTLS_CLIENT_HELLO_RANDOM (DTLS_RECORD_HDR + DTLS_HS_HDR + 2)
+#define DTLS_ALERT_FATAL 2
+#define DTLS_ALERT_UNEXPECTED_MESSAGE 10
+#define DTLS_PLAIN_ALERT_LEN (DTLS_RECORD_HDR + 2)	/* level(1) description(1) */
 
 /*
  * The length (header and body) of the record at the start of p, or -EBADMSG
@@ -37,4 +42,17 @@ bool dtls_is_client_hello(const uint8_t *p, size_t len);
 
 /* An epoch 0 (plaintext, unauthenticated) alert record. */
 bool dtls_is_plain_alert(const uint8_t *p, size_t len);
+
+/* The description of the alert record at p (its length n, from dtls_record_len); 0 when it has none. */
+static inline uint8_t dtls_alert_description(const uint8_t *p, size_t n)
+{
+	return n > DTLS_RECORD_HDR + 1 ? p[DTLS_RECORD_HDR + 1] : 0;
+}
+
+/* A fatal epoch 0 alert, record sequence 0, into out[DTLS_PLAIN_ALERT_LEN]. */
+void dtls_plain_alert(uint8_t out[static DTLS_PLAIN_ALERT_LEN], uint8_t description);
+
+/* The session ID a ClientHello record (dtls_is_client_hello) names, in *sid;
+ * its length, or 0 when it names none or is fragmented (it cannot be read whole). */
+size_t dtls_client_hello_session_id(const uint8_t *p, size_t len, const uint8_t **sid);
 #endif

@@ -5,9 +5,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include "addr.h"
-#include "backoff.h"
 #include "daemon.h"
+#include "dtls.h"
+#include "hsslots.h"
 #include "log.h"
+#include "meters.h"
+#include "record.h"
+#include "role.h"
+#include "rxsock.h"
+#include "session.h"
+#include "sessionsock.h"
+#include "tunnel.h"
 
 #define REPLAY_MAX 4		/* uplink datagrams kept for a replay (sent_keep) */
 #define REPLAY_BYTES 2048
@@ -89,6 +97,12 @@ void session_sock_closed(void *arg)
 
 static void on_timer(uv_timer_t *timer);
 
+/* Every change of a session's state goes through here. */
+void session_set_state(struct session *s, enum session_state st)
+{
+	s->state = st;
+}
+
 struct session *session_new(struct tunnel *t, const char *identity, size_t len)
 {
 	struct daemon *d = t->d;
@@ -101,7 +115,7 @@ struct session *session_new(struct tunnel *t, const char *identity, size_t len)
 		len = PSKTUN_IDENTITY_MAX;
 	memcpy(s->identity, identity, len);
 	s->identity_len = len;
-	s->state = SESSION_NEW;
+	session_set_state(s, SESSION_NEW);
 	s->idle_timeout_s = d->cfg->dtls.idle_timeout_s;
 	dgram_queue_init(&s->queue, d->cfg->dtls.queue_len, &d->queue_budget);
 	s->sent_budget = (struct dgram_budget){ 0, REPLAY_BYTES };
@@ -274,8 +288,7 @@ void session_close(struct session *s, enum close_reason why)
 	if (s->state == SESSION_ESTABLISHED)
 		d->stats.sessions_closed++;
 	meter_session_fold(s);
-	if (s->plugin_open)
-		plugin_session_close(s);
+	t->ops->session_closing(s);
 	lost = dgram_queue_clear(&s->queue);
 	d->stats.dropped_closed += lost;
 	if (s->waiting)
@@ -308,7 +321,7 @@ void session_close(struct session *s, enum close_reason why)
 	t->n_sessions--;
 	d->n_sessions--;
 
-	s->state = SESSION_CLOSING;
+	session_set_state(s, SESSION_CLOSING);
 	handshaking_end(s);
 	session_reset_transport(s);
 	if (s->plugin_timer) {
@@ -331,23 +344,19 @@ static void session_established(struct session *s)
 	struct daemon *d = t->d;
 	struct dgram *q;
 
-	s->state = SESSION_ESTABLISHED;
+	session_set_state(s, SESSION_ESTABLISHED);
 	s->failures = 0;
 	handshaking_end(s);
 	d->stats.handshakes_completed++;
 	if (gnutls_session_is_resumed(s->tls))
 		d->stats.handshakes_resumed++;
-	if (t->mode == PSKTUN_MODE_GATEWAY)
-		dtls_save_resumption(s);
 	d->stats.sessions_opened++;
-	if (t->mode == PSKTUN_MODE_TERMINATOR) {
-		terminator_established(s);
-		if (s->state != SESSION_ESTABLISHED)
-			return;
-	}
+	t->ops->established(s);
+	if (s->state != SESSION_ESTABLISHED)
+		return;
 	meter_established(s);
 	log_notice("tunnel %s: session %s up (%s%s, %llu ms)", t->conf.name, SESSION_ID(s),
-		   t->mode == PSKTUN_MODE_GATEWAY ? "to cloud" : "from peer",
+		   t->ops->up_where,
 		   gnutls_session_is_resumed(s->tls) ? ", resumed" : "",
 		   (unsigned long long)(daemon_now_ms(d) - s->started_ms));
 	session_touch(s);
@@ -365,7 +374,7 @@ void session_handshake_begin(struct session *s)
 {
 	struct daemon *d = s->t->d;
 
-	s->state = SESSION_HANDSHAKING;
+	session_set_state(s, SESSION_HANDSHAKING);
 	s->alert_ignored = -1;
 	s->counted_handshaking = true;
 	d->n_handshaking++;
@@ -415,7 +424,7 @@ static uint64_t alert_left_ms(struct session *s)
 static enum psktun_failure failure_reason(struct session *s, int r, const char **detail,
 					  char *buf, size_t len)
 {
-	bool gw = s->t->mode == PSKTUN_MODE_GATEWAY;
+	bool client = dtls_is_client(s);
 	char id[PSKTUN_IDENTITY_MAX + 1];
 
 	*detail = NULL;
@@ -430,7 +439,7 @@ static enum psktun_failure failure_reason(struct session *s, int r, const char *
 			return PSKTUN_FAIL_unknown_identity;
 		/* A wrong key shows only as a Finished the other side cannot
 		 * decrypt, which DTLS drops silently (RFC 6347 4.1.2.7). */
-		if (gw ? s->sent_finished && s->heard_peer
+		if (client ? s->sent_finished && s->heard_peer
 		       : s->peer_finished && session_named_identity(s, id, sizeof(id)))
 			return PSKTUN_FAIL_wrong_key;
 		if (!s->heard_peer) {
@@ -453,31 +462,24 @@ static enum psktun_failure failure_reason(struct session *s, int r, const char *
 	}
 }
 
-static void session_failed(struct session *s, enum psktun_failure why, const char *detail)
+/* A handshake failed: counted, its slot released; the role backs off or closes. */
+void session_handshake_failed(struct session *s, enum psktun_failure why, const char *detail)
 {
-	struct tunnel *t = s->t;
-	struct daemon *d = t->d;
-	uint32_t rnd, wait;
-	char tail[64];
+	struct daemon *d = s->t->d;
 
 	if (!s->repeat)
 		d->stats.handshakes_failed++;
 	handshaking_end(s);
-	if (t->mode == PSKTUN_MODE_TERMINATOR) {
-		meter_handshake_failed(s, why, detail, NULL);
-		session_close(s, CLOSE_HANDSHAKE);
-		return;
-	}
-	s->failures++;
-	daemon_rand(&rnd, sizeof(rnd));
-	wait = psktun_backoff_ms(s->failures, rnd);
-	snprintf(tail, sizeof(tail), "; retry %u in %u ms", s->failures, wait);
-	meter_handshake_failed(s, why, detail, tail);
+	s->t->ops->handshake_failed(s, why, detail);
+}
+
+/* Wait `ms`, then shake hands again if something is queued (on_timer); the
+ * socket and GnuTLS state of the failed attempt go, the session stays. */
+void session_back_off(struct session *s, uint32_t ms)
+{
 	session_reset_transport(s);
-	/* A DNS answer may be stale after a failure: resolve again next time. */
-	t->connect_resolved = false;
-	s->state = SESSION_BACKOFF;
-	arm(s, wait);
+	session_set_state(s, SESSION_BACKOFF);
+	arm(s, ms);
 }
 
 void session_handshake_step(struct session *s)
@@ -517,24 +519,24 @@ void session_handshake_step(struct session *s)
 	/* Before the client named an identity, no alert can say anything
 	 * about keys: tell it why (RFC 5246 7.4.1.3 asks for handshake_failure
 	 * when no suite is in common) instead of leaving it to retransmit. */
-	if (s->t->mode == PSKTUN_MODE_TERMINATOR && why != PSKTUN_FAIL_peer_alert &&
+	if (!dtls_is_client(s) && why != PSKTUN_FAIL_peer_alert &&
 	    r != GNUTLS_E_TIMEDOUT && !session_named_identity(s, id, sizeof(id))) {
 		dtls_flight_begin(s);
 		gnutls_alert_send_appropriate(s->tls, r);
 		dtls_flight_end(s);
 	}
-	session_failed(s, why, detail);
+	session_handshake_failed(s, why, detail);
 }
 
 /* A gateway session asks for a handshake: it waits its turn (start_turn),
  * the oldest first, while max_handshakes are in progress. */
-void session_handshake_start(struct session *s)
+void session_request_handshake(struct session *s)
 {
 	struct daemon *d = s->t->d;
 
 	if (s->state == SESSION_CLOSING || s->state == SESSION_HANDSHAKING)
 		return;
-	s->state = SESSION_NEW;
+	session_set_state(s, SESSION_NEW);
 	if (!s->waiting) {
 		s->waiting = true;
 		s->wait_next = NULL;
@@ -547,37 +549,13 @@ void session_handshake_start(struct session *s)
 	session_wait_next_start(d);
 }
 
+/* Its turn (start_turn): the role opens what the handshake needs and begins it. */
 static void handshake_start_now(struct session *s)
 {
-	struct tunnel *t = s->t;
-	struct daemon *d = t->d;
-	const struct psktun_key *key;
-
 	if (s->state == SESSION_CLOSING || s->state == SESSION_HANDSHAKING)
 		return;
-	if (!t->connect_resolved) {
-		s->state = SESSION_RESOLVING;
-		if (tunnel_resolve(t) < 0) {	/* no answer will come: back off and try again */
-			session_handshake_begin(s);
-			session_failed(s, PSKTUN_FAIL_resolve, NULL);
-		}
-		return;
-	}
-	key = psktun_keys_find(d->keys, s->identity, s->identity_len);
-	if (!key) {
-		log_warn("tunnel %s: %s is no longer in the key file", t->conf.name, SESSION_ID(s));
-		session_close(s, CLOSE_RELOAD);
-		return;
-	}
-	dtls_key_digest(key, s->key_digest);
-	session_handshake_begin(s);
-	if (gateway_session_connect(s) < 0 || dtls_session_client(s, key) < 0) {
-		session_failed(s, PSKTUN_FAIL_error, "no socket");
-		return;
-	}
-	log_info("tunnel %s: handshake for %s to %s:%s", t->conf.name, SESSION_ID(s),
-		 t->connect_host, t->connect_port);
-	session_handshake_step(s);
+	if (s->t->ops->handshake_start)
+		s->t->ops->handshake_start(s);
 }
 
 static void on_timer(uv_timer_t *timer)
@@ -590,10 +568,10 @@ static void on_timer(uv_timer_t *timer)
 	switch (s->state) {
 	case SESSION_HANDSHAKING:
 		if (!hs_slot_hello_left_ms(s))
-			session_failed(s, PSKTUN_FAIL_silent, "no second flight in time while slots run short");
+			session_handshake_failed(s, PSKTUN_FAIL_silent, "no second flight in time while slots run short");
 		else if (!alert_left_ms(s)) {
 			alert_name((gnutls_alert_description_t)s->alert_ignored, alert, sizeof(alert));
-			session_failed(s, PSKTUN_FAIL_peer_alert, alert);
+			session_handshake_failed(s, PSKTUN_FAIL_peer_alert, alert);
 		} else
 			session_handshake_step(s);
 		break;
@@ -607,7 +585,7 @@ static void on_timer(uv_timer_t *timer)
 		break;
 	case SESSION_BACKOFF:
 		if (s->queue.n)
-			session_handshake_start(s);
+			session_request_handshake(s);
 		else
 			session_close(s, CLOSE_IDLE);
 		break;
@@ -640,7 +618,7 @@ static bool path_dead(struct session *s)
 {
 	uint64_t limit = (uint64_t)s->t->d->cfg->dtls.path_timeout_s * 1000, now;
 
-	if (!limit || s->t->mode != PSKTUN_MODE_GATEWAY || s->t->plugin)
+	if (!limit || !s->t->ops->keeps_uplink || s->t->plugin)
 		return false;
 	now = daemon_now_ms(s->t->d);
 	if (!s->unanswered_since_ms) {
@@ -661,7 +639,7 @@ static bool path_dead(struct session *s)
  */
 static void sent_keep(struct session *s, const uint8_t *data, size_t len)
 {
-	if (s->t->mode != PSKTUN_MODE_GATEWAY || len > REPLAY_BYTES)
+	if (!s->t->ops->keeps_uplink || len > REPLAY_BYTES)
 		return;
 	while (s->sent.n && (s->sent.n >= REPLAY_MAX || s->sent_budget.used + len > REPLAY_BYTES))
 		free(dgram_queue_pop(&s->sent));	/* the oldest makes room */
@@ -742,7 +720,7 @@ int session_send_tunnel(struct session *s, const uint8_t *data, size_t len)
 		return q;
 	}
 	if (s->state == SESSION_NEW && !s->waiting)
-		session_handshake_start(s);
+		session_request_handshake(s);
 	return 0;
 }
 
@@ -774,7 +752,7 @@ static void on_one_record(struct session *s, const uint8_t *data, size_t len)
 				s->unanswered_since_ms = 0;
 				if (s->sent.n)
 					sent_forget(s);	/* the path carried them */
-				session_deliver(s, d->txbuf, n);
+				t->ops->deliver(s, d->txbuf, n);
 				if (s->state != SESSION_ESTABLISHED)
 					return;
 				continue;
@@ -852,13 +830,13 @@ void session_on_record(struct session *s, const uint8_t *data, size_t len)
 			 * soon and a forged one is overtaken by the real flight. */
 			d->stats.records_discarded++;
 			if (s->alert_ignored < 0) {
-				s->alert_ignored = n > DTLS_RECORD_HDR + 1 ? data[DTLS_RECORD_HDR + 1] : 0;
+				s->alert_ignored = dtls_alert_description(data, n);
 				s->alert_ms = daemon_now_ms(d);
 				s->alert_last_in = s->tls ? (int)gnutls_handshake_get_last_in(s->tls) : -1;
 				arm(s, alert_left_ms(s));
 			}
 			log_debug("tunnel %s: a plaintext alert (%d) during a handshake held",
-				  s->t->conf.name, data[DTLS_RECORD_HDR + 1]);
+				  s->t->conf.name, dtls_alert_description(data, n));
 		} else {
 			if (s->state == SESSION_HANDSHAKING && dtls_record_epoch(data) > 0)
 				s->peer_finished = true;
@@ -879,8 +857,7 @@ void session_report_silent(struct session *s)
 
 	d->stats.silent_reports++;
 	log_info("tunnel %s: session %s reported silent", s->t->conf.name, SESSION_ID(s));
-	if (s->t->mode == PSKTUN_MODE_GATEWAY)
-		session_rehandshake(s);
+	session_rehandshake(s);
 }
 
 /* Gateway: the path looks dead; shake hands again from a fresh socket
@@ -889,7 +866,7 @@ void session_rehandshake(struct session *s)
 {
 	struct daemon *d = s->t->d;
 
-	if (s->t->mode != PSKTUN_MODE_GATEWAY || s->state != SESSION_ESTABLISHED)
+	if (!s->t->ops->rehandshakes || s->state != SESSION_ESTABLISHED)
 		return;
 	if (s->rehandshake_ms && daemon_now_ms(d) - s->rehandshake_ms < 1000)
 		return;
@@ -899,6 +876,6 @@ void session_rehandshake(struct session *s)
 		   SESSION_ID(s));
 	session_reset_transport(s);
 	s->unanswered_since_ms = 0;
-	s->state = SESSION_NEW;
-	session_handshake_start(s);
+	session_set_state(s, SESSION_NEW);
+	session_request_handshake(s);
 }

@@ -6,6 +6,9 @@
 #include <unistd.h>
 #include "addr.h"
 #include "daemon.h"
+#include "session.h"
+#include "tunnel.h"
+#include "uring.h"
 #include "sessionsock.h"
 
 #define SOCKSET_EVENTS 64	/* ready sockets taken per wake-up; the rest stay ready */

@@ -8,6 +8,11 @@
 #include <unistd.h>
 #include <gnutls/crypto.h>
 #include "daemon.h"
+#include "seal.h"
+#include "dtls.h"
+#include "session.h"
+#include "state.h"
+#include "tunnel.h"
 #include "file.h"
 #include "log.h"
 

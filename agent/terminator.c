@@ -5,13 +5,22 @@
 #include <string.h>
 #include <unistd.h>
 #include "addr.h"
+#include "cache.h"
 #include "daemon.h"
+#include "dtls.h"
+#include "egress.h"
+#include "hsslots.h"
 #include "log.h"
-
-/* DTLS record header: type(1) version(2) epoch(2) seq(6) length(2); then the handshake header. */
-#define DTLS_HDR DTLS_RECORD_HDR
-
-#define LOST_ALERT_LEN 15
+#include "meters.h"
+#include "pluginhost.h"
+#include "ratelimit.h"
+#include "record.h"
+#include "role.h"
+#include "sendbatch.h"
+#include "session.h"
+#include "sessionsock.h"
+#include "terminator.h"
+#include "tunnel.h"
 
 /*
  * Application data from an address with no session: we restarted, or a NAT
@@ -23,14 +32,13 @@
  */
 static void lost_session_alert(struct tunnel *t, const struct sockaddr *to)
 {
-	static const uint8_t alert[LOST_ALERT_LEN] = {
-		DTLS_CT_ALERT, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2,
-		2 /* fatal */, 10 /* unexpected_message */
-	};
+	uint8_t alert[DTLS_PLAIN_ALERT_LEN];
 	uv_buf_t b = uv_buf_init((char *)alert, sizeof(alert));
 
 	if (!ratelimit_take(t->alert_rate, to, daemon_now_ms(t->d)))
 		return;
+	dtls_plain_alert(alert, DTLS_ALERT_UNEXPECTED_MESSAGE);
+	/* Not batched: sent now, past the batch's own accounting (a lost one is not a drop). */
 	if (uv_udp_try_send(&t->sock, &b, 1, to) >= 0)
 		t->d->stats.lost_session_alerts++;
 }
@@ -84,20 +92,10 @@ static ssize_t cookie_push(gnutls_transport_ptr_t ptr, const void *data, size_t 
  */
 static bool resumes_cached_session(struct tunnel *t, const uint8_t *p, size_t len)
 {
-	/* record header, handshake header, client_version, random, session_id */
-	size_t off = DTLS_HDR + 12 + 2 + 32;
-	uint8_t sid_len;
+	const uint8_t *sid;
+	size_t sid_len = dtls_client_hello_session_id(p, len, &sid);
 
-	if (len < off + 1)
-		return false;
-	sid_len = p[off];
-	if (sid_len == 0 || sid_len > 32 || len < off + 1 + sid_len)
-		return false;
-	/* a fragmented ClientHello cannot be checked whole: let the cookie decide */
-	if (p[DTLS_HDR + 6] || p[DTLS_HDR + 7] || p[DTLS_HDR + 8] ||
-	    memcmp(p + DTLS_HDR + 1, p + DTLS_HDR + 9, 3))
-		return false;
-	return dtls_server_cache_has(t->d, p + off + 1, sid_len);
+	return sid_len && dtls_server_cache_has(t->d, sid, sid_len);
 }
 
 static bool slots_full(const struct daemon *d)
@@ -215,7 +213,8 @@ static void dispatch(struct tunnel *t, const struct sockaddr *from, const uint8_
 		}
 		d->stats.dropped_unknown++;
 		meter_unknown_seen(t, UNKNOWN_SOURCE, "", 0, from, "no session with this address");
-		if (data[0] == DTLS_CT_APPLICATION_DATA && dtls_record_epoch(data) > 0 && nread >= LOST_ALERT_LEN)
+		if (data[0] == DTLS_CT_APPLICATION_DATA && dtls_record_epoch(data) > 0 &&
+		    nread >= DTLS_PLAIN_ALERT_LEN)
 			lost_session_alert(t, from);
 		return;
 	}
@@ -249,7 +248,7 @@ static void on_peer(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 
 	if (nread <= 0 || !from)
 		return;
-	if ((flags & UV_UDP_PARTIAL) || nread < DTLS_HDR) {
+	if ((flags & UV_UDP_PARTIAL) || nread < DTLS_RECORD_HDR) {
 		d->stats.dropped_malformed++;
 		return;
 	}
@@ -282,7 +281,6 @@ static void from_backend(struct tunnel *t, struct session *s, uint8_t *data, ssi
 	enum psktun_reason reason = PSKTUN_REASON_NONE;
 	struct session *target = NULL;
 	enum psktun_verdict v;
-	uv_buf_t b;
 
 	if (nread < 0)
 		return;
@@ -301,28 +299,7 @@ static void from_backend(struct tunnel *t, struct session *s, uint8_t *data, ssi
 		s->plain_in_bytes += nread;
 		session_touch(s);
 	}
-	switch (v) {
-	case PSKTUN_FORWARD:
-		session_send_tunnel(s, data, len);
-		break;
-	case PSKTUN_DROP:
-		tunnel_count_reason(t, reason);
-		break;
-	case PSKTUN_REPLY:	/* back to the backend, the way it came */
-		tunnel_count_reason(t, reason);
-		d->stats.replies_local++;
-		b = uv_buf_init((char *)data, len);
-		if (t->shared_plain)
-			uv_udp_try_send(t->shared_plain, &b, 1, from);
-		else if (s->sock)
-			session_sock_send(s->sock, data, len);
-		break;
-	case PSKTUN_CLOSE:
-		if (len)
-			session_send_tunnel(s, data, len);
-		session_close(s, CLOSE_PLUGIN);
-		break;
-	}
+	tunnel_apply_verdict(t, s, TUNNEL_UPLINK, v, reason, from, data, len);	/* a REPLY: back to the backend */
 }
 
 static void on_backend(struct session *s, ssize_t nread, uint8_t *data, bool truncated)
@@ -363,7 +340,9 @@ static struct tunnel *retiring_shared_on(struct daemon *d, const struct sockaddr
 	return NULL;
 }
 
-int terminator_use_shared_plain(struct tunnel *t, const struct sockaddr *local)
+static void live(struct tunnel *t);
+
+static int use_shared_plain(struct tunnel *t, const struct sockaddr *local)
 {
 	struct tunnel *old = retiring_shared_on(t->d, local);
 	uv_os_fd_t fd;
@@ -395,13 +374,18 @@ int terminator_use_shared_plain(struct tunnel *t, const struct sockaddr *local)
 	if (old)
 		old->shared_handed = true;
 	if (t->started)
-		terminator_shared_plain_start(t);
+		live(t);
 	return 0;
 }
 
-void terminator_shared_plain_start(struct tunnel *t)
+/* The tunnel goes live (tunnel_start): the shared backend socket too, if a plugin asked for one. */
+static void live(struct tunnel *t)
 {
-	int r = uv_udp_recv_start(t->shared_plain, tunnel_alloc_rx, on_shared_backend);
+	int r;
+
+	if (!t->shared_plain)
+		return;
+	r = uv_udp_recv_start(t->shared_plain, tunnel_alloc_rx, on_shared_backend);
 
 	if (r < 0)
 		log_err("tunnel %s: cannot receive from the backend: %s", t->conf.name, uv_strerror(r));
@@ -412,7 +396,7 @@ static int backend_open(struct session *s)
 	return session_socket_open(s, on_backend, "the backend");
 }
 
-void terminator_established(struct session *s)
+static void established(struct session *s)
 {
 	struct tunnel *t = s->t;
 	struct daemon *d = t->d;
@@ -459,7 +443,7 @@ void terminator_established(struct session *s)
 	plugin_session_open(s);
 }
 
-int terminator_start(struct tunnel *t, const struct psktun_config *cfg)
+static int start(struct tunnel *t, const struct psktun_config *cfg)
 {
 	t->hs_rate = malloc(sizeof(*t->hs_rate));
 	if (!t->hs_rate)
@@ -473,3 +457,23 @@ int terminator_start(struct tunnel *t, const struct psktun_config *cfg)
 	t->on_recv = on_peer;	/* from tunnel_start on */
 	return 0;
 }
+
+/* A failed handshake ends its session: the client starts another. */
+static void handshake_failed(struct session *s, enum psktun_failure why, const char *detail)
+{
+	meter_handshake_failed(s, why, detail, NULL);
+	session_close(s, CLOSE_HANDSHAKE);
+}
+
+const struct role_ops terminator_ops = {
+	.name = "terminator",
+	.up_where = "from peer",
+	.dtls_side = EGRESS_ACCEPT,
+	.start = start,
+	.established = established,
+	.handshake_failed = handshake_failed,
+	.session_closing = plugin_session_close,
+	.deliver = tunnel_deliver,
+	.use_shared_plain = use_shared_plain,
+	.live = live,
+};

@@ -7,7 +7,16 @@
 #include <unistd.h>
 #include "addr.h"
 #include "daemon.h"
+#include "egress.h"
 #include "log.h"
+#include "meters.h"
+#include "pluginhost.h"
+#include "role.h"
+#include "rxsock.h"
+#include "sendbatch.h"
+#include "session.h"
+#include "sessionsock.h"
+#include "tunnel.h"
 
 static char *dup_or_null(const char *s)
 {
@@ -83,9 +92,20 @@ void tunnel_count_reason(struct tunnel *t, enum psktun_reason r)
 	}
 }
 
-int tunnel_send_plain(struct tunnel *t, const struct sockaddr *to, const uint8_t *buf, size_t len)
+/* The tunnel's plain side: the other one than its DTLS peers' (role.h). */
+static enum egress_side plain_side(const struct tunnel *t)
 {
-	if (sendbatch_add(t->batch, to, buf, len) < 0) {
+	return t->ops->dtls_side == EGRESS_ACCEPT ? EGRESS_CONNECT : EGRESS_ACCEPT;
+}
+
+int tunnel_send_plain(struct tunnel *t, struct session *s, const struct sockaddr *to, const uint8_t *buf,
+		      size_t len)
+{
+	int r = egress_send(t, s, plain_side(t), to, buf, len);
+
+	if (r == -ENOTSUP)	/* no socket there: nothing could leave, nothing was lost */
+		return r;
+	if (r < 0) {
 		t->d->stats.dropped_send++;
 		return -EIO;
 	}
@@ -106,8 +126,8 @@ void tunnel_start(struct tunnel *t)
 {
 	t->started = true;
 	rxsock_start(t->rx, t->on_recv);
-	if (t->shared_plain)
-		terminator_shared_plain_start(t);
+	if (t->ops->live)
+		t->ops->live(t);
 	if (t->plugin_timer_ms)
 		plugin_tunnel_timer_start(t);
 }
@@ -116,22 +136,8 @@ void tunnel_start(struct tunnel *t)
  * address; terminator, to the backend (its own socket or the shared one). */
 int session_send_plain(struct session *s, const uint8_t *buf, size_t len)
 {
-	struct tunnel *t = s->t;
-	uv_buf_t b = uv_buf_init((char *)buf, len);
-	int r;
+	int r = tunnel_send_plain(s->t, s, NULL, buf, len);
 
-	if (t->mode == PSKTUN_MODE_GATEWAY) {
-		r = tunnel_send_plain(t, (struct sockaddr *)&s->peer, buf, len);
-	} else {
-		if (t->shared_plain)
-			r = uv_udp_try_send(t->shared_plain, &b, 1, (struct sockaddr *)&t->connect_addr);
-		else
-			r = s->sock ? session_sock_send(s->sock, buf, len) : -EBADF;
-		if (r < 0)
-			t->d->stats.dropped_send++;
-		else
-			t->d->stats.plain_out++;
-	}
 	if (r < 0)
 		return -EIO;
 	s->plain_out++;
@@ -139,16 +145,29 @@ int session_send_plain(struct session *s, const uint8_t *buf, size_t len)
 	return 0;
 }
 
-/* A datagram decrypted from the session: the plugin's verdict, then the plain side. */
-void session_deliver(struct session *s, uint8_t *buf, size_t len)
+/* Where a datagram the plugin let through goes on: into the tunnel (uplink), or out of it. */
+static void pass_on(struct session *s, enum tunnel_dir dir, const uint8_t *buf, size_t len)
 {
-	struct tunnel *t = s->t;
-	enum psktun_reason reason = PSKTUN_REASON_NONE;
-	enum psktun_verdict v = plugin_on_tunnel(s, buf, &len, sizeof(t->d->txbuf), &reason);
+	if (dir == TUNNEL_UPLINK)
+		session_send_tunnel(s, buf, len);
+	else
+		session_send_plain(s, buf, len);
+}
 
+/*
+ * The one place a plugin's verdict is applied. UPLINK: plaintext from the
+ * plain side (a meter, a backend) on its way into session s (NULL: none yet;
+ * only REPLY then); a REPLY goes back to `from`. DOWNLINK: plaintext a
+ * record of s carried; a REPLY goes back into the tunnel. CLOSE forwards
+ * what is left of the datagram first; a session not yet up closes once its
+ * queue has gone (session.c: closing_after_send).
+ */
+void tunnel_apply_verdict(struct tunnel *t, struct session *s, enum tunnel_dir dir, enum psktun_verdict v,
+			  enum psktun_reason reason, const struct sockaddr *from, uint8_t *buf, size_t len)
+{
 	switch (v) {
 	case PSKTUN_FORWARD:
-		session_send_plain(s, buf, len);
+		pass_on(s, dir, buf, len);
 		break;
 	case PSKTUN_DROP:
 		tunnel_count_reason(t, reason);
@@ -156,14 +175,30 @@ void session_deliver(struct session *s, uint8_t *buf, size_t len)
 	case PSKTUN_REPLY:
 		tunnel_count_reason(t, reason);
 		t->d->stats.replies_local++;
-		session_send_tunnel(s, buf, len);
+		if (dir == TUNNEL_UPLINK)
+			tunnel_send_plain(t, s, from, buf, len);
+		else
+			session_send_tunnel(s, buf, len);
 		break;
 	case PSKTUN_CLOSE:
 		if (len)
-			session_send_plain(s, buf, len);
-		session_close(s, CLOSE_PLUGIN);
+			pass_on(s, dir, buf, len);
+		if (dir == TUNNEL_UPLINK && s->state != SESSION_ESTABLISHED)
+			s->closing_after_send = true;
+		else
+			session_close(s, CLOSE_PLUGIN);
 		break;
 	}
+}
+
+/* A datagram decrypted from the session (role_ops.deliver): the plugin's verdict, then the plain side. */
+void tunnel_deliver(struct session *s, uint8_t *buf, size_t len)
+{
+	struct tunnel *t = s->t;
+	enum psktun_reason reason = PSKTUN_REASON_NONE;
+	enum psktun_verdict v = plugin_on_tunnel(s, buf, &len, sizeof(t->d->txbuf), &reason);
+
+	tunnel_apply_verdict(t, s, TUNNEL_DOWNLINK, v, reason, (struct sockaddr *)&s->peer, buf, len);
 }
 
 /* A session's own UDP socket, connected to the tunnel's `connect` (gateway: the
@@ -214,10 +249,9 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 		if (s->state != SESSION_RESOLVING)
 			continue;
 		if (r == 0) {
-			s->state = SESSION_NEW;
-			session_handshake_start(s);
+			session_request_handshake(s);
 		} else {
-			s->state = SESSION_BACKOFF;
+			session_set_state(s, SESSION_BACKOFF);
 			session_close(s, CLOSE_ERROR);
 		}
 	}
@@ -347,6 +381,7 @@ int tunnel_open(struct daemon *d, const struct psktun_config *cfg, const struct 
 		return -ENOMEM;
 	t->d = d;
 	t->mode = mode;
+	t->ops = mode == PSKTUN_MODE_GATEWAY ? &gateway_ops : &terminator_ops;
 	r = conf_tunnel_copy(&t->conf, conf);
 	if (r < 0)
 		goto fail;
@@ -437,7 +472,7 @@ int tunnel_open(struct daemon *d, const struct psktun_config *cfg, const struct 
 			goto fail_sock;
 		}
 	}
-	r = mode == PSKTUN_MODE_GATEWAY ? gateway_start(t, cfg) : terminator_start(t, cfg);
+	r = t->ops->start(t, cfg);
 	if (r < 0) {
 		psktun_diag_add(diag, cfg->path, conf->line, "tunnel %s: cannot be set up: %s", conf->name,
 				strerror(-r));
@@ -470,14 +505,8 @@ void tunnel_close(struct tunnel *t)
 		session_close(t->sessions, t->d->stopping ? CLOSE_SHUTDOWN : CLOSE_RELOAD);
 	if (t->plugin)
 		plugin_tunnel_fini(t);
-	for (size_t i = 0; i <= t->bindings.mask && t->bindings.bucket; i++) {
-		struct htab_node *n = t->bindings.bucket[i], *nn;
-
-		for (; n; n = nn) {
-			nn = n->next;
-			free(container_of(n, struct binding, node));
-		}
-	}
+	if (t->ops->stop)
+		t->ops->stop(t);
 	htab_deinit(&t->bindings);
 	htab_deinit(&t->pinned);
 	htab_deinit(&t->by_identity);

@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <cmocka.h>
-#include "daemon.h"
+#include "meters.h"
 
 static void test_a_source_is_logged_the_first_time_then_once_a_minute(void **state)
 {

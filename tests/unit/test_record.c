@@ -90,6 +90,62 @@ static void test_a_plain_alert_is_an_epoch_0_alert_of_two_bytes(void **state)
 	assert_false(dtls_is_plain_alert(d, 15));
 }
 
+static void test_the_lost_session_alert_is_a_fatal_unexpected_message_at_epoch_0(void **state)
+{
+	static const uint8_t want[DTLS_PLAIN_ALERT_LEN] = {
+		DTLS_CT_ALERT, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 10
+	};
+	uint8_t d[DTLS_PLAIN_ALERT_LEN];
+
+	memset(d, 0xaa, sizeof(d));
+	dtls_plain_alert(d, DTLS_ALERT_UNEXPECTED_MESSAGE);
+	assert_memory_equal(d, want, sizeof(want));
+	assert_true(dtls_is_plain_alert(d, sizeof(d)));
+	assert_int_equal(dtls_alert_description(d, sizeof(d)), 10);
+	assert_int_equal(dtls_alert_description(d, DTLS_RECORD_HDR + 1), 0);	/* no description byte */
+}
+
+/* A ClientHello of `sid_len` session ID bytes (0x5a), fragment_length `frag`. */
+static size_t hello(uint8_t *d, size_t cap, uint8_t sid_len, unsigned frag)
+{
+	size_t len = DTLS_CLIENT_HELLO_RANDOM + 32 + 1 + sid_len + 8;
+
+	assert_true(len <= cap);
+	memset(d, 0, len);
+	hdr(d, DTLS_CT_HANDSHAKE, 0xfd, 0, len - DTLS_RECORD_HDR);
+	d[DTLS_RECORD_HDR] = DTLS_HS_CLIENT_HELLO;
+	d[DTLS_RECORD_HDR + 3] = (uint8_t)(len - DTLS_RECORD_HDR - DTLS_HS_HDR);	/* length */
+	d[DTLS_RECORD_HDR + 11] = (uint8_t)frag;					/* fragment_length */
+	d[DTLS_CLIENT_HELLO_RANDOM + 32] = sid_len;
+	memset(d + DTLS_CLIENT_HELLO_RANDOM + 33, 0x5a, sid_len);
+	return len;
+}
+
+static void test_a_client_hello_names_its_session_id_only_when_whole(void **state)
+{
+	uint8_t d[256];
+	const uint8_t *sid;
+	size_t len = hello(d, sizeof(d), 32, 0);
+
+	d[DTLS_RECORD_HDR + 11] = d[DTLS_RECORD_HDR + 3];	/* one fragment: the whole message */
+	assert_int_equal(dtls_client_hello_session_id(d, len, &sid), 32);
+	assert_ptr_equal(sid, d + DTLS_CLIENT_HELLO_RANDOM + 33);
+	assert_int_equal(sid[0], 0x5a);
+	/* cut short: the ID runs past the datagram */
+	assert_int_equal(dtls_client_hello_session_id(d, DTLS_CLIENT_HELLO_RANDOM + 33 + 31, &sid), 0);
+	assert_null(sid);
+	/* a fragment: cannot be read whole */
+	d[DTLS_RECORD_HDR + 11]--;
+	assert_int_equal(dtls_client_hello_session_id(d, len, &sid), 0);
+	/* no session ID, or one longer than 32 */
+	len = hello(d, sizeof(d), 0, 0);
+	d[DTLS_RECORD_HDR + 11] = d[DTLS_RECORD_HDR + 3];
+	assert_int_equal(dtls_client_hello_session_id(d, len, &sid), 0);
+	len = hello(d, sizeof(d), 33, 0);
+	d[DTLS_RECORD_HDR + 11] = d[DTLS_RECORD_HDR + 3];
+	assert_int_equal(dtls_client_hello_session_id(d, len, &sid), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -98,6 +154,8 @@ int main(void)
 		cmocka_unit_test(test_a_short_header_an_empty_body_a_bad_type_or_version_is_refused),
 		cmocka_unit_test(test_a_body_longer_than_dtls_allows_is_refused),
 		cmocka_unit_test(test_a_plain_alert_is_an_epoch_0_alert_of_two_bytes),
+		cmocka_unit_test(test_the_lost_session_alert_is_a_fatal_unexpected_message_at_epoch_0),
+		cmocka_unit_test(test_a_client_hello_names_its_session_id_only_when_whole),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,7 +14,14 @@
 #include <cmocka.h>
 #include "backoff.h"
 #include "daemon.h"
+#include "dtls.h"
+#include "gateway.h"
 #include "log.h"
+#include "pluginhost.h"
+#include "record.h"
+#include "session.h"
+#include "sessionsock.h"
+#include "tunnel.h"
 
 #define KEY1 "00112233445566778899aabbccddeeff"
 #define KEY2 "ffeeddccbbaa99887766554433221100"

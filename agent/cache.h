@@ -1,0 +1,22 @@
+/* cache: the shared session cache in Redis (terminator, session_cache.redis). */
+#ifndef PSKTUN_CACHE_H
+#define PSKTUN_CACHE_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <gnutls/gnutls.h>
+
+struct daemon;
+struct tunnel;
+
+int shared_cache_start(struct daemon *d);
+void shared_cache_stop(struct daemon *d);
+void shared_cache_store(struct daemon *d, const gnutls_datum_t *sid, const gnutls_datum_t *data,
+			const char *identity, size_t id_len, const uint8_t digest[32]);
+void shared_cache_remove(struct daemon *d, const gnutls_datum_t *sid);
+/* True: the ClientHello, which names a session the local cache lacks, is held
+ * while Redis is asked; it comes back through terminator_client_hello. */
+bool shared_cache_hold(struct tunnel *t, const struct sockaddr *from, const uint8_t *data, size_t len);
+
+#endif
