@@ -10,9 +10,9 @@
 #include "seal.h"
 #include "cache.h"
 #include "dtls.h"
+#include "servercache.h"
 #include "record.h"
 #include "session.h"
-#include "terminator.h"
 #include "tunnel.h"
 #include "log.h"
 

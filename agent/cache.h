@@ -18,5 +18,7 @@ void shared_cache_remove(struct daemon *d, const gnutls_datum_t *sid);
 /* True: the ClientHello, which names a session the local cache lacks, is held
  * while Redis is asked; it comes back through terminator_client_hello. */
 bool shared_cache_hold(struct tunnel *t, const struct sockaddr *from, const uint8_t *data, size_t len);
+/* What the cache's user (terminator.c) provides: a held ClientHello, handed back when Redis answered. */
+void terminator_client_hello(struct tunnel *t, const struct sockaddr *from, const uint8_t *data, size_t len);
 
 #endif

@@ -14,6 +14,7 @@
 #include "cache.h"
 #include "control.h"
 #include "dtls.h"
+#include "servercache.h"
 #include "meters.h"
 #include "session.h"
 #include "tunnel.h"

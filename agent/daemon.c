@@ -19,16 +19,6 @@
 #include "tunnel.h"
 #include "log.h"
 
-uint64_t daemon_now_ms(const struct daemon *d)
-{
-	return uv_now(d->loop);
-}
-
-void daemon_rand(void *buf, size_t len)
-{
-	gnutls_rnd(GNUTLS_RND_NONCE, buf, len);
-}
-
 static void log_diag(const struct psktun_diag *diag)
 {
 	for (size_t i = 0; i < diag->n && i < PSKTUN_DIAG_MAX; i++)

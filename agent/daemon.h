@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <gnutls/gnutls.h>
+#include <gnutls/crypto.h>
 #include <uv.h>
 #include "config.h"
 #include "failure.h"
@@ -120,7 +121,16 @@ void daemon_tell(struct daemon *d, unsigned cmd);
 void daemon_stop(struct daemon *d, int exit_code);
 void daemon_signals_close(struct daemon *d);	/* after the loop has ended */
 void daemon_reload(struct daemon *d);	/* leader: asynchronous with workers; control_reloaded() tells */
-uint64_t daemon_now_ms(const struct daemon *d);
-void daemon_rand(void *buf, size_t len);
+
+/* The loop's clock and nonces: read by every layer, so not a call up into daemon.c. */
+static inline uint64_t daemon_now_ms(const struct daemon *d)
+{
+	return uv_now(d->loop);
+}
+
+static inline void daemon_rand(void *buf, size_t len)
+{
+	gnutls_rnd(GNUTLS_RND_NONCE, buf, len);
+}
 
 #endif

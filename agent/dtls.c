@@ -7,7 +7,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <gnutls/crypto.h>
-#include "cache.h"
 #include "daemon.h"
 #include "dtls.h"
 #include "egress.h"
@@ -172,149 +171,6 @@ static int psk_server_key(gnutls_session_t tls, const gnutls_datum_t *username, 
 		dtls_fake_key(d, (const char *)username->data, username->size, key->data, len);
 		s->unknown_identity = true;	/* for the log and `show`, never the wire */
 	}
-	return 0;
-}
-
-/*
- * The terminator's session cache (session-ID resumption, GnuTLS's db
- * callbacks), one for the process: a resuming gateway shakes hands from a
- * fresh port, which the kernel may give to another worker. Keyed by random
- * session IDs, so tunnels can share it too.
- */
-static struct resume_store server_cache;
-static uv_mutex_t server_cache_lock;
-static uv_once_t server_cache_once = UV_ONCE_INIT;
-static bool server_cache_ready;
-
-static void server_cache_setup(void)
-{
-	uv_mutex_init(&server_cache_lock);
-}
-
-static struct resume_store *server_cache_lock_get(struct daemon *d)
-{
-	uv_once(&server_cache_once, server_cache_setup);
-	uv_mutex_lock(&server_cache_lock);
-	if (!server_cache_ready && resume_store_init(&server_cache, d->cfg->dtls.max_sessions) == 0)
-		server_cache_ready = true;
-	return server_cache_ready ? &server_cache : NULL;
-}
-
-void dtls_server_cache_stats(uint64_t *n, uint64_t *bytes)
-{
-	uv_once(&server_cache_once, server_cache_setup);
-	uv_mutex_lock(&server_cache_lock);
-	*n = server_cache_ready ? server_cache.n : 0;
-	*bytes = server_cache_ready ? server_cache.bytes : 0;
-	uv_mutex_unlock(&server_cache_lock);
-}
-
-/* Does the cache hold a still valid session with this ID? */
-bool dtls_server_cache_has(struct daemon *d, const uint8_t *id, size_t len)
-{
-	struct resume_store *rs = server_cache_lock_get(d);
-	bool has = rs && resume_get(rs, id, len, d->keys, daemon_now_ms(d) / 1000);
-
-	uv_mutex_unlock(&server_cache_lock);
-	return has;
-}
-
-/* Each entry, least recently used first (the state file's order). */
-void dtls_server_cache_foreach(struct daemon *d, void (*fn)(void *arg, const struct resume_view *v), void *arg)
-{
-	struct resume_store *rs = server_cache_lock_get(d);
-
-	if (rs)
-		resume_foreach(rs, fn, arg);
-	uv_mutex_unlock(&server_cache_lock);
-}
-
-/* fn(arg, entry) under the cache's lock if the cache holds a live entry for id. */
-bool dtls_server_cache_with(struct daemon *d, const uint8_t *id, size_t len,
-			    void (*fn)(void *arg, const struct resume_view *v), void *arg)
-{
-	struct resume_store *rs = server_cache_lock_get(d);
-	struct resume_view v;
-	bool found = rs && resume_peek(rs, id, len, daemon_now_ms(d) / 1000, &v);
-
-	if (found)
-		fn(arg, &v);
-	uv_mutex_unlock(&server_cache_lock);
-	return found;
-}
-
-int dtls_server_cache_put(struct daemon *d, const struct resume_view *v)
-{
-	struct resume_store *rs = server_cache_lock_get(d);
-	int r = rs ? resume_put_view(rs, v) : -ENOMEM;
-
-	uv_mutex_unlock(&server_cache_lock);
-	return r;
-}
-
-void dtls_server_cache_deinit(void)
-{
-	uv_once(&server_cache_once, server_cache_setup);
-	uv_mutex_lock(&server_cache_lock);
-	if (server_cache_ready)
-		resume_store_deinit(&server_cache);
-	server_cache_ready = false;
-	uv_mutex_unlock(&server_cache_lock);
-}
-
-static int db_store(void *ptr, gnutls_datum_t key, gnutls_datum_t data)
-{
-	struct session *s = ptr;
-	struct daemon *d = s->t->d;
-	gnutls_datum_t user = { NULL, 0 };
-	const struct psktun_key *k;
-	struct resume_store *rs;
-	uint8_t digest[32];
-	int r = -1;
-
-	if (gnutls_psk_server_get_username2(s->tls, &user) < 0 || !user.size)
-		return -1;
-	k = psktun_keys_find(d->keys, (const char *)user.data, user.size);
-	if (!k)
-		return -1;
-	dtls_key_digest(k, digest);
-	rs = server_cache_lock_get(d);
-	if (rs)
-		r = resume_put(rs, key.data, key.size, &data, (const char *)user.data, user.size, digest,
-			       daemon_now_ms(d) / 1000) < 0 ? -1 : 0;
-	uv_mutex_unlock(&server_cache_lock);
-	shared_cache_store(d, &key, &data, (const char *)user.data, user.size, digest);
-	return r;
-}
-
-static gnutls_datum_t db_retrieve(void *ptr, gnutls_datum_t key)
-{
-	struct session *s = ptr;
-	struct resume_store *rs = server_cache_lock_get(s->t->d);
-	const gnutls_datum_t *e = rs ? resume_get(rs, key.data, key.size, s->t->d->keys,
-						  daemon_now_ms(s->t->d) / 1000) : NULL;
-	gnutls_datum_t out = { NULL, 0 };
-
-	if (e) {
-		out.data = gnutls_malloc(e->size);
-		if (out.data) {
-			memcpy(out.data, e->data, e->size);
-			out.size = e->size;
-		}
-	}
-	uv_mutex_unlock(&server_cache_lock);
-	return out;
-}
-
-static int db_remove(void *ptr, gnutls_datum_t key)
-{
-	struct session *s = ptr;
-	struct resume_store *rs = server_cache_lock_get(s->t->d);
-
-	if (rs)
-		resume_del(rs, key.data, key.size);
-	uv_mutex_unlock(&server_cache_lock);
-	shared_cache_remove(s->t->d, &key);
 	return 0;
 }
 
@@ -571,11 +427,6 @@ int dtls_session_server(struct session *s, gnutls_dtls_prestate_st *prestate)
 		gnutls_dtls_prestate_set(s->tls, prestate);
 	if (s->t->d->ticket_key.data)
 		gnutls_session_ticket_enable_server(s->tls, &s->t->d->ticket_key);
-	gnutls_db_set_ptr(s->tls, s);
-	gnutls_db_set_cache_expiration(s->tls, PSKTUN_RESUME_LIFETIME_S);
-	gnutls_db_set_store_function(s->tls, db_store);
-	gnutls_db_set_retrieve_function(s->tls, db_retrieve);
-	gnutls_db_set_remove_function(s->tls, db_remove);
 	return 0;
 fail:
 	log_err("tunnel %s: cannot set up a DTLS session: %s", s->t->conf.name, gnutls_strerror_name(r));

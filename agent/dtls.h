@@ -30,13 +30,6 @@ void dtls_flight_end(struct session *s);
 void dtls_key_digest(const struct psktun_key *key, uint8_t out[32]);
 void dtls_save_resumption(struct session *s);
 size_t dtls_plain_max(const struct session *s);
-void dtls_server_cache_stats(uint64_t *n, uint64_t *bytes);
-void dtls_server_cache_deinit(void);
-void dtls_server_cache_foreach(struct daemon *d, void (*fn)(void *arg, const struct resume_view *v), void *arg);
-int dtls_server_cache_put(struct daemon *d, const struct resume_view *v);
-bool dtls_server_cache_with(struct daemon *d, const uint8_t *id, size_t len,
-			    void (*fn)(void *arg, const struct resume_view *v), void *arg);
-bool dtls_server_cache_has(struct daemon *d, const uint8_t *id, size_t len);
 void dtls_fake_key(struct daemon *d, const char *identity, size_t len, uint8_t *out, size_t out_len);
 
 #endif

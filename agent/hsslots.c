@@ -7,7 +7,6 @@
 #include "session.h"
 #include "tunnel.h"
 #include "hsslots.h"
-#include "meters.h"
 #include "log.h"
 
 struct hs_source {
@@ -172,7 +171,7 @@ static struct session *oldest_without_progress(struct hs_source *src)
 	return NULL;
 }
 
-bool hs_slot_make_room(struct daemon *d, const struct sockaddr *from)
+struct session *hs_slot_victim(struct daemon *d, const struct sockaddr *from)
 {
 	struct hs_sources *hs = &d->hs_sources;
 	struct hs_source *mine = source_of(hs, from), *top = top_get(hs);
@@ -180,7 +179,7 @@ bool hs_slot_make_room(struct daemon *d, const struct sockaddr *from)
 	struct session *victim = NULL;
 
 	if (!top)
-		return false;
+		return NULL;
 	if (have < top->n) {
 		/* `from` holds fewer than the largest holder: that one yields. */
 		victim = oldest_without_progress(top);
@@ -192,15 +191,12 @@ bool hs_slot_make_room(struct daemon *d, const struct sockaddr *from)
 		 * never one that is about to finish. */
 		victim = oldest_without_progress(mine);
 	}
-	if (!victim)
-		return false;
-	d->stats.handshakes_evicted++;
-	d->stats.handshakes_failed++;
-	meter_handshake_failed(victim, PSKTUN_FAIL_too_many_handshakes, "evicted to make room for another", NULL);
-	log_debug("tunnel %s: a handshake made room for another (its source holds %u of %u slots)",
-		  victim->t->conf.name, victim->slot.src->n, d->cfg->dtls.max_handshakes);
-	session_close(victim, CLOSE_HANDSHAKE);
-	return true;
+	return victim;
+}
+
+unsigned hs_slot_held(const struct session *s)
+{
+	return s->slot.src ? s->slot.src->n : 0;
 }
 
 void hs_slot_step(struct session *s)

@@ -50,9 +50,11 @@ void hs_slot_release(struct daemon *d, struct session *s);
  * check. The source holding the most slots yields one, its oldest handshake
  * that has made no progress (or, when `from` holds fewer, its oldest): a
  * source may use what nobody else wants, never keep another out. Returns
- * true when a slot was freed (the evicted session is closed and counted).
+ * that session, for the caller to close (terminator.c), or NULL.
  */
-bool hs_slot_make_room(struct daemon *d, const struct sockaddr *from);
+struct session *hs_slot_victim(struct daemon *d, const struct sockaddr *from);
+/* How many slots the session's source holds. */
+unsigned hs_slot_held(const struct session *s);
 
 /* After a handshake step: note progress (the client's second flight). */
 void hs_slot_step(struct session *s);

@@ -11,6 +11,7 @@
 #include "meters.h"
 #include "seal.h"
 #include "dtls.h"
+#include "servercache.h"
 #include "notify.h"
 #include "pluginhost.h"
 #include "log.h"

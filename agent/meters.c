@@ -6,7 +6,6 @@
 #include <string.h>
 #include "addr.h"
 #include "daemon.h"
-#include "dtls.h"
 #include "session.h"
 #include "tunnel.h"
 #include "log.h"

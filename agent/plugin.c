@@ -349,93 +349,30 @@ void plugin_session_close(struct session *s)
 	s->plugin_data = NULL;
 }
 
-/* The host table. */
-
-static void host_log(struct psktun_tunnel *pt, enum psktun_log_level level, const char *fmt, ...)
+const char *plugin_name(const struct plugin *pl)
 {
-	char line[1024];
-	va_list ap;
-
-	if (!psktun_log_enabled((int)level))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	/* The one prefix: plugins write only what follows it. */
-	psktun_log((int)level, "tunnel %s: plugin %s: %s", T(pt)->conf.name,
-		   T(pt)->plugin ? T(pt)->plugin->name : "?", line);
+	return pl ? pl->name : "?";
 }
 
-static enum psktun_role host_role(struct psktun_tunnel *pt)
-{
-	return T(pt)->mode == PSKTUN_MODE_GATEWAY ? PSKTUN_ROLE_GATEWAY : PSKTUN_ROLE_TERMINATOR;
-}
-
-static const char *host_tunnel_name(struct psktun_tunnel *pt)
-{
-	return T(pt)->conf.name;
-}
-
-static uint64_t host_now_ms(struct psktun_tunnel *pt)
-{
-	return daemon_now_ms(T(pt)->d);
-}
-
-static int host_send_plain(struct psktun_session *ps, const uint8_t *buf, size_t len)
-{
-	return session_send_plain(S(ps), buf, len);
-}
-
-static int host_send_plain_to(struct psktun_tunnel *pt, const struct sockaddr *to, const uint8_t *buf,
-			      size_t len)
-{
-	return tunnel_send_plain(T(pt), NULL, to, buf, len);
-}
-
-static int host_send_tunnel(struct psktun_session *ps, const uint8_t *buf, size_t len)
-{
-	return session_send_tunnel(S(ps), buf, len);
-}
-
-static const char *host_identity(struct psktun_session *ps, size_t *len)
-{
-	*len = S(ps)->identity_len;
-	return S(ps)->identity;
-}
-
-static struct psktun_session *host_find_session(struct psktun_tunnel *pt, const char *id, size_t len)
-{
-	struct session *s = session_find_identity(T(pt), id, len);
-
-	return s && s->state == SESSION_ESTABLISHED ? PS(s) : NULL;
-}
-
-static void host_set_idle_timeout(struct psktun_session *ps, uint32_t seconds)
-{
-	session_set_idle(S(ps), seconds);
-}
-
-static void host_report_silent(struct psktun_session *ps)
+/* What a plugin asks of a session (psktun_host.report_silent, .rehandshake):
+ * during a call into a plugin it waits until the outermost call returns. */
+void plugin_report_silent(struct session *s)
 {
 	if (calls)
-		defer(S(ps), PLUGIN_DEFER_SILENT);
+		defer(s, PLUGIN_DEFER_SILENT);
 	else
-		session_report_silent(S(ps));
+		session_report_silent(s);
 }
 
-static void host_rehandshake(struct psktun_session *ps)
+void plugin_rehandshake(struct session *s)
 {
 	if (calls)
-		defer(S(ps), PLUGIN_DEFER_REHANDSHAKE);
+		defer(s, PLUGIN_DEFER_REHANDSHAKE);
 	else
-		session_rehandshake(S(ps));
+		session_rehandshake(s);
 }
 
-static unsigned host_worker(struct psktun_tunnel *pt)
-{
-	return T(pt)->d->worker;
-}
-
+/* A plugin's timers (psktun_host.session_timer, .tunnel_timer). */
 static void on_session_timer(uv_timer_t *timer)
 {
 	struct session *s = timer->data;
@@ -445,9 +382,8 @@ static void on_session_timer(uv_timer_t *timer)
 		PLUGIN_CALL(t->plugin->p->on_session_timer(t->plugin_data, PS(s), s->plugin_data));
 }
 
-static int host_session_timer(struct psktun_session *ps, uint32_t ms)
+int plugin_session_timer(struct session *s, uint32_t ms)
 {
-	struct session *s = S(ps);
 
 	if (s->state == SESSION_CLOSING)
 		return -ESHUTDOWN;
@@ -475,9 +411,8 @@ static void on_tunnel_timer(uv_timer_t *timer)
 		PLUGIN_CALL(t->plugin->p->on_tunnel_timer(t->plugin_data));
 }
 
-static int host_tunnel_timer(struct psktun_tunnel *pt, uint32_t ms)
+int plugin_tunnel_timer(struct tunnel *t, uint32_t ms)
 {
-	struct tunnel *t = T(pt);
 
 	t->plugin_timer_ms = ms;
 	if (!ms) {
@@ -505,43 +440,3 @@ void plugin_tunnel_timer_start(struct tunnel *t)
 	if (t->plugin_timer && ms)
 		uv_timer_start(t->plugin_timer, on_tunnel_timer, ms, 0);
 }
-
-static int host_use_shared_plain(struct psktun_tunnel *pt, const char *local)
-{
-	struct sockaddr_storage ss;
-
-	if (!T(pt)->ops->use_shared_plain)
-		return -ENOTSUP;
-	if (psktun_addr_parse(local, true, &ss, NULL) < 0) {
-		log_err("tunnel %s: '%s' is not a numeric host:port", T(pt)->conf.name, local);
-		return -EINVAL;
-	}
-	return T(pt)->ops->use_shared_plain(T(pt), (struct sockaddr *)&ss);
-}
-
-static const char *host_addr_str(const struct sockaddr *sa, char *buf, size_t len)
-{
-	return psktun_addr_format(sa, buf, len);
-}
-
-const struct psktun_host plugin_host = {
-	.abi = PSKTUN_PLUGIN_ABI,
-	.size = sizeof(struct psktun_host),
-	.log = host_log,
-	.role = host_role,
-	.tunnel_name = host_tunnel_name,
-	.now_ms = host_now_ms,
-	.send_plain = host_send_plain,
-	.send_plain_to = host_send_plain_to,
-	.send_tunnel = host_send_tunnel,
-	.identity = host_identity,
-	.find_session = host_find_session,
-	.set_idle_timeout = host_set_idle_timeout,
-	.report_silent = host_report_silent,
-	.rehandshake = host_rehandshake,
-	.session_timer = host_session_timer,
-	.tunnel_timer = host_tunnel_timer,
-	.use_shared_plain = host_use_shared_plain,
-	.addr_str = host_addr_str,
-	.worker = host_worker,
-};

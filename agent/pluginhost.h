@@ -1,4 +1,4 @@
-/* pluginhost: the daemon's side of the plugin ABI (plugin.c): loading, the calls into a plugin, the host table. */
+/* pluginhost: the daemon's side of the plugin ABI: plugin.c loads plugins and calls into them, host.c is what they call. */
 #ifndef PSKTUN_PLUGINHOST_H
 #define PSKTUN_PLUGINHOST_H
 #include <stdbool.h>
@@ -39,6 +39,14 @@ void plugin_session_close(struct session *s);
  * rehandshake) runs when the outermost call on this thread ends. */
 void plugin_call_begin(void);
 void plugin_call_end(void);
+/* What a plugin asks of a session (report_silent, rehandshake): deferred while a call runs. */
+void plugin_report_silent(struct session *s);
+void plugin_rehandshake(struct session *s);
+/* A plugin's timers: 0 stops one. */
+int plugin_session_timer(struct session *s, uint32_t ms);
+int plugin_tunnel_timer(struct tunnel *t, uint32_t ms);
+const char *plugin_name(const struct plugin *pl);	/* "?" for none */
+/* host.c: the table every plugin gets (psktun/plugin.h); its entries call down into the tunnel. */
 extern const struct psktun_host plugin_host;
 
 #endif

@@ -21,19 +21,6 @@
 #define REPLAY_BYTES 2048
 #define REPLAY_AGE_MS 30000
 
-const char *session_state_name(enum session_state st)
-{
-	switch (st) {
-	case SESSION_NEW: return "new";
-	case SESSION_RESOLVING: return "resolving";
-	case SESSION_HANDSHAKING: return "handshaking";
-	case SESSION_ESTABLISHED: return "established";
-	case SESSION_BACKOFF: return "backoff";
-	case SESSION_CLOSING: return "closing";
-	}
-	return "?";
-}
-
 static const char *close_reason_name(enum close_reason why)
 {
 	switch (why) {
@@ -48,11 +35,6 @@ static const char *close_reason_name(enum close_reason why)
 	case CLOSE_UNUSED: return "unused";
 	}
 	return "?";
-}
-
-uint64_t identity_hash(const char *identity, size_t len)
-{
-	return psktun_hash(identity, len);
 }
 
 struct session *session_find_identity(struct tunnel *t, const char *identity, size_t len)

@@ -26,7 +26,18 @@ enum session_state {
 	SESSION_CLOSING,	/* handles closing; freed when the last one is closed */
 };
 
-const char *session_state_name(enum session_state st);
+static inline const char *session_state_name(enum session_state st)
+{
+	switch (st) {
+	case SESSION_NEW: return "new";
+	case SESSION_RESOLVING: return "resolving";
+	case SESSION_HANDSHAKING: return "handshaking";
+	case SESSION_ESTABLISHED: return "established";
+	case SESSION_BACKOFF: return "backoff";
+	case SESSION_CLOSING: return "closing";
+	}
+	return "?";
+}
 
 /* A session's identity as one token for a log line (log.h: psktun_quote); the
  * buffer lives until the end of the enclosing block. */
@@ -140,7 +151,10 @@ void session_replay_sent(struct session *s);
 void session_wait_next_start(struct daemon *d);
 void session_starter_close(struct daemon *d);
 struct session *session_find_identity(struct tunnel *t, const char *identity, size_t len);
-uint64_t identity_hash(const char *identity, size_t len);
+static inline uint64_t identity_hash(const char *identity, size_t len)
+{
+	return psktun_hash(identity, len);
+}
 
 /* Close callbacks that drop one of the session's references (open_handles). */
 void handle_closed_free_session(uv_handle_t *h);

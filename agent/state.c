@@ -10,6 +10,7 @@
 #include "daemon.h"
 #include "seal.h"
 #include "dtls.h"
+#include "servercache.h"
 #include "session.h"
 #include "state.h"
 #include "tunnel.h"

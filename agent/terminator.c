@@ -17,9 +17,9 @@
 #include "record.h"
 #include "role.h"
 #include "sendbatch.h"
+#include "servercache.h"
 #include "session.h"
 #include "sessionsock.h"
-#include "terminator.h"
 #include "tunnel.h"
 
 /*
@@ -104,6 +104,81 @@ static bool slots_full(const struct daemon *d)
 }
 
 /*
+ * GnuTLS's session database for session-ID resumption: the process's cache
+ * (servercache.c), written through to the fleet's Redis (cache.c) when there is one.
+ */
+static int db_store(void *ptr, gnutls_datum_t key, gnutls_datum_t data)
+{
+	struct session *s = ptr;
+	struct daemon *d = s->t->d;
+	gnutls_datum_t user = { NULL, 0 };
+	const struct psktun_key *k;
+	uint8_t digest[32];
+	int r;
+
+	if (gnutls_psk_server_get_username2(s->tls, &user) < 0 || !user.size)
+		return -1;
+	k = psktun_keys_find(d->keys, (const char *)user.data, user.size);
+	if (!k)
+		return -1;
+	dtls_key_digest(k, digest);
+	r = dtls_server_cache_store(d, &key, &data, (const char *)user.data, user.size, digest) < 0 ? -1 : 0;
+	shared_cache_store(d, &key, &data, (const char *)user.data, user.size, digest);
+	return r;
+}
+
+static gnutls_datum_t db_retrieve(void *ptr, gnutls_datum_t key)
+{
+	struct session *s = ptr;
+
+	return dtls_server_cache_fetch(s->t->d, &key);
+}
+
+static int db_remove(void *ptr, gnutls_datum_t key)
+{
+	struct session *s = ptr;
+
+	dtls_server_cache_del(s->t->d, &key);
+	shared_cache_remove(s->t->d, &key);
+	return 0;
+}
+
+static void db_attach(struct session *s)
+{
+	gnutls_db_set_ptr(s->tls, s);
+	gnutls_db_set_cache_expiration(s->tls, PSKTUN_RESUME_LIFETIME_S);
+	gnutls_db_set_store_function(s->tls, db_store);
+	gnutls_db_set_retrieve_function(s->tls, db_retrieve);
+	gnutls_db_set_remove_function(s->tls, db_remove);
+}
+
+/* A handshake yields its slot to another: counted as failed, and closed. */
+static void evict(struct session *s, const char *why)
+{
+	struct daemon *d = s->t->d;
+
+	d->stats.handshakes_evicted++;
+	d->stats.handshakes_failed++;
+	meter_handshake_failed(s, PSKTUN_FAIL_too_many_handshakes, why, NULL);
+	session_close(s, CLOSE_HANDSHAKE);
+}
+
+/* All slots are taken: the source holding the most yields one (hsslots.c picks which). */
+static bool make_room(struct daemon *d, const struct sockaddr *from)
+{
+	struct session *victim = hs_slot_victim(d, from);
+	unsigned held;
+
+	if (!victim)
+		return false;
+	held = hs_slot_held(victim);
+	evict(victim, "evicted to make room for another");
+	log_debug("tunnel %s: a handshake made room for another (its source holds %u of %u slots)",
+		  victim->t->conf.name, held, d->cfg->dtls.max_handshakes);
+	return true;
+}
+
+/*
  * A ClientHello from a peer without a session (or a new one from a peer
  * that has one, or another one at an address whose handshake began without
  * a cookie: `unproven`). Stateless: unless it carries our cookie for this
@@ -141,15 +216,9 @@ static void on_client_hello(struct tunnel *t, const struct sockaddr *from, const
 		meter_refused(t, from, PSKTUN_FAIL_too_many_handshakes, "over handshake_rate from this address");
 		return;
 	}
-	if (unproven) {
-		/* The address's owner: whoever began there without a cookie yields. */
-		d->stats.handshakes_evicted++;
-		d->stats.handshakes_failed++;
-		meter_handshake_failed(unproven, PSKTUN_FAIL_too_many_handshakes,
-				       "the address's owner began a handshake", NULL);
-		session_close(unproven, CLOSE_HANDSHAKE);
-	}
-	if (slots_full(d) && (!hs_slot_make_room(d, from) || slots_full(d))) {
+	if (unproven)	/* the address's owner: whoever began there without a cookie yields */
+		evict(unproven, "the address's owner began a handshake");
+	if (slots_full(d) && (!make_room(d, from) || slots_full(d))) {
 		d->stats.dropped_limit++;
 		meter_refused(t, from, PSKTUN_FAIL_too_many_handshakes,
 			      d->n_sessions >= d->cfg->dtls.max_sessions ? "max_sessions reached" :
@@ -187,6 +256,7 @@ static void on_client_hello(struct tunnel *t, const struct sockaddr *from, const
 		session_close(s, CLOSE_HANDSHAKE);
 		return;
 	}
+	db_attach(s);
 	session_handshake_begin(s);
 	/* The verified ClientHello is the first datagram GnuTLS reads. */
 	hs_slot_rx(s, len);
