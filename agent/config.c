@@ -928,23 +928,56 @@ int psktun_config_check_keys(const struct psktun_config *c, const struct psktun_
 	return r;
 }
 
+static char *dup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+void psktun_conf_tunnel_free(struct psktun_conf_tunnel *c)
+{
+	free(c->name);
+	free(c->plugin);
+	free(c->accept);
+	free(c->connect);
+	for (size_t i = 0; i < c->n_options; i++) {
+		free(c->options[i].key);
+		free(c->options[i].value);
+	}
+	free(c->options);
+	memset(c, 0, sizeof(*c));
+}
+
+int psktun_conf_tunnel_copy(struct psktun_conf_tunnel *dst, const struct psktun_conf_tunnel *src)
+{
+	memset(dst, 0, sizeof(*dst));
+	dst->name = dup_or_null(src->name);
+	dst->plugin = dup_or_null(src->plugin);
+	dst->accept = dup_or_null(src->accept);
+	dst->connect = dup_or_null(src->connect);
+	dst->line = src->line;
+	if (src->n_options) {
+		dst->options = calloc(src->n_options, sizeof(*dst->options));
+		if (!dst->options)
+			return -ENOMEM;
+		dst->n_options = src->n_options;
+		for (size_t i = 0; i < src->n_options; i++) {
+			dst->options[i].key = dup_or_null(src->options[i].key);
+			dst->options[i].value = dup_or_null(src->options[i].value);
+			if (!dst->options[i].key || !dst->options[i].value)
+				return -ENOMEM;
+		}
+	}
+	if (!dst->name || !dst->accept || !dst->connect || (src->plugin && !dst->plugin))
+		return -ENOMEM;
+	return 0;
+}
+
 void psktun_config_free(struct psktun_config *c)
 {
 	if (!c)
 		return;
-	for (size_t i = 0; i < c->n_tunnels; i++) {
-		struct psktun_conf_tunnel *t = &c->tunnels[i];
-
-		for (size_t j = 0; j < t->n_options; j++) {
-			free(t->options[j].key);
-			free(t->options[j].value);
-		}
-		free(t->options);
-		free(t->name);
-		free(t->plugin);
-		free(t->accept);
-		free(t->connect);
-	}
+	for (size_t i = 0; i < c->n_tunnels; i++)
+		psktun_conf_tunnel_free(&c->tunnels[i]);
 	free(c->tunnels);
 	for (size_t i = 0; i < c->n_meters; i++) {
 		free(c->meters[i].identity);

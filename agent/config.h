@@ -106,4 +106,8 @@ int psktun_config_check_keys(const struct psktun_config *c, const struct psktun_
 			     struct psktun_diag *diag);
 
 void psktun_config_free(struct psktun_config *c);
+/* A deep copy of one tunnel's settings (a tunnel keeps its own across reloads);
+ * freed, and zeroed, with psktun_conf_tunnel_free. */
+int psktun_conf_tunnel_copy(struct psktun_conf_tunnel *dst, const struct psktun_conf_tunnel *src);
+void psktun_conf_tunnel_free(struct psktun_conf_tunnel *t);
 #endif

@@ -382,25 +382,35 @@ static void on_session_timer(uv_timer_t *timer)
 		PLUGIN_CALL(t->plugin->p->on_session_timer(t->plugin_data, PS(s), s->plugin_data));
 }
 
+/* A plugin's timer (made on first use, freed with its owner): stopped when ms
+ * is 0 (returns 0), else ready to start (returns 1); or -ENOMEM. */
+static int timer_get(uv_timer_t **timer, uv_loop_t *loop, void *owner, uint32_t ms)
+{
+	if (!ms) {
+		if (*timer)
+			uv_timer_stop(*timer);
+		return 0;
+	}
+	if (!*timer) {
+		*timer = malloc(sizeof(**timer));
+		if (!*timer)
+			return -ENOMEM;
+		uv_timer_init(loop, *timer);
+		(*timer)->data = owner;
+	}
+	return 1;
+}
+
 int plugin_session_timer(struct session *s, uint32_t ms)
 {
+	int r;
 
 	if (s->state == SESSION_CLOSING)
 		return -ESHUTDOWN;
-	if (!ms) {
-		if (s->plugin_timer)
-			uv_timer_stop(s->plugin_timer);
-		return 0;
-	}
-	if (!s->plugin_timer) {
-		s->plugin_timer = malloc(sizeof(*s->plugin_timer));
-		if (!s->plugin_timer)
-			return -ENOMEM;
-		uv_timer_init(s->t->d->loop, s->plugin_timer);
-		s->plugin_timer->data = s;
-	}
-	uv_timer_start(s->plugin_timer, on_session_timer, ms, 0);
-	return 0;
+	r = timer_get(&s->plugin_timer, s->t->d->loop, s, ms);
+	if (r > 0)
+		uv_timer_start(s->plugin_timer, on_session_timer, ms, 0);
+	return r < 0 ? r : 0;
 }
 
 static void on_tunnel_timer(uv_timer_t *timer)
@@ -413,23 +423,13 @@ static void on_tunnel_timer(uv_timer_t *timer)
 
 int plugin_tunnel_timer(struct tunnel *t, uint32_t ms)
 {
+	int r;
 
 	t->plugin_timer_ms = ms;
-	if (!ms) {
-		if (t->plugin_timer)
-			uv_timer_stop(t->plugin_timer);
-		return 0;
-	}
-	if (!t->plugin_timer) {
-		t->plugin_timer = malloc(sizeof(*t->plugin_timer));
-		if (!t->plugin_timer)
-			return -ENOMEM;
-		uv_timer_init(t->d->loop, t->plugin_timer);
-		t->plugin_timer->data = t;
-	}
-	if (t->started)		/* else tunnel_start arms it: nothing fires before a reload commits */
+	r = timer_get(&t->plugin_timer, t->d->loop, t, ms);
+	if (r > 0 && t->started)	/* else tunnel_start arms it: nothing fires before a reload commits */
 		plugin_tunnel_timer_start(t);
-	return 0;
+	return r < 0 ? r : 0;
 }
 
 void plugin_tunnel_timer_start(struct tunnel *t)

@@ -18,50 +18,6 @@
 #include "sessionsock.h"
 #include "tunnel.h"
 
-static char *dup_or_null(const char *s)
-{
-	return s ? strdup(s) : NULL;
-}
-
-static void conf_tunnel_free(struct psktun_conf_tunnel *c)
-{
-	free(c->name);
-	free(c->plugin);
-	free(c->accept);
-	free(c->connect);
-	for (size_t i = 0; i < c->n_options; i++) {
-		free(c->options[i].key);
-		free(c->options[i].value);
-	}
-	free(c->options);
-	memset(c, 0, sizeof(*c));
-}
-
-static int conf_tunnel_copy(struct psktun_conf_tunnel *dst, const struct psktun_conf_tunnel *src)
-{
-	memset(dst, 0, sizeof(*dst));
-	dst->name = dup_or_null(src->name);
-	dst->plugin = dup_or_null(src->plugin);
-	dst->accept = dup_or_null(src->accept);
-	dst->connect = dup_or_null(src->connect);
-	dst->line = src->line;
-	if (src->n_options) {
-		dst->options = calloc(src->n_options, sizeof(*dst->options));
-		if (!dst->options)
-			return -ENOMEM;
-		dst->n_options = src->n_options;
-		for (size_t i = 0; i < src->n_options; i++) {
-			dst->options[i].key = dup_or_null(src->options[i].key);
-			dst->options[i].value = dup_or_null(src->options[i].value);
-			if (!dst->options[i].key || !dst->options[i].value)
-				return -ENOMEM;
-		}
-	}
-	if (!dst->name || !dst->accept || !dst->connect || (src->plugin && !dst->plugin))
-		return -ENOMEM;
-	return 0;
-}
-
 static bool str_eq(const char *a, const char *b)
 {
 	return (!a && !b) || (a && b && !strcmp(a, b));
@@ -382,7 +338,7 @@ int tunnel_open(struct daemon *d, const struct psktun_config *cfg, const struct 
 	t->d = d;
 	t->mode = mode;
 	t->ops = mode == PSKTUN_MODE_GATEWAY ? &gateway_ops : &terminator_ops;
-	r = conf_tunnel_copy(&t->conf, conf);
+	r = psktun_conf_tunnel_copy(&t->conf, conf);
 	if (r < 0)
 		goto fail;
 	t->meters = meter_table_new();
@@ -490,7 +446,7 @@ fail:
 	htab_deinit(&t->by_peer);
 	htab_deinit(&t->bindings);
 	htab_deinit(&t->pinned);
-	conf_tunnel_free(&t->conf);
+	psktun_conf_tunnel_free(&t->conf);
 	free(t);
 	return r;
 }
@@ -517,7 +473,7 @@ void tunnel_close(struct tunnel *t)
 	free(t->hs_rate);
 	free(t->alert_rate);
 	t->hs_rate = t->alert_rate = NULL;
-	conf_tunnel_free(&t->conf);
+	psktun_conf_tunnel_free(&t->conf);
 	t->closing = true;
 	if (t->shared_plain) {
 		t->shared_plain->data = t;
