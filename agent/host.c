@@ -1,4 +1,4 @@
-/* host: the host table (psktun_host) a plugin calls: thin, each entry goes down into tunnel.c, session.c or plugin.c. */
+/* host: the table plugins call (psktun_host); each entry goes down into tunnel.c, session.c or plugin.c. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>

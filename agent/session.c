@@ -1,4 +1,4 @@
-/* session: one meter's DTLS session: handshake, queue, idle close, backoff, teardown. */
+/* session: one meter's DTLS session, role-free: handshake queue and steps, records, idle close, teardown. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -148,8 +148,8 @@ static void drain_shared_sockets(struct daemon *d)
 }
 
 /*
- * Gateway handshakes start here, in the loop's check (or idle) phase, never
- * in the callback that reads a shared socket. Starting one costs a socket, a
+ * Handshakes a session asks for (the gateway's) start here, in the loop's
+ * check (or idle) phase, never in the callback that reads a shared socket. Starting one costs a socket, a
  * connect and a GnuTLS session; when every meter behind a router reports at
  * once (after a power cut), datagrams arrive faster than handshakes start,
  * and while the loop started them the kernel dropped what no longer fit in
@@ -241,7 +241,7 @@ static void close_handle(uv_handle_t *h, struct session *s)
 	uv_close(h, handle_closed_free_session);
 }
 
-/* Gateway: drop the socket and the GnuTLS state of a failed attempt, keep the session. */
+/* Drop the socket and the GnuTLS state (a failed attempt, a rehandshake, the end), keep the session. */
 static void session_reset_transport(struct session *s)
 {
 	dtls_session_deinit(s);
@@ -510,8 +510,8 @@ void session_handshake_step(struct session *s)
 	session_handshake_failed(s, why, detail);
 }
 
-/* A gateway session asks for a handshake: it waits its turn (start_turn),
- * the oldest first, while max_handshakes are in progress. */
+/* A session asks for a handshake: it waits its turn (start_turn), the oldest
+ * first, while max_handshakes are in progress; role_ops.handshake_start begins it. */
 void session_request_handshake(struct session *s)
 {
 	struct daemon *d = s->t->d;
@@ -591,8 +591,9 @@ void session_set_idle(struct session *s, uint32_t seconds)
 }
 
 /*
- * Gateway, opaque tunnels (plugins report silence themselves): uplink after
- * uplink with nothing coming back for path_timeout_s means the path is dead
+ * Roles that keep uplink (role_ops.keeps_uplink: the gateway), opaque
+ * tunnels (plugins report silence themselves): uplink after uplink with
+ * nothing coming back for path_timeout_s means the path is dead
  * (a NAT forgot us, the server restarted); the meter's next retry triggers a
  * new handshake instead of vanishing until the idle timeout.
  */
@@ -611,8 +612,8 @@ static bool path_dead(struct session *s)
 }
 
 /*
- * Gateway: a copy of the uplink sent since the last authenticated downlink
- * record. When the cloud says it lost the session (its plaintext alert, or
+ * Roles that keep uplink (the gateway): a copy of the uplink sent since the
+ * last authenticated downlink record. When the cloud says it lost the session (its plaintext alert, or
  * ICMP port unreachable), what was sent on the dead path never reached a
  * backend: it goes again on the new session (session_replay_sent), so a
  * meter that never retransmits (an MQTT-SN QoS 0 PUBLISH, a CoAP NON) loses
@@ -842,8 +843,9 @@ void session_report_silent(struct session *s)
 	session_rehandshake(s);
 }
 
-/* Gateway: the path looks dead; shake hands again from a fresh socket
- * (a NAT may have given us a new port) and keep what is queued. */
+/* Roles that rehandshake (role_ops.rehandshakes: the gateway): the path looks
+ * dead; shake hands again from a fresh socket (a NAT may have given us a new
+ * port) and keep what is queued. */
 void session_rehandshake(struct session *s)
 {
 	struct daemon *d = s->t->d;
