@@ -124,8 +124,17 @@ def objects():
     return out
 
 
+_calls = {}
+
+
 def calls():
     """{caller.c: {callee.c: set(functions)}}: calls between files, from the objects."""
+    if not _calls:
+        _calls.update(read_calls())
+    return _calls
+
+
+def read_calls():
     defined, undefined = {}, {}
     for src, o in objects().items():
         r = subprocess.run(['nm', o], capture_output=True, text=True, timeout=30)
@@ -163,6 +172,18 @@ def test_the_session_knows_no_role(env):
     called = calls().get('session.c', {})
     eq(sorted(f for f in called if f in ('gateway.c', 'terminator.c', 'plugin.c', 'host.c')), [],
        'session.c calls into a role or the plugin host')
+
+
+def test_every_session_state_change_goes_through_one_function(env):
+    writes = []
+    for f in sorted(os.listdir(AGENT)):
+        if f.endswith('.c'):
+            for n, line in enumerate(read(os.path.join(AGENT, f)).splitlines(), 1):
+                if re.search(r'->state\s*=[^=]', line) and 'SESSION_' in line:
+                    writes.append('%s:%d: %s' % (f, n, line.strip()))
+    eq(writes, [], 'session states set elsewhere than session_set_state()')
+    eq(len(re.findall(r'\bs->state = st;', read(os.path.join(AGENT, 'session.c')))), 1,
+       'session_set_state() sets the state')
 
 
 if __name__ == '__main__':
