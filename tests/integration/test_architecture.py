@@ -117,7 +117,7 @@ def objects():
     objs = glob.glob(os.path.join(top, 'agent', '.libs', '*.o')) + glob.glob(os.path.join(top, 'agent', '*.o'))
     out = {}
     for o in objs:
-        name = re.sub(r'^[\w]+?-', '', os.path.basename(o))[:-2] + '.c'	# libpsktund_la-session.o
+        name = re.sub(r'^[\w]+?-', '', os.path.basename(o))[:-2] + '.c'  # libpsktund_la-session.o
         out[name] = o
     if 'session.c' not in out or 'gateway.c' not in out:
         raise Fail('no objects of agent/ under %s/agent' % top)
