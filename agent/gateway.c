@@ -389,6 +389,7 @@ static void stop(struct tunnel *t)
 const struct role_ops gateway_ops = {
 	.name = "gateway",
 	.up_where = "to cloud",
+	.dtls_client = true,
 	.dtls_side = EGRESS_CONNECT,
 	.keeps_uplink = true,
 	.rehandshakes = true,

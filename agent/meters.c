@@ -10,6 +10,7 @@
 #include "tunnel.h"
 #include "log.h"
 #include "meters.h"
+#include "role.h"
 #include "text.h"
 
 static const char *const slugs[] = {
@@ -127,7 +128,7 @@ size_t session_named_identity(struct session *s, char *out, size_t cap)
 
 	if (len) {
 		memcpy(out, s->identity, len < cap ? len : cap - 1);
-	} else if (s->t->mode == PSKTUN_MODE_TERMINATOR && s->tls &&
+	} else if (!s->t->ops->dtls_client && s->tls &&
 		   gnutls_psk_server_get_username2(s->tls, &user) == 0 && user.size) {
 		len = user.size;
 		memcpy(out, user.data, len < cap ? len : cap - 1);
@@ -323,7 +324,7 @@ void meter_refused(struct tunnel *t, const struct sockaddr *from, enum psktun_fa
 		return;
 	psktun_addr_format(from, addr, sizeof(addr));
 	log_warn("tunnel %s: handshake from %s refused: %s%s%s%s%s", t->conf.name, addr,
-		 psktun_failure_text(why, t->mode == PSKTUN_MODE_GATEWAY), detail ? " (" : "",
+		 psktun_failure_text(why, t->ops->dtls_client), detail ? " (" : "",
 		 detail ? detail : "", detail ? ")" : "", more(n, buf, sizeof(buf)));
 }
 
@@ -331,7 +332,7 @@ void meter_handshake_failed(struct session *s, enum psktun_failure why, const ch
 			    const char *tail)
 {
 	struct tunnel *t = s->t;
-	bool gw = t->mode == PSKTUN_MODE_GATEWAY;
+	bool gw = t->ops->dtls_client;
 	char id[PSKTUN_IDENTITY_MAX + 1], addr[PSKTUN_ADDRSTRLEN], buf[96], d[64] = "";
 	char quoted[PSKTUN_QUOTED_MAX(PSKTUN_IDENTITY_MAX)];
 	size_t len = session_named_identity(s, id, sizeof(id));
@@ -699,7 +700,7 @@ char *show_text(struct daemon *d, struct show_rows **rows, unsigned n_rows, size
 			if (all.v[i].type == ROW_TUNNEL && !strcmp(all.v[i].tunnel, t->conf.name))
 				tr = &all.v[i];
 		text_printf(&out, "tunnel\t%s\t%s\t%s\t%s\t%llu\n", t->conf.name,
-			t->mode == PSKTUN_MODE_GATEWAY ? "gateway" : "terminator", t->conf.accept,
+			t->ops->name, t->conf.accept,
 			t->conf.connect, (unsigned long long)(tr ? tr->count : 0));
 		if (!tr)
 			continue;

@@ -22,6 +22,7 @@ struct tunnel;
 struct role_ops {
 	const char *name;	/* "gateway", "terminator": log lines, `show` */
 	const char *up_where;	/* a session-up log line's direction: "to cloud", "from peer" */
+	bool dtls_client;	/* begins the handshakes; failures are worded from its side (meters.c) */
 	enum egress_side dtls_side;	/* where the DTLS peer is; the plain side is the other (egress.h) */
 	bool keeps_uplink;	/* replay what was sent since the last downlink, watch the path (session.c) */
 	bool rehandshakes;	/* a silent or dead path starts a new handshake on a fresh socket */

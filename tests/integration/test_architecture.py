@@ -174,6 +174,18 @@ def test_the_session_knows_no_role(env):
        'session.c calls into a role or the plugin host')
 
 
+def test_below_the_roles_no_tunnel_asks_its_mode(env):
+    layers, files, _ = readme()
+    below = layers[layers.index('roles') + 1:]
+    asks = []
+    for f, layer in sorted(files.items()):
+        if layer in below and f.endswith('.c'):
+            for n, line in enumerate(read(os.path.join(AGENT, f)).splitlines(), 1):
+                if re.search(r'\b(?:s->t|t)->mode\b(?!\s*=[^=])', line):
+                    asks.append('%s:%d: %s' % (f, n, line.strip()))
+    eq(asks, [], 'a tunnel\'s mode read below the roles (role.h has its table)')
+
+
 def test_every_session_state_change_goes_through_one_function(env):
     writes = []
     for f in sorted(os.listdir(AGENT)):
