@@ -12,6 +12,10 @@
 #include "secmem.h"
 
 #define KEYS_FILE_MAX (64u << 20)	/* far beyond any real deployment */
+/* One read() at most: the kernel copies a read without a break, and a 55 MiB
+ * key file (a million meters) in one read held a CPU for 30 ms and more, in
+ * front of the event loops, whatever the reading thread's priority. */
+#define KEYS_READ_CHUNK (256u << 10)
 
 static void key_clear(struct psktun_key *e)
 {
@@ -66,7 +70,7 @@ static int read_all(int fd, size_t hint, char **out, size_t *outlen)
 			buf = bigger;
 			cap *= 2;
 		}
-		got = read(fd, buf + len, cap - len);
+		got = read(fd, buf + len, cap - len < KEYS_READ_CHUNK ? cap - len : KEYS_READ_CHUNK);
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got < 0) {
@@ -327,6 +331,67 @@ const struct psktun_key *psktun_keys_find(const struct psktun_keys *k, const cha
 
 		if (c == 0)
 			return &k->v[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+int psktun_keys_changed(const struct psktun_keys *old, const struct psktun_keys *now,
+			struct psktun_key_change **out, size_t *n)
+{
+	struct psktun_key_change *v = NULL, *bigger;
+	size_t i = 0, j = 0, cap = 0, len = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (!old)
+		return 0;
+	while (i < old->n) {
+		const struct psktun_key *a = &old->v[i], *b = now && j < now->n ? &now->v[j] : NULL;
+		int c = b ? key_cmp(a->identity, a->identity_len, b->identity, b->identity_len) : -1;
+
+		if (c > 0) {		/* new in `now`: nothing of it runs yet */
+			j++;
+			continue;
+		}
+		i++;
+		if (c == 0) {
+			j++;
+			if (a->key_len == b->key_len && !memcmp(a->key, b->key, a->key_len))
+				continue;
+		}
+		if (len == cap) {
+			cap = cap ? cap * 2 : 16;
+			bigger = realloc(v, cap * sizeof(*v));
+			if (!bigger) {
+				free(v);
+				return -ENOMEM;
+			}
+			v = bigger;
+		}
+		v[len].old = a;
+		v[len].removed = c != 0;
+		len++;
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
+
+const struct psktun_key_change *psktun_keys_change_find(const struct psktun_key_change *v, size_t n,
+							const char *identity, size_t len)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = key_cmp(identity, len, v[mid].old->identity, v[mid].old->identity_len);
+
+		if (c == 0)
+			return &v[mid];
 		if (c < 0)
 			hi = mid;
 		else
