@@ -36,7 +36,7 @@
  * goes and one when it is back, and the connection is tried again with a
  * doubling delay.
  */
-#define CACHE_PENDING 32		/* ClientHellos held at once */
+#define CACHE_PENDING 256		/* ClientHellos held at once: a burst of a gateway's (max_handshakes 100) and more */
 #define CACHE_WAIT_MS 100		/* the longest one is held */
 #define CACHE_HOLD_MAX 1500		/* a larger ClientHello is not held */
 #define CACHE_INFLIGHT_MAX 4096		/* commands unanswered: Redis is stuck */

@@ -326,6 +326,40 @@ def test_redis_stuck_never_stalls_a_handshake(env):
     h.wait_until(lambda: f.b.stats()['cache_up'] == 1, 30, 'B: cache_up=1 again')
 
 
+def test_a_late_redis_answer_strands_no_hello_after_the_cookie(env):
+    """Redis stalls (SIGSTOP): B's held ClientHello goes on after 100 ms and
+    gets a HelloVerifyRequest; Redis wakes and its late answer puts the
+    session in B's local cache before the ClientHello with the cookie
+    (message_seq 1) is handled. That one must pass the cookie check and go to
+    GnuTLS with the cookie's state: straight to a resumed handshake, GnuTLS
+    waited for a message_seq 0 that never came, and both sides failed the
+    handshake (the gateway after its timeout) before the meter got through."""
+    f = Fleet(env, 1)
+    m = f.meters[0]
+    f.round(b'on-a')
+    b0 = f.b.stats()
+    os.kill(f.redis.peer.proc.pid, signal.SIGSTOP)
+    try:
+        f.to(f.b)
+        m.send(b'%s/on-b' % m.name.encode(), f.gw.addr)
+        h.wait_until(lambda: f.b.stats()['cookies_sent'] > b0['cookies_sent'], h.T,
+                     'B: the held ClientHello went on and got a cookie')
+    finally:
+        os.kill(f.redis.peer.proc.pid, signal.SIGCONT)
+    eq(m.recv(timeout=h.T)[0], b'E:%s/on-b' % m.name.encode(), 'answer on B')
+    st, g = f.b.stats(), f.gw.stats()
+    eq(st['cache_timeouts'] - b0['cache_timeouts'], 1, 'B cache_timeouts')
+    # the late answer; and one more if the hello with the cookie came while Redis
+    # still slept (held and looked up too), not if it came after
+    if st['cache_hits'] - b0['cache_hits'] not in (1, 2):
+        raise Fail('B cache_hits %d, want 1 or 2' % (st['cache_hits'] - b0['cache_hits']))
+    eq((st['handshakes_completed'] - b0['handshakes_completed'], st['handshakes_resumed'] - b0['handshakes_resumed'],
+        st['handshakes_failed'] - b0['handshakes_failed']), (1, 1, 0),
+       'B handshakes completed, resumed, failed')
+    eq((g['handshakes_completed'], g['handshakes_resumed'], g['handshakes_failed']), (2, 1, 0),
+       'gateway handshakes completed, resumed, failed')
+
+
 def test_redis_memory_per_resumable_meter(env):
     """Measured, printed: Redis bytes per resumable meter (MEMORY USAGE of
     each key, and used_memory's growth over N meters)."""
