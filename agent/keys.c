@@ -1,6 +1,7 @@
 /* keys: loads the psktool-format key file into a sorted, zeroed-on-free key store. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,22 +18,13 @@
  * front of the event loops, whatever the reading thread's priority. */
 #define KEYS_READ_CHUNK (256u << 10)
 
-static void key_clear(struct psktun_key *e)
-{
-	if (e->key)
-		explicit_bzero(e->key, e->key_len);
-	free(e->identity);
-	memset(e, 0, sizeof(*e));
-}
-
 void psktun_keys_free(struct psktun_keys *k)
 {
 	if (!k)
 		return;
-	for (size_t i = 0; i < k->n; i++)
-		key_clear(&k->v[i]);
 	free(k->v);
-	psktun_secmem_free(k->secret, k->secret_cap);
+	free(k->names);
+	psktun_secmem_free(k->secret, k->secret_cap);	/* zeroes every key */
 	free(k);
 }
 
@@ -141,9 +133,23 @@ static int add_entry(struct psktun_keys *k, size_t *cap, const char *id, size_t 
 	memset(e, 0, sizeof(*e));
 	if (k->secret_cap - k->secret_len < keylen)	/* cannot happen: sized by the file */
 		return -ENOMEM;
-	e->identity = strndup(id, idlen);
-	if (!e->identity)
-		return -ENOMEM;
+	if (k->names_cap - k->names_len < idlen + 1) {
+		size_t ncap = k->names_cap ? k->names_cap * 2 : 4096;
+		char *names;
+
+		while (ncap - k->names_len < idlen + 1)
+			ncap *= 2;
+		names = realloc(k->names, ncap);
+		if (!names)
+			return -ENOMEM;
+		k->names = names;
+		k->names_cap = ncap;
+	}
+	/* names may move while the file is read: the offset until parse() ends */
+	e->identity = (char *)(uintptr_t)k->names_len;
+	memcpy(k->names + k->names_len, id, idlen);
+	k->names[k->names_len + idlen] = '\0';
+	k->names_len += idlen + 1;
 	e->key = k->secret + k->secret_len;
 	k->secret_len += keylen;
 	e->identity_len = idlen;
@@ -241,6 +247,16 @@ static int parse(struct psktun_keys *k, const char *path, const char *buf, size_
 		if (e < 0)
 			r = e;
 	}
+	if (k->names_len && k->names_len < k->names_cap) {	/* what doubling left over */
+		char *names = realloc(k->names, k->names_len);
+
+		if (names) {
+			k->names = names;
+			k->names_cap = k->names_len;
+		}
+	}
+	for (size_t i = 0; i < k->n; i++)
+		k->v[i].identity = k->names + (uintptr_t)k->v[i].identity;
 	if (k->n > 1)
 		qsort(k->v, k->n, sizeof(k->v[0]), entry_cmp);
 	for (size_t i = 1, first = 0; i < k->n; i++) {

@@ -11,7 +11,7 @@
 #define PSKTUN_IDENTITY_MAX 128	/* bytes; longer lines are errors */
 
 struct psktun_key {
-	char *identity;		/* NUL-terminated, owned */
+	char *identity;		/* NUL-terminated, in the store's names */
 	size_t identity_len;
 	uint8_t *key;		/* in the store's secret pages (secmem), zeroed when freed */
 	size_t key_len;
@@ -24,6 +24,9 @@ struct psktun_keys {
 	size_t n;
 	uint8_t *secret;	/* every key's bytes: psktun_secmem pages, out of core dumps */
 	size_t secret_len, secret_cap;
+	char *names;		/* every identity, NUL-terminated, one after the other: a
+				 * million meters are one allocation, not a million */
+	size_t names_len, names_cap;
 };
 
 /*

@@ -10,14 +10,15 @@ keys are freed there too, and the commit on the loop looks only at the
 identities whose key went or changed (none here). Before, the loop stopped
 for the whole reload (1.6 s here), then for 53-107 ms at a time.
 
-Measured against a quiet window of the same run (as long as a reload, no
-reload): every request is answered (none lost), and the longest round trip
-of a reload is at most 50 ms in at least two reloads of three (the median).
-What the reload itself costs is the same every time (the stall the read
-caused was in every reload, in its first 0.2 s); what the machine's other
-load costs is not: on a busy 2-core machine a round trip now and then takes
-30-90 ms with no reload at all (the quiet window prints it), and one reload
-of three may meet such a moment. Prints the figures.
+Each reload is followed by a quiet window as long as it (same traffic, no
+reload): what the machine's own load does to a round trip, measured beside
+it. On a busy 2-core machine a round trip now and then takes 30-90 ms with
+no reload at all; what a reload adds must stay under 50 ms. So: every
+request is answered (none lost), and the longest round trip of a reload,
+median of three, is at most 50 ms more than the longest of a quiet window,
+median of three (on an idle machine that is 5-15 ms: a bound of 55-65 ms).
+The stall the one big read() caused was 70-100 ms in every reload. Prints the
+figures.
 PSKTUN_RELOAD_KEYS sets the number of keys (default 1000000),
 PSKTUN_RELOADS the number of reloads (default 3, at least 3).
 Exit 0: all passed, 1: a test failed, 77: psktund missing."""
@@ -107,6 +108,7 @@ def test_a_reload_of_a_million_keys_delays_no_datagram_by_more_than_50_ms(env):
 
     a = Asker(m, gw.addr)
     windows = []        # (t0, t1) of each reload
+    quiet = []          # (t0, t1) of each quiet window
     try:
         a.wait_count(200, '200 round trips before the reloads')
         for i in range(RELOADS):
@@ -114,16 +116,19 @@ def test_a_reload_of_a_million_keys_delays_no_datagram_by_more_than_50_ms(env):
             eq(term.reload(timeout=120), 'configuration reloaded', 'reload %d' % (i + 1))
             windows.append((t_hup, time.monotonic()))
             a.wait_count(len(a.rtts) + 100, '100 round trips after reload %d' % (i + 1))
-        # the quiet window: as long as the longest reload, no reload
-        quiet_len = max(t1 - t0 for t0, t1 in windows)
-        t_quiet = time.monotonic()
-        time.sleep(quiet_len)       # a window of traffic, not a wait for a condition
+            t_quiet = time.monotonic()
+            time.sleep(windows[-1][1] - t_hup)      # a window of traffic as long as the reload
+            quiet.append((t_quiet, time.monotonic()))
     finally:
         a.end()
     lost = [t for t, r in a.rtts if r is None]
     eq(len(lost), 0, 'requests unanswered')
-    quiet = a.between(t_quiet, t_quiet + quiet_len)
-    lines = ['quiet window (%.2f s, no reload): %s' % (quiet_len, _figures(quiet))]
+    lines = []
+    quiet_worst = []
+    for i, (t0, t1) in enumerate(quiet):
+        q = a.between(t0, t1)
+        lines.append('quiet window %d (%.2f s, no reload): %s' % (i + 1, t1 - t0, _figures(q)))
+        quiet_worst.append(max(q))
     worst = []
     for i, (t0, t1) in enumerate(windows):
         during = a.between(t0, t1)
@@ -139,11 +144,17 @@ def test_a_reload_of_a_million_keys_delays_no_datagram_by_more_than_50_ms(env):
     for line in lines:
         print(line, flush=True)
         h.log(line)
-    if statistics.median(worst) * 1000 > BOUND_MS:
-        raise Fail('the longest round trip of a reload, median of %d reloads: %.1f ms (each: %s), over %d ms; '
-                   'the quiet window\'s longest: %.1f ms' % (
-                       len(worst), statistics.median(worst) * 1000, ', '.join('%.1f' % (w * 1000) for w in worst),
-                       BOUND_MS, max(quiet) * 1000))
+    added = (statistics.median(worst) - statistics.median(quiet_worst)) * 1000
+    line = ('longest round trip, median of %d: reloads %.1f ms (each: %s), quiet windows %.1f ms (each: %s); '
+            'a reload added %.1f ms' % (len(worst), statistics.median(worst) * 1000,
+                                        ', '.join('%.1f' % (w * 1000) for w in worst),
+                                        statistics.median(quiet_worst) * 1000,
+                                        ', '.join('%.1f' % (w * 1000) for w in quiet_worst), added))
+    print(line, flush=True)
+    h.log(line)
+    if added > BOUND_MS:
+        raise Fail('a reload added %.1f ms to the longest round trip (medians of %d), over %d ms'
+                   % (added, len(worst), BOUND_MS))
 
 
 if __name__ == '__main__':

@@ -294,6 +294,33 @@ static void directory_is_not_a_key_file(void **state)
 	expect_diag(1, 0, "key file is not a regular file (it is a directory)");
 }
 
+/* A million meters are one allocation of names: identities stay right as it grows. */
+static void many_identities_share_one_block_of_names(void **state)
+{
+	enum { N = 5000 };
+	static char text[N * 48];
+	char id[32];
+	size_t len = 0;
+
+	for (int i = N - 1; i >= 0; i--)	/* backwards: sorting moves every entry */
+		len += (size_t)snprintf(text + len, sizeof(text) - len, "meter-%05d:" KEY16 "\n", i);
+	assert_int_equal(load(text, 0600), 0);
+	assert_int_equal(keys->n, N);
+	assert_int_equal(keys->names_len, (size_t)N * 12);	/* "meter-NNNNN" and its NUL */
+	for (int i = 0; i < N; i++) {
+		const struct psktun_key *k;
+
+		snprintf(id, sizeof(id), "meter-%05d", i);
+		k = find(id);
+		assert_non_null(k);
+		assert_ptr_equal(k, &keys->v[i]);
+		assert_string_equal(k->identity, id);
+		assert_true(k->identity >= keys->names && k->identity < keys->names + keys->names_len);
+		assert_int_equal(k->line, N - i);
+		assert_memory_equal(k->key, key16, 16);
+	}
+}
+
 /* A reload's changes: identities gone or with another key, in order; new ones are not changes. */
 static void changed_lists_identities_gone_or_rekeyed_in_order(void **state)
 {
@@ -366,6 +393,7 @@ int main(void)
 		T(mode_check_can_be_skipped),
 		T(missing_file_is_enoent),
 		T(directory_is_not_a_key_file),
+		T(many_identities_share_one_block_of_names),
 		T(changed_lists_identities_gone_or_rekeyed_in_order),
 		T(free_null_is_fine),
 #undef T
