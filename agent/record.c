@@ -71,3 +71,10 @@ size_t dtls_client_hello_session_id(const uint8_t *p, size_t len, const uint8_t 
 	*sid = p + off + 1;
 	return n;
 }
+
+unsigned dtls_handshake_message_seq(const uint8_t *p)
+{
+	const uint8_t *hs = p + DTLS_RECORD_HDR;
+
+	return (unsigned)hs[4] << 8 | hs[5];
+}

@@ -55,4 +55,6 @@ void dtls_plain_alert(uint8_t out[static DTLS_PLAIN_ALERT_LEN], uint8_t descript
 /* The session ID a ClientHello record (dtls_is_client_hello) names, in *sid;
  * its length, or 0 when it names none or is fragmented (it cannot be read whole). */
 size_t dtls_client_hello_session_id(const uint8_t *p, size_t len, const uint8_t **sid);
+/* A handshake record's message_seq (p holds at least a record and a handshake header). */
+unsigned dtls_handshake_message_seq(const uint8_t *p);
 #endif

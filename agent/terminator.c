@@ -95,7 +95,14 @@ static bool resumes_cached_session(struct tunnel *t, const uint8_t *p, size_t le
 	const uint8_t *sid;
 	size_t sid_len = dtls_client_hello_session_id(p, len, &sid);
 
-	return sid_len && dtls_server_cache_has(t->d, sid, sid_len);
+	if (!sid_len)
+		return false;
+	/* nor one answering a HelloVerifyRequest (message_seq 1): GnuTLS takes it
+	 * only with the cookie's prestate, even if the session is cached by now
+	 * (a late Redis answer, slots no longer short) */
+	if (dtls_handshake_message_seq(p) != 0)
+		return false;
+	return dtls_server_cache_has(t->d, sid, sid_len);
 }
 
 static bool slots_full(const struct daemon *d)
