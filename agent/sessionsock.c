@@ -83,7 +83,7 @@ static void reap(struct sockset *set)
 		struct session_sock *ss = set->dead;
 
 		set->dead = ss->next_dead;
-		if (ss->rx.armed)
+		if (ss->rx.armed && set->ring)
 			ss->held = true;	/* the ring's on_ended frees it */
 		else
 			sock_free(ss);

@@ -36,14 +36,13 @@ void uring_rx_close(struct uring_rx *u)
 #else
 #include <sys/mman.h>
 #include <liburing.h>
+#include "uringloop.h"
 
 #define BGID 0
 #define IGNORED NULL		/* user_data of cancellations: their results need no reading */
 
 struct uring_rx {
-	uv_check_t check;	/* submits after the loop's I/O phase; the last to close */
-	uv_idle_t idle;		/* submits what a check or a timer queued (see sendbatch.h) */
-	uv_poll_t poll;		/* the ring's descriptor: completions to take */
+	struct uring_loop lp;	/* submits after the loop's I/O phase; the ring's descriptor */
 	struct io_uring ring;
 	struct io_uring_buf_ring *br;
 	size_t br_bytes;
@@ -79,8 +78,6 @@ static struct io_uring_sqe *get_sqe(struct uring_rx *u)
 	return sqe;
 }
 
-static void on_check(uv_check_t *h);
-static void on_idle(uv_idle_t *h);
 
 static int arm(struct uring_rx *u, struct uring_rx_sock *rs)
 {
@@ -95,8 +92,7 @@ static int arm(struct uring_rx *u, struct uring_rx_sock *rs)
 	if (!rs->armed)
 		u->armed++;
 	rs->armed = true;
-	uv_check_start(&u->check, on_check);	/* no-ops when started */
-	uv_idle_start(&u->idle, on_idle);
+	uring_loop_want(&u->lp);
 	return 0;
 }
 
@@ -168,29 +164,19 @@ static void reap(struct uring_rx *u)
 	}
 }
 
-static void turn(struct uring_rx *u)
+static void turn(void *arg)
 {
+	struct uring_rx *u = arg;
+
 	submit(u);
 	reap(u);		/* what the submission completed at once */
-	if (!io_uring_sq_ready(&u->ring)) {	/* else re-arms: the next turn, without waiting */
-		uv_check_stop(&u->check);
-		uv_idle_stop(&u->idle);
-	}
+	if (!io_uring_sq_ready(&u->ring))	/* else re-arms: the next turn, without waiting */
+		uring_loop_rest(&u->lp);
 }
 
-static void on_check(uv_check_t *h)
+static void on_ring(void *arg)
 {
-	turn(h->data);
-}
-
-static void on_idle(uv_idle_t *h)
-{
-	turn(h->data);
-}
-
-static void on_ring(uv_poll_t *p, int status, int events)
-{
-	reap(p->data);
+	reap(arg);
 }
 
 static int env_bufs(void)
@@ -301,14 +287,7 @@ int uring_rx_new(uv_loop_t *loop, size_t max_dgram, uint8_t *scratch, size_t scr
 		io_uring_buf_ring_add(u->br, u->bufs + (size_t)i * u->buf_bytes, u->buf_bytes, i,
 				      io_uring_buf_ring_mask(n), i);
 	io_uring_buf_ring_advance(u->br, n);
-	uv_check_init(loop, &u->check);
-	u->check.data = u;
-	uv_idle_init(loop, &u->idle);
-	u->idle.data = u;
-	uv_poll_init(loop, &u->poll, u->ring.ring_fd);
-	u->poll.data = u;
-	uv_poll_start(&u->poll, UV_READABLE, on_ring);
-	uv_unref((uv_handle_t *)&u->poll);	/* it alone keeps no loop running */
+	uring_loop_init(&u->lp, loop, u->ring.ring_fd, turn, on_ring, u);
 	*out = u;
 	return 0;
 fail:
@@ -343,35 +322,19 @@ bool uring_rx_cancel(struct uring_rx *u, struct uring_rx_sock *rs)
 	if (sqe) {
 		io_uring_prep_cancel(sqe, rs, 0);
 		io_uring_sqe_set_data(sqe, IGNORED);
-		uv_check_start(&u->check, on_check);
-		uv_idle_start(&u->idle, on_idle);
+		uring_loop_want(&u->lp);
 	}
 	/* No room even after submitting (it never happens with 256 entries):
 	 * the recvmsg ends with the ring, at the latest. */
 	return true;
 }
 
-static void on_closed(uv_handle_t *h)
+static void on_closed(void *arg)
 {
-	struct uring_rx *u = h->data;
+	struct uring_rx *u = arg;
 
 	io_uring_queue_exit(&u->ring);
 	rx_free(u);
-}
-
-/* One after the other: libuv runs close callbacks newest first. */
-static void on_idle_closed(uv_handle_t *h)
-{
-	struct uring_rx *u = h->data;
-
-	uv_close((uv_handle_t *)&u->check, on_closed);
-}
-
-static void on_poll_closed(uv_handle_t *h)
-{
-	struct uring_rx *u = h->data;
-
-	uv_close((uv_handle_t *)&u->idle, on_idle_closed);
 }
 
 void uring_rx_close(struct uring_rx *u)
@@ -385,8 +348,6 @@ void uring_rx_close(struct uring_rx *u)
 	reap(u);
 	while (u->armed && io_uring_wait_cqe_timeout(&u->ring, &cqe, &ts) == 0)
 		reap(u);
-	uv_check_stop(&u->check);
-	uv_idle_stop(&u->idle);
-	uv_close((uv_handle_t *)&u->poll, on_poll_closed);
+	uring_loop_close(&u->lp, on_closed);
 }
 #endif
