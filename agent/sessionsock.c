@@ -120,7 +120,7 @@ static void on_reap(uv_check_t *c)
 static void ring_open(struct sockset *set, struct daemon *d)
 {
 	const char *why = NULL;
-	unsigned bufs, bytes;
+	unsigned bufs, max, bytes;
 	int r;
 
 	r = uring_rx_new(d->loop, d->cfg->dtls.mtu, d->rxbuf, PSKTUN_DGRAM_MAX, &d->stats.ring_nobufs,
@@ -130,8 +130,9 @@ static void ring_open(struct sockset *set, struct daemon *d)
 	if (d->leader)
 		return;
 	if (set->ring) {
-		uring_rx_describe(set->ring, &bufs, &bytes);
-		log_notice("receives on session sockets: io_uring (%u buffers of %u bytes)", bufs, bytes);
+		uring_rx_describe(set->ring, &bufs, &max, &bytes);
+		log_notice("receives on session sockets: io_uring (%u buffers of %u bytes, up to %u)",
+			   bufs, bytes, max);
 	} else {
 		log_notice("receives on session sockets: system calls (io_uring: %s)", why);
 	}

@@ -14,9 +14,9 @@ int uring_rx_new(uv_loop_t *loop, size_t max_dgram, uint8_t *scratch, size_t scr
 	return -ENOSYS;
 }
 
-void uring_rx_describe(const struct uring_rx *u, unsigned *bufs, unsigned *bytes)
+void uring_rx_describe(const struct uring_rx *u, unsigned *bufs, unsigned *max, unsigned *bytes)
 {
-	*bufs = *bytes = 0;
+	*bufs = *max = *bytes = 0;
 }
 
 int uring_rx_arm(struct uring_rx *u, struct uring_rx_sock *rs)
@@ -47,8 +47,9 @@ struct uring_rx {
 	struct io_uring_buf_ring *br;
 	size_t br_bytes;
 	struct msghdr msg;	/* the template of every recvmsg: no name, no control */
-	uint8_t *bufs;
-	unsigned nbufs, buf_bytes;
+	uint8_t *chunk[32768 / URING_RX_CHUNK];	/* URING_RX_CHUNK buffers each */
+	unsigned nbufs, max_bufs, buf_bytes;
+	bool short_of_bufs;	/* a receive found none since the last reap */
 	unsigned armed;		/* sockets the kernel holds */
 	uint8_t *scratch;
 	size_t scratch_len;
@@ -96,11 +97,35 @@ static int arm(struct uring_rx *u, struct uring_rx_sock *rs)
 	return 0;
 }
 
+static uint8_t *buf_of(struct uring_rx *u, unsigned bid)
+{
+	return u->chunk[bid / URING_RX_CHUNK] + (size_t)(bid % URING_RX_CHUNK) * u->buf_bytes;
+}
+
 static void give_back(struct uring_rx *u, unsigned bid)
 {
-	io_uring_buf_ring_add(u->br, u->bufs + (size_t)bid * u->buf_bytes, u->buf_bytes, bid,
-			      io_uring_buf_ring_mask(u->nbufs), 0);
+	io_uring_buf_ring_add(u->br, buf_of(u, bid), u->buf_bytes, bid,
+			      io_uring_buf_ring_mask(u->max_bufs), 0);
 	io_uring_buf_ring_advance(u->br, 1);
+}
+
+/* URING_RX_CHUNK more buffers (fewer up to max_bufs) for the kernel: 0 or -ENOMEM. */
+static int grow(struct uring_rx *u)
+{
+	unsigned n = u->max_bufs - u->nbufs, mask = io_uring_buf_ring_mask(u->max_bufs);
+	uint8_t *c;
+
+	if (n > URING_RX_CHUNK)
+		n = URING_RX_CHUNK;
+	if (!n || !(c = malloc((size_t)n * u->buf_bytes)))
+		return -ENOMEM;
+	u->chunk[u->nbufs / URING_RX_CHUNK] = c;
+	for (unsigned i = 0; i < n; i++)
+		io_uring_buf_ring_add(u->br, c + (size_t)i * u->buf_bytes, u->buf_bytes, u->nbufs + i,
+				      mask, i);
+	io_uring_buf_ring_advance(u->br, n);
+	u->nbufs += n;
+	return 0;
 }
 
 /* One completion: a datagram (or an error) for rs, or the end of its recvmsg. */
@@ -111,7 +136,7 @@ static void complete(struct uring_rx *u, struct uring_rx_sock *rs, int res, unsi
 
 	if (flags & IORING_CQE_F_BUFFER) {
 		unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
-		uint8_t *buf = u->bufs + (size_t)bid * u->buf_bytes;
+		uint8_t *buf = buf_of(u, bid);
 		struct io_uring_recvmsg_out *o = io_uring_recvmsg_validate(buf, res, &u->msg);
 
 		len = -EINVAL;
@@ -137,6 +162,7 @@ static void complete(struct uring_rx *u, struct uring_rx_sock *rs, int res, unsi
 	}
 	if (res == -ENOBUFS) {	/* not read: it waits in the socket */
 		(*u->nobufs)++;
+		u->short_of_bufs = true;
 	} else if (res != -ECANCELED && len != -EINVAL) {
 		rs->on_recv(rs, len, u->scratch, truncated);
 	}
@@ -162,6 +188,12 @@ static void reap(struct uring_rx *u)
 		if (rs)
 			complete(u, rs, res, flags);
 	}
+	/* More datagrams came between two reaps than there were buffers: more
+	 * buffers, once a reap, up to the bound (the re-arms take them). */
+	if (u->short_of_bufs) {
+		u->short_of_bufs = false;
+		grow(u);
+	}
 }
 
 static void turn(void *arg)
@@ -185,7 +217,7 @@ static int env_bufs(void)
 	long n;
 
 	if (!env)
-		return URING_RX_BUFS;
+		return URING_RX_BUFS_MAX;
 	n = strtol(env, NULL, 10);
 	if (n < 1 || n > 32768 || (n & (n - 1)))
 		return -EINVAL;
@@ -208,7 +240,8 @@ static void rx_free(struct uring_rx *u)
 {
 	if (u->br)
 		munmap(u->br, u->br_bytes);
-	free(u->bufs);
+	for (unsigned i = 0; i * URING_RX_CHUNK < u->nbufs; i++)
+		free(u->chunk[i]);
 	free(u);
 }
 
@@ -234,7 +267,7 @@ int uring_rx_new(uv_loop_t *loop, size_t max_dgram, uint8_t *scratch, size_t scr
 		*why = "out of memory";
 		return -ENOMEM;
 	}
-	u->nbufs = n;
+	u->max_bufs = n;
 	u->buf_bytes = URING_RX_BUF_BYTES;
 	while (u->buf_bytes < max_dgram + sizeof(struct io_uring_recvmsg_out))
 		u->buf_bytes *= 2;
@@ -265,8 +298,7 @@ int uring_rx_new(uv_loop_t *loop, size_t max_dgram, uint8_t *scratch, size_t scr
 	}
 	u->br_bytes = (size_t)n * sizeof(struct io_uring_buf);
 	u->br = mmap(NULL, u->br_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-	u->bufs = malloc((size_t)n * u->buf_bytes);
-	if (u->br == MAP_FAILED || !u->bufs) {
+	if (u->br == MAP_FAILED) {
 		if (u->br == MAP_FAILED)
 			u->br = NULL;
 		*why = "out of memory";
@@ -283,10 +315,11 @@ int uring_rx_new(uv_loop_t *loop, size_t max_dgram, uint8_t *scratch, size_t scr
 		goto fail;
 	}
 	io_uring_buf_ring_init(u->br);
-	for (int i = 0; i < n; i++)
-		io_uring_buf_ring_add(u->br, u->bufs + (size_t)i * u->buf_bytes, u->buf_bytes, i,
-				      io_uring_buf_ring_mask(n), i);
-	io_uring_buf_ring_advance(u->br, n);
+	if (grow(u) < 0) {
+		*why = "out of memory";
+		r = -ENOMEM;
+		goto fail;
+	}
 	uring_loop_init(&u->lp, loop, u->ring.ring_fd, turn, on_ring, u);
 	*out = u;
 	return 0;
@@ -296,9 +329,10 @@ fail:
 	return r;
 }
 
-void uring_rx_describe(const struct uring_rx *u, unsigned *bufs, unsigned *bytes)
+void uring_rx_describe(const struct uring_rx *u, unsigned *bufs, unsigned *max, unsigned *bytes)
 {
 	*bufs = u->nbufs;
+	*max = u->max_bufs;
 	*bytes = u->buf_bytes;
 }
 

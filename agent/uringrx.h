@@ -18,20 +18,22 @@
  * submitted once per loop iteration (a check handle).
  *
  * Bounded: URING_RX_DEPTH submissions a loop iteration (more submit at once),
- * the buffers (URING_RX_BUFS of URING_RX_BUF_BYTES unless the environment says
- * PSKTUN_IO_URING_RX_BUFS=n, a power of two, 1..32768: for tests). A buffer is
- * copied out and given back before its datagram is delivered, so at most the
- * datagrams of one loop iteration hold buffers. When every buffer is taken the
- * kernel ends that socket's recvmsg with ENOBUFS before reading the datagram:
- * it waits in the socket's own buffer, nothing is lost, the socket is re-armed
- * and counted (ring_nobufs). A datagram larger than a buffer (max_dgram at
+ * the buffers: URING_RX_CHUNK of URING_RX_BUF_BYTES at first, a chunk more
+ * each time a loop iteration found them short, up to URING_RX_BUFS_MAX (or
+ * PSKTUN_IO_URING_RX_BUFS=n from the environment, a power of two, 1..32768:
+ * for tests). A buffer is copied out and given back before its datagram is
+ * delivered, so only the datagrams that came between two loop iterations hold
+ * buffers. When every buffer is taken the kernel ends that socket's recvmsg
+ * with ENOBUFS before reading the datagram: it waits in the socket's own
+ * buffer, nothing is lost, the socket is re-armed and counted (ring_nobufs). A datagram larger than a buffer (max_dgram at
  * start) arrives truncated, as one larger than 64 KiB does with system calls.
  *
  * Off (the caller reads with epoll and recvmmsg, as before) when built without
  * liburing, PSKTUN_IO_URING=0, or a kernel before 6.0 (multishot recvmsg).
  */
 #define URING_RX_DEPTH 256
-#define URING_RX_BUFS 512
+#define URING_RX_CHUNK 256
+#define URING_RX_BUFS_MAX 8192	/* 16 MiB of 2 KiB buffers, at 10,000 busy sessions and more */
 #define URING_RX_BUF_BYTES 2048	/* a buffer holds a 16-byte header and the datagram */
 
 struct uring_rx;
@@ -52,8 +54,8 @@ struct uring_rx_sock {
  * datagram is copied for delivery (scratch_len bytes, at least max_dgram). */
 int uring_rx_new(uv_loop_t *loop, size_t max_dgram, uint8_t *scratch, size_t scratch_len,
 		 uint64_t *nobufs, struct uring_rx **out, const char **why);
-/* Buffers and their size, for the start message. */
-void uring_rx_describe(const struct uring_rx *u, unsigned *bufs, unsigned *bytes);
+/* Buffers now, at most, and their size, for the start message. */
+void uring_rx_describe(const struct uring_rx *u, unsigned *bufs, unsigned *max, unsigned *bytes);
 /* Keeps rs->fd read from now on (submitted with the loop iteration's others). */
 int uring_rx_arm(struct uring_rx *u, struct uring_rx_sock *rs);
 /* Before rs->fd closes: no more deliveries. true: the kernel still holds rs,

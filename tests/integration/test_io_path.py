@@ -126,7 +126,7 @@ def test_receives_through_the_ring_wait_for_a_buffer_and_lose_nothing(env):
             break
         eq(got, b'E:first', 'an answer before the second')
     for d in (gw, term):
-        eq(said_rx(d), ('io_uring', '1 buffers of 2048 bytes'), '%s: what it said about receives' % d.name)
+        eq(said_rx(d), ('io_uring', '1 buffers of 2048 bytes, up to 1'), '%s: what it said about receives' % d.name)
         eq(d.log_text().count('receives on session sockets'), 1, '%s: said once' % d.name)
     # Each flood puts FLOOD datagrams on the terminator's socket to the echo
     # and FLOOD records on the gateway's socket to the terminator at once: one
