@@ -1,5 +1,6 @@
 /* uringrx: session sockets' receives kept armed in io_uring: multishot recvmsg into a ring of provided buffers. */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -173,13 +174,15 @@ static void complete(struct uring_rx *u, struct uring_rx_sock *rs, int res, unsi
 		arm(u, rs);
 }
 
-static void reap(struct uring_rx *u)
+/* At most `max` completions: the rest wait for the next loop iteration (the
+ * ring's descriptor stays readable), after the shared sockets had their turn. */
+static void reap(struct uring_rx *u, unsigned max)
 {
 	struct io_uring_cqe *cqe;
 
 	/* One at a time: a delivery may submit (a socket closes), and the
 	 * kernel may add completions meanwhile. */
-	while (io_uring_peek_cqe(&u->ring, &cqe) == 0) {
+	while (max-- && io_uring_peek_cqe(&u->ring, &cqe) == 0) {
 		void *rs = io_uring_cqe_get_data(cqe);
 		int res = cqe->res;
 		unsigned flags = cqe->flags;
@@ -201,14 +204,14 @@ static void turn(void *arg)
 	struct uring_rx *u = arg;
 
 	submit(u);
-	reap(u);		/* what the submission completed at once */
+	reap(u, URING_RX_REAP);	/* what the submission completed at once */
 	if (!io_uring_sq_ready(&u->ring))	/* else re-arms: the next turn, without waiting */
 		uring_loop_rest(&u->lp);
 }
 
 static void on_ring(void *arg)
 {
-	reap(arg);
+	reap(arg, URING_RX_REAP);
 }
 
 static int env_bufs(void)
@@ -379,9 +382,9 @@ void uring_rx_close(struct uring_rx *u)
 	if (!u)
 		return;
 	submit(u);
-	reap(u);
+	reap(u, UINT_MAX);
 	while (u->armed && io_uring_wait_cqe_timeout(&u->ring, &cqe, &ts) == 0)
-		reap(u);
+		reap(u, UINT_MAX);
 	uring_loop_close(&u->lp, on_closed);
 }
 #endif

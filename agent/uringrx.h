@@ -32,6 +32,7 @@
  * liburing, PSKTUN_IO_URING=0, or a kernel before 6.0 (multishot recvmsg).
  */
 #define URING_RX_DEPTH 256
+#define URING_RX_REAP 256	/* datagrams delivered a loop iteration at most, as a shared socket's */
 #define URING_RX_CHUNK 256
 #define URING_RX_BUFS_MAX 8192	/* 16 MiB of 2 KiB buffers, at 10,000 busy sessions and more */
 #define URING_RX_BUF_BYTES 2048	/* a buffer holds a 16-byte header and the datagram */
