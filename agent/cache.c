@@ -8,6 +8,7 @@
 #include "addr.h"
 #include "daemon.h"
 #include "log.h"
+#include "text.h"
 
 #ifdef HAVE_HIREDIS
 #include <hiredis/hiredis.h>
@@ -35,7 +36,7 @@
  * goes and one when it is back, and the connection is tried again with a
  * doubling delay.
  */
-#define CACHE_PENDING 32		/* ClientHellos held at once */
+#define CACHE_PENDING 256		/* ClientHellos held at once: a burst of a gateway's (max_handshakes 100) and more */
 #define CACHE_WAIT_MS 100		/* the longest one is held */
 #define CACHE_HOLD_MAX 1500		/* a larger ClientHello is not held */
 #define CACHE_INFLIGHT_MAX 4096		/* commands unanswered: Redis is stuck */
@@ -92,6 +93,8 @@ struct shared_cache {
 	unsigned inflight;
 	bool ping_out;
 	bool down_logged, ever_up;
+	uint64_t since_ms;		/* up or down since (loop time): for `show` */
+	char why[96];			/* why it went down last */
 	unsigned replaying;		/* a held ClientHello is going on: do not hold it again */
 	bool closing;
 	unsigned open_handles;		/* the struct is freed when the last one is closed */
@@ -132,6 +135,14 @@ static void go_down(struct shared_cache *c, const char *why)
 	unsigned jitter;
 
 	c->ac = NULL;
+	if (c->state == CACHE_UP)
+		c->since_ms = uv_now(c->d->loop);
+	if (!c->closing) {	/* one line of text: a field of show --dump */
+		snprintf(c->why, sizeof(c->why), "%s", why);
+		for (char *p = c->why; *p; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				*p = ' ';
+	}
 	c->state = CACHE_DOWN;
 	c->ping_out = false;
 	__atomic_store_n(&c->d->cache_up, false, __ATOMIC_RELAXED);
@@ -225,6 +236,7 @@ static void on_connect(const redisAsyncContext *cac, int status)
 		redisAsyncCommand(ac, on_select, NULL, "SELECT %u", c->db);
 	}
 	c->state = CACHE_UP;
+	c->since_ms = uv_now(c->d->loop);
 	c->retry_ms = CACHE_RETRY_MIN_MS;
 	__atomic_store_n(&c->d->cache_up, true, __ATOMIC_RELAXED);
 	if (c->down_logged)
@@ -322,6 +334,7 @@ int shared_cache_start(struct daemon *d)
 	snprintf(c->where, sizeof(c->where), "%s%s%s:%u", strchr(c->host, ':') ? "[" : "", c->host,
 		 strchr(c->host, ':') ? "]" : "", c->port);
 	c->retry_ms = CACHE_RETRY_MIN_MS;
+	c->since_ms = uv_now(d->loop);
 	uv_timer_init(d->loop, &c->timer);
 	c->timer.data = c;
 	uv_timer_init(d->loop, &c->sync_timer);
@@ -336,6 +349,41 @@ int shared_cache_start(struct daemon *d)
 	d->cache = c;
 	connect_start(c);
 	return 0;
+}
+
+/*
+ * `show`'s first record (psktunctl(8)): where, the state (up; connecting:
+ * never up yet; down: waiting for the next try; reconnecting: down, trying),
+ * for how long in seconds, the next try in ms or -, why it went down or -,
+ * the workers connected and all of them, then the counters summed over them.
+ */
+void shared_cache_show(struct daemon *d, const struct psktun_stats *sum, unsigned up, unsigned n,
+		       struct text *t)
+{
+	struct shared_cache *c = d->cache;
+	const char *state;
+	uint64_t now;
+
+	if (!c)
+		return;
+	now = uv_now(d->loop);
+	if (c->state == CACHE_UP)
+		state = "up";
+	else if (!c->ever_up && !c->down_logged)
+		state = "connecting";
+	else
+		state = c->state == CACHE_DOWN ? "down" : "reconnecting";
+	text_printf(t, "cache\t%s\t%s\t%llu\t", c->where, state,
+		    (unsigned long long)((now - c->since_ms) / 1000));
+	if (c->state == CACHE_DOWN && !c->closing)
+		text_printf(t, "%llu", (unsigned long long)uv_timer_get_due_in(&c->timer));
+	else
+		text_printf(t, "-");
+	text_printf(t, "\t%s\t%u\t%u\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\n",
+		    c->state == CACHE_UP || !c->why[0] ? "-" : c->why, up, n,
+		    (unsigned long long)sum->cache_hits, (unsigned long long)sum->cache_misses,
+		    (unsigned long long)sum->cache_timeouts, (unsigned long long)sum->cache_overflow,
+		    (unsigned long long)sum->cache_stores, (unsigned long long)sum->cache_errors);
 }
 
 void shared_cache_stop(struct daemon *d)
@@ -701,6 +749,11 @@ bool shared_cache_hold(struct tunnel *t, const struct sockaddr *from, const uint
 }
 
 #else	/* without hiredis: configuration refuses session_cache.redis (config.c) */
+
+void shared_cache_show(struct daemon *d, const struct psktun_stats *sum, unsigned up, unsigned n,
+		       struct text *t)
+{
+}
 
 int shared_cache_start(struct daemon *d)
 {

@@ -50,23 +50,35 @@ static bool gather_running;
 /* Every worker's counters added up. The others' are read while they run:
  * each is one aligned word read atomically, so the sum is a snapshot within
  * a few datagrams. */
+static void stats_sum(struct daemon *d, struct psktun_stats *sum, unsigned *cache_up)
+{
+	struct daemon *self[1] = { d }, **all = d->n_all ? d->all : self;
+	unsigned n_all = d->n_all ? d->n_all : 1;
+
+	memset(sum, 0, sizeof(*sum));
+	*cache_up = 0;
+	for (unsigned i = 0; i < n_all; i++) {
+#define X(n) sum->n += LOAD(all[i]->stats.n);
+		PSKTUN_STATS(X)
+#undef X
+		*cache_up += LOAD(all[i]->cache_up);
+	}
+}
+
 static void write_stats(struct ctl_client *c)
 {
 	struct daemon *d = c->d, *self[1] = { d }, **all = d->n_all ? d->all : self;
-	unsigned n_all = d->n_all ? d->n_all : 1, sessions = 0, handshaking = 0;
+	unsigned n_all = d->n_all ? d->n_all : 1, sessions = 0, handshaking = 0, cache_up;
 	uint64_t queued_bytes = 0;
 	uint64_t resumable = 0, resumable_bytes = 0;
 	uint64_t failures[PSKTUN_FAIL_MAX] = { 0 };
 	struct psktun_stats sum;
 
-	memset(&sum, 0, sizeof(sum));
+	stats_sum(d, &sum, &cache_up);
 	for (unsigned i = 0; i < n_all; i++) {
 		sessions += LOAD(all[i]->n_sessions);
 		handshaking += LOAD(all[i]->n_handshaking);
 		queued_bytes += LOAD(all[i]->queue_budget.used);
-#define X(n) sum.n += LOAD(all[i]->stats.n);
-		PSKTUN_STATS(X)
-#undef X
 		for (unsigned f = 0; f < PSKTUN_FAIL_MAX; f++)
 			failures[f] += LOAD(all[i]->failures[f]);
 	}
@@ -83,13 +95,8 @@ static void write_stats(struct ctl_client *c)
 	text_printf(&c->out, "resumable=%llu\nresumable_bytes=%llu\n", (unsigned long long)resumable,
 		    (unsigned long long)resumable_bytes);
 	text_printf(&c->out, "io_uring=%d\n", d->uring != NULL);
-	if (d->cfg->cache.redis) {	/* the shared cache: 1 when every worker is connected */
-		bool up = true;
-
-		for (unsigned i = 0; i < n_all; i++)
-			up = up && LOAD(all[i]->cache_up);
-		text_printf(&c->out, "cache_up=%d\n", up);
-	}
+	if (d->cfg->cache.redis)	/* the shared cache: 1 when every worker is connected */
+		text_printf(&c->out, "cache_up=%d\n", cache_up == n_all);
 #define X(n) text_printf(&c->out, #n "=%llu\n", (unsigned long long)sum.n);
 	PSKTUN_STATS(X)
 #undef X
@@ -103,7 +110,11 @@ static void show_answer(struct ctl_client *c, struct show_rows **rows, unsigned 
 {
 	size_t len = 0;
 	char *txt = show_text(c->d, rows, n, &len);
+	struct psktun_stats sum;
+	unsigned cache_up;
 
+	stats_sum(c->d, &sum, &cache_up);
+	shared_cache_show(c->d, &sum, cache_up, c->d->n_all ? c->d->n_all : 1, &c->out);
 	if (txt)
 		text_printf(&c->out, "%s", txt);
 	free(txt);

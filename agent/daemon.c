@@ -7,6 +7,7 @@
 #include <gnutls/crypto.h>
 #include "daemon.h"
 #include "log.h"
+#include "lowprio.h"
 
 uint64_t daemon_now_ms(const struct daemon *d)
 {
@@ -282,15 +283,34 @@ static bool session_still_valid(struct session *s, const struct psktun_config *c
 enum { RELOAD_IDLE, RELOAD_PREPARING, RELOAD_COMMITTING, RELOAD_ABORTING };
 enum { WSTATE_BUSY, WSTATE_PREPARED, WSTATE_FAILED, WSTATE_DONE };
 
+/*
+ * What the reload changes for the running sessions, found off the loop: the
+ * identities whose key went or changed (pointers into the running store,
+ * which the commit frees last), and whether a gateway's `meters` list names
+ * the same identities. With a million meters, checking every session's key
+ * on the loop would stall it; with this, the commit looks only at sessions
+ * whose identity changed (none, usually). A session's identity is always in
+ * the store it started under (a handshake needs its key, and a reload closes
+ * the sessions whose key went), so one not listed keeps its key.
+ */
+struct reload_changes {
+	bool known;			/* false: not found (out of memory): check every session */
+	struct psktun_key_change *v;
+	size_t n;
+	bool meters_same;		/* gateway: the same `meters` identities in the same order */
+};
+
 struct reload {
 	struct psktun_config *cfg;
 	struct psktun_keys *keys;
 	gnutls_priority_t priority;
 	struct tunnel *fresh;		/* new and changed tunnels: open, not started */
+	struct reload_changes ch;
 };
 
 static void reload_free(struct reload *rl)
 {
+	free(rl->ch.v);
 	tunnels_close(rl->fresh);
 	if (rl->priority)
 		gnutls_priority_deinit(rl->priority);
@@ -346,8 +366,11 @@ struct reload_load {
 	uv_work_t req;
 	struct daemon *d;
 	char *path;
+	const struct psktun_config *old_cfg;	/* the running ones: read, never changed, */
+	const struct psktun_keys *old_keys;	/* until the commit (after this is done) */
 	struct psktun_config *cfg;
 	struct psktun_keys *keys;
+	struct reload_changes ch;
 	struct psktun_diag diag;
 	int r;
 	bool abandoned;			/* the daemon stopped meanwhile */
@@ -356,6 +379,7 @@ struct reload_load {
 
 static void reload_load_free(struct reload_load *ld)
 {
+	free(ld->ch.v);
 	psktun_config_free(ld->cfg);
 	psktun_keys_free(ld->keys);
 	psktun_diag_deinit(&ld->diag);
@@ -370,15 +394,39 @@ static void reload_load_abandon(struct daemon *d)
 	d->reload_load = NULL;
 }
 
+static bool meters_same(const struct psktun_config *a, const struct psktun_config *b)
+{
+	if (a->n_meters != b->n_meters)
+		return false;
+	for (size_t i = 0; i < a->n_meters; i++)
+		if (strcmp(a->meters[i].identity, b->meters[i].identity))
+			return false;
+	return true;
+}
+
+static int reload_load_read(void *arg)
+{
+	struct reload_load *ld = arg;
+	int r;
+
+	r = psktun_config_load(ld->path, &ld->cfg, &ld->diag);
+	if (r == 0)
+		r = psktun_keys_load(ld->cfg->keys, true, &ld->keys, &ld->diag);
+	if (r == 0)
+		r = psktun_config_check_keys(ld->cfg, ld->keys, &ld->diag);
+	if (r == 0) {
+		ld->ch.known = psktun_keys_changed(ld->old_keys, ld->keys, &ld->ch.v, &ld->ch.n) == 0;
+		ld->ch.meters_same = meters_same(ld->old_cfg, ld->cfg);
+	}
+	return r;
+}
+
+/* At a lower priority than the loops: on a busy machine they come first. */
 static void reload_load_work(uv_work_t *req)
 {
 	struct reload_load *ld = req->data;
 
-	ld->r = psktun_config_load(ld->path, &ld->cfg, &ld->diag);
-	if (ld->r == 0)
-		ld->r = psktun_keys_load(ld->cfg->keys, true, &ld->keys, &ld->diag);
-	if (ld->r == 0)
-		ld->r = psktun_config_check_keys(ld->cfg, ld->keys, &ld->diag);
+	ld->r = psktun_lowprio_run(reload_load_read, ld);
 }
 
 static int reload_prepare(struct daemon *d, struct reload_load *ld);
@@ -412,6 +460,8 @@ static void reload_load_start(struct daemon *d, void (*done)(struct daemon *d, i
 		ld->req.data = ld;
 		psktun_diag_init(&ld->diag);
 		ld->path = strdup(d->cfg->path);
+		ld->old_cfg = d->cfg;
+		ld->old_keys = d->keys;
 	}
 	if (!ld || !ld->path || d->stopping ||
 	    uv_queue_work(d->loop, &ld->req, reload_load_work, reload_load_done) < 0) {
@@ -425,9 +475,15 @@ static void reload_load_start(struct daemon *d, void (*done)(struct daemon *d, i
 }
 
 /* The old keys go in the thread pool too: freeing a million takes a while. */
+static int keys_free_lowprio(void *keys)
+{
+	psktun_keys_free(keys);
+	return 0;
+}
+
 static void keys_free_work(uv_work_t *req)
 {
-	psktun_keys_free(req->data);
+	psktun_lowprio_run(keys_free_lowprio, req->data);
 }
 
 static void keys_free_done(uv_work_t *req, int status)
@@ -465,8 +521,10 @@ static int reload_prepare(struct daemon *d, struct reload_load *ld)
 	tail = &rl->fresh;
 	rl->cfg = ld->cfg;
 	rl->keys = ld->keys;
+	rl->ch = ld->ch;
 	ld->cfg = NULL;
 	ld->keys = NULL;
+	ld->ch.v = NULL;
 	if (r == 0 && rl->cfg->mode != d->cfg->mode) {
 		psktun_diag_add(diag, rl->cfg->path, 0, "mode cannot change on reload; restart psktund");
 		r = -EINVAL;
@@ -492,6 +550,42 @@ static int reload_prepare(struct daemon *d, struct reload_load *ld)
 		reload_abort(d);
 	}
 	return r < 0 ? r : 0;
+}
+
+/* A kept tunnel's sessions under the new configuration and keys: only those
+ * whose identity changed are looked at, unless the changes are not known. */
+static void reload_check_sessions(struct tunnel *t, const struct reload *rl, unsigned *kept,
+				  unsigned *closed)
+{
+	const struct reload_changes *ch = &rl->ch;
+	bool by_key = ch->known && (t->mode != PSKTUN_MODE_GATEWAY || t->plugin || ch->meters_same);
+
+	if (by_key && !ch->n) {		/* nothing changed for any session: no walk */
+		*kept += t->n_sessions;
+		return;
+	}
+	for (struct session *s = t->sessions, *sn; s; s = sn) {
+		sn = s->next;
+		if ((by_key && !psktun_keys_change_find(ch->v, ch->n, s->identity, s->identity_len)) ||
+		    session_still_valid(s, rl->cfg, rl->keys)) {
+			(*kept)++;
+		} else {
+			session_close(s, CLOSE_RELOAD);
+			(*closed)++;
+		}
+	}
+}
+
+/* `show`'s records of the identities gone: only those, when the changes are known. */
+static void reload_forget_meters(struct tunnel *t, const struct reload_changes *ch)
+{
+	if (!ch->known) {
+		meter_table_prune(t);
+		return;
+	}
+	for (size_t i = 0; i < ch->n; i++)
+		if (ch->v[i].removed)
+			meter_forget(t, ch->v[i].old->identity, ch->v[i].old->identity_len);
 }
 
 /* Cannot fail: everything that could was done by reload_prepare. */
@@ -532,18 +626,10 @@ static void reload_commit(struct daemon *d)
 		tail = &t->next;
 		if (fresh)
 			continue;
-		for (struct session *s = t->sessions, *sn; s; s = sn) {
-			sn = s->next;
-			if (session_still_valid(s, cfg, keys)) {
-				kept++;
-			} else {
-				session_close(s, CLOSE_RELOAD);
-				closed++;
-			}
-		}
+		reload_check_sessions(t, rl, &kept, &closed);
 		if (t->mode == PSKTUN_MODE_GATEWAY)
 			gateway_bindings_load(t, cfg);
-		meter_table_prune(t);
+		reload_forget_meters(t, &rl->ch);
 	}
 	/* What is left of the old list is replaced or removed: close it (the
 	 * replacements hold their sockets now), then let the new ones read. */

@@ -1,6 +1,7 @@
 /* keys: loads the psktool-format key file into a sorted, zeroed-on-free key store. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,23 +13,18 @@
 #include "secmem.h"
 
 #define KEYS_FILE_MAX (64u << 20)	/* far beyond any real deployment */
-
-static void key_clear(struct psktun_key *e)
-{
-	if (e->key)
-		explicit_bzero(e->key, e->key_len);
-	free(e->identity);
-	memset(e, 0, sizeof(*e));
-}
+/* One read() at most: the kernel copies a read without a break, and a 55 MiB
+ * key file (a million meters) in one read held a CPU for 30 ms and more, in
+ * front of the event loops, whatever the reading thread's priority. */
+#define KEYS_READ_CHUNK (256u << 10)
 
 void psktun_keys_free(struct psktun_keys *k)
 {
 	if (!k)
 		return;
-	for (size_t i = 0; i < k->n; i++)
-		key_clear(&k->v[i]);
 	free(k->v);
-	psktun_secmem_free(k->secret, k->secret_cap);
+	free(k->names);
+	psktun_secmem_free(k->secret, k->secret_cap);	/* zeroes every key */
 	free(k);
 }
 
@@ -66,7 +62,7 @@ static int read_all(int fd, size_t hint, char **out, size_t *outlen)
 			buf = bigger;
 			cap *= 2;
 		}
-		got = read(fd, buf + len, cap - len);
+		got = read(fd, buf + len, cap - len < KEYS_READ_CHUNK ? cap - len : KEYS_READ_CHUNK);
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got < 0) {
@@ -137,9 +133,23 @@ static int add_entry(struct psktun_keys *k, size_t *cap, const char *id, size_t 
 	memset(e, 0, sizeof(*e));
 	if (k->secret_cap - k->secret_len < keylen)	/* cannot happen: sized by the file */
 		return -ENOMEM;
-	e->identity = strndup(id, idlen);
-	if (!e->identity)
-		return -ENOMEM;
+	if (k->names_cap - k->names_len < idlen + 1) {
+		size_t ncap = k->names_cap ? k->names_cap * 2 : 4096;
+		char *names;
+
+		while (ncap - k->names_len < idlen + 1)
+			ncap *= 2;
+		names = realloc(k->names, ncap);
+		if (!names)
+			return -ENOMEM;
+		k->names = names;
+		k->names_cap = ncap;
+	}
+	/* names may move while the file is read: the offset until parse() ends */
+	e->identity = (char *)(uintptr_t)k->names_len;
+	memcpy(k->names + k->names_len, id, idlen);
+	k->names[k->names_len + idlen] = '\0';
+	k->names_len += idlen + 1;
 	e->key = k->secret + k->secret_len;
 	k->secret_len += keylen;
 	e->identity_len = idlen;
@@ -237,6 +247,16 @@ static int parse(struct psktun_keys *k, const char *path, const char *buf, size_
 		if (e < 0)
 			r = e;
 	}
+	if (k->names_len && k->names_len < k->names_cap) {	/* what doubling left over */
+		char *names = realloc(k->names, k->names_len);
+
+		if (names) {
+			k->names = names;
+			k->names_cap = k->names_len;
+		}
+	}
+	for (size_t i = 0; i < k->n; i++)
+		k->v[i].identity = k->names + (uintptr_t)k->v[i].identity;
 	if (k->n > 1)
 		qsort(k->v, k->n, sizeof(k->v[0]), entry_cmp);
 	for (size_t i = 1, first = 0; i < k->n; i++) {
@@ -327,6 +347,67 @@ const struct psktun_key *psktun_keys_find(const struct psktun_keys *k, const cha
 
 		if (c == 0)
 			return &k->v[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+int psktun_keys_changed(const struct psktun_keys *old, const struct psktun_keys *now,
+			struct psktun_key_change **out, size_t *n)
+{
+	struct psktun_key_change *v = NULL, *bigger;
+	size_t i = 0, j = 0, cap = 0, len = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (!old)
+		return 0;
+	while (i < old->n) {
+		const struct psktun_key *a = &old->v[i], *b = now && j < now->n ? &now->v[j] : NULL;
+		int c = b ? key_cmp(a->identity, a->identity_len, b->identity, b->identity_len) : -1;
+
+		if (c > 0) {		/* new in `now`: nothing of it runs yet */
+			j++;
+			continue;
+		}
+		i++;
+		if (c == 0) {
+			j++;
+			if (a->key_len == b->key_len && !memcmp(a->key, b->key, a->key_len))
+				continue;
+		}
+		if (len == cap) {
+			cap = cap ? cap * 2 : 16;
+			bigger = realloc(v, cap * sizeof(*v));
+			if (!bigger) {
+				free(v);
+				return -ENOMEM;
+			}
+			v = bigger;
+		}
+		v[len].old = a;
+		v[len].removed = c != 0;
+		len++;
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
+
+const struct psktun_key_change *psktun_keys_change_find(const struct psktun_key_change *v, size_t n,
+							const char *identity, size_t len)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = key_cmp(identity, len, v[mid].old->identity, v[mid].old->identity_len);
+
+		if (c == 0)
+			return &v[mid];
 		if (c < 0)
 			hi = mid;
 		else

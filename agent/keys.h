@@ -11,7 +11,7 @@
 #define PSKTUN_IDENTITY_MAX 128	/* bytes; longer lines are errors */
 
 struct psktun_key {
-	char *identity;		/* NUL-terminated, owned */
+	char *identity;		/* NUL-terminated, in the store's names */
 	size_t identity_len;
 	uint8_t *key;		/* in the store's secret pages (secmem), zeroed when freed */
 	size_t key_len;
@@ -24,6 +24,9 @@ struct psktun_keys {
 	size_t n;
 	uint8_t *secret;	/* every key's bytes: psktun_secmem pages, out of core dumps */
 	size_t secret_len, secret_cap;
+	char *names;		/* every identity, NUL-terminated, one after the other: a
+				 * million meters are one allocation, not a million */
+	size_t names_len, names_cap;
 };
 
 /*
@@ -41,6 +44,26 @@ int psktun_keys_load(const char *path, bool check_mode, struct psktun_keys **out
 
 /* NULL if absent. */
 const struct psktun_key *psktun_keys_find(const struct psktun_keys *k, const char *identity, size_t len);
+
+/* What a reload changes for an identity of the running store. */
+struct psktun_key_change {
+	const struct psktun_key *old;	/* in the running store */
+	bool removed;			/* gone from the new one (else: another key) */
+};
+
+/*
+ * The identities of `old` that `now` lacks or holds with another key, in
+ * old's (sorted) order: the sessions and records a reload may have to close.
+ * Reads both stores and changes neither, so the event loop may go on reading
+ * old meanwhile (a reload runs this in a thread). Returns 0 with *out
+ * (malloc'd; NULL when nothing changed) and *n, or -ENOMEM.
+ */
+int psktun_keys_changed(const struct psktun_keys *old, const struct psktun_keys *now,
+			struct psktun_key_change **out, size_t *n);
+
+/* In a sorted array from psktun_keys_changed: NULL if identity is not there. */
+const struct psktun_key_change *psktun_keys_change_find(const struct psktun_key_change *v, size_t n,
+							const char *identity, size_t len);
 
 /* Locks the key pages again after fork() (daemonizing), which drops the lock. */
 void psktun_keys_relock(const struct psktun_keys *k);

@@ -95,6 +95,17 @@ struct meter_rec *meter_get(struct tunnel *t, const char *identity, size_t len)
 	return m;
 }
 
+void meter_forget(struct tunnel *t, const char *identity, size_t len)
+{
+	struct meter_rec *m = meter_find(t, identity, len);
+
+	if (!m)
+		return;
+	htab_remove(&t->meters->by_identity, &m->node);
+	t->meters->n--;
+	free(m);
+}
+
 void meter_table_prune(struct tunnel *t)
 {
 	struct htab *h;

@@ -115,8 +115,10 @@ struct meter_table *meter_table_new(void);
 void meter_table_free(struct meter_table *mt);
 /* The record of a key-file identity (created at first sight); NULL for others. */
 struct meter_rec *meter_get(struct tunnel *t, const char *identity, size_t len);
-/* After a reload: forget identities no longer in the key file. */
+/* After a reload: forget identities no longer in the key file (all of them,
+ * looking each record up; or the one given, when a reload knows which went). */
 void meter_table_prune(struct tunnel *t);
+void meter_forget(struct tunnel *t, const char *identity, size_t len);
 
 /* A session's identity: set, or (terminator, handshaking) the one its client named. */
 size_t session_named_identity(struct session *s, char *out, size_t cap);

@@ -253,6 +253,35 @@ static size_t split_tabs(char *line, char **f, size_t max)
 }
 
 /*
+ * The shared session cache, before the tunnels:
+ *   session cache: Redis at 127.0.0.1:6379 down for 12 s (Connection refused), next try in 1.6 s;
+ *     hits 3, misses 1, timeouts 0, overflow 0, stores 40, errors 2
+ * (on one line).
+ */
+static void print_cache(char **f)
+{
+	char a[32];
+
+	printf("session cache: Redis at %s ", f[1]);
+	if (!strcmp(f[2], "up"))
+		printf("up for %s", human_age(f[3], a, sizeof(a)));
+	else if (!strcmp(f[2], "connecting"))
+		printf("connecting for %s", human_age(f[3], a, sizeof(a)));
+	else
+		printf("down for %s", human_age(f[3], a, sizeof(a)));
+	if (strcmp(f[5], "-"))
+		printf(" (%s)", f[5]);
+	if (!strcmp(f[2], "reconnecting"))
+		printf(", reconnecting");
+	else if (strcmp(f[4], "-"))
+		printf(", next try in %.1f s", strtoull(f[4], NULL, 10) / 1000.0);
+	if (strcmp(f[7], "1"))
+		printf(", %s of %s workers connected", f[6], f[7]);
+	printf("; hits %s, misses %s, timeouts %s, overflow %s, stores %s, errors %s\n", f[8], f[9], f[10],
+	       f[11], f[12], f[13]);
+}
+
+/*
  * The daemon's dump (see psktunctl(8)), one line a meter for a person:
  *   meter-0001: established, peer 127.0.0.1:40000, seen 2 s ago, handshake 2 s ago (full),
  *     air in 412 B/6 out 398 B/5, plain in 5 B/1 out 5 B/1, 1 handshake, 0 failures
@@ -267,7 +296,9 @@ static void print_show(char *dump)
 		char *f[SHOW_FIELDS];
 		size_t n = split_tabs(line, f, SHOW_FIELDS);
 
-		if (!strcmp(f[0], "tunnel") && n >= 6) {
+		if (!strcmp(f[0], "cache") && n >= 14) {
+			print_cache(f);
+		} else if (!strcmp(f[0], "tunnel") && n >= 6) {
 			gateway = !strcmp(f[2], "gateway");
 			unknown_head = false;
 			printf("tunnel %s: %s, accept %s, connect %s, %s session%s\n", f[1], f[2], f[3],

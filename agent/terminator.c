@@ -97,6 +97,11 @@ static bool resumes_cached_session(struct tunnel *t, const uint8_t *p, size_t le
 	if (p[DTLS_HDR + 6] || p[DTLS_HDR + 7] || p[DTLS_HDR + 8] ||
 	    memcmp(p + DTLS_HDR + 1, p + DTLS_HDR + 9, 3))
 		return false;
+	/* nor one answering a HelloVerifyRequest (message_seq 1): GnuTLS takes it
+	 * only with the cookie's prestate, even if the session is cached by now
+	 * (a late Redis answer, slots no longer short) */
+	if (p[DTLS_HDR + 4] || p[DTLS_HDR + 5])
+		return false;
 	return dtls_server_cache_has(t->d, p + off + 1, sid_len);
 }
 

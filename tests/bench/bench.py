@@ -39,6 +39,8 @@ import sys
 import tempfile
 import time
 
+import fleet    # issue 14's phases and lines (tests/bench/fleet.py)
+
 LO = '127.0.0.1'
 PRIO = ('NONE:+VERS-DTLS1.2:+AES-128-CCM-8:+AEAD:+PSK:+COMP-NULL:'
         '+SIGN-ECDSA-SHA256:%NO_TICKETS')      # PSKTUN_DEFAULT_PRIORITY
@@ -863,6 +865,7 @@ def build_table(ctx):
                 'kernel drops %d (dropped_kernel %d)' % (b['proc_drops'], b['dropped_kernel']),
                 '', 'all, or every loss counted')
     uring_phases.rows(ctx, row, failed)
+    fleet.table(ctx, row, failed)
     return rows
 
 
@@ -952,7 +955,8 @@ def main():
                 shutil.rmtree(top, ignore_errors=True)
     phases = [('gnutls', phase_gnutls), ('throughput', phase_throughput),
               ('handshakes', phase_handshakes), ('wire', phase_wire), ('workers', phase_workers),
-              ('scale', phase_scale), ('burst', phase_burst)] + uring_phases.PHASES
+              ('scale', phase_scale), ('burst', phase_burst)] + fleet.phases(sys.modules[__name__]) + \
+        uring_phases.PHASES
     only = set(filter(None, args.only.split(',')))
     try:
         for name, fn in phases:

@@ -429,7 +429,8 @@ int main(int argc, char **argv)
 		       o.size, o.duration_s);
 		printf("round_trips=%" PRIu64 "\nrate=%.1f\n", win_echoed, (double)win_echoed / o.duration_s);
 	}
-	printf("p50_ms=%.3f\np99_ms=%.3f\n", percentile_ms(0.50), percentile_ms(0.99));
+	printf("p50_ms=%.3f\np99_ms=%.3f\nmax_ms=%.3f\n", percentile_ms(0.50), percentile_ms(0.99),
+	       percentile_ms(1.0));
 	printf("sent=%" PRIu64 "\nechoed=%" PRIu64 "\nlost=%" PRIu64 "\nlost_window=%" PRIu64
 	       "\nstale=%" PRIu64 "\nsend_errors=%" PRIu64 "\n",
 	       sent_total, echoed_total, lost_total, win_lost, stale_total, send_errors);

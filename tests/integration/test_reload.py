@@ -71,6 +71,27 @@ def test_sighup_removing_a_meter_closes_its_session(env):
         raise Fail('the removed meter reached the backend')
 
 
+def test_terminator_reload_closes_exactly_the_sessions_whose_key_went_or_changed(env):
+    """The commit looks only at the identities whose key went or changed (found
+    off the loop): those sessions close, the others stay, and `show` forgets
+    the identity that left the key file."""
+    h.psktund()
+    keys, meters, echo, term, gw = _setup(env, n=3)
+    term.keys['meter-0001'] = os.urandom(16)        # another key
+    del term.keys['meter-0002']                     # gone
+    term.keys['meter-0004'] = os.urandom(16)        # new: changes nothing running
+    term.write()
+    eq(term.reload(), 'configuration reloaded', 'reload outcome')
+    h.wait_until(lambda: [s['identity'] for s in term.sessions()] == ['meter-0003'],
+                 what='terminator sessions == [meter-0003]')
+    term.wait_log(r'configuration reloaded: 1 tunnels, 3 keys; 1 sessions kept, 2 closed')
+    shown = [line.split('\t')[2] for line in term.ctl('show', '--dump').splitlines()
+             if line.startswith('meter\t')]
+    eq(shown, ['meter-0001', 'meter-0003', 'meter-0004'], 'identities show lists after the reload')
+    eq(meters[2].request(b'still-3', gw.addr), b'E:still-3', 'meter-0003 after the reload')
+    eq(term.stats()['handshakes_completed'], 3, 'terminator handshakes_completed')
+
+
 def test_broken_config_on_reload_keeps_old_one(env):
     h.psktund()
     keys, (m1, m2), echo, term, gw = _setup(env)

@@ -20,6 +20,7 @@ the meter's next handshake lands on B, which has never seen its session.
 Exit 0: all passed, 1: a test failed, 77: psktund or redis-server missing."""
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -200,6 +201,16 @@ class Fleet:
                     raise Fail('%s reply (%s): got %r' % (m.name, tag.decode(), got))
 
 
+def _show_cache(d, pattern, dump=False):
+    """show's (or show --dump's) first line, matched against pattern; returns it."""
+    out = d.ctl('show', '--dump') if dump else d.ctl('show')
+    first = out.splitlines()[0]
+    if not re.match(pattern, first):
+        raise Fail('%s: show%s first line %r does not match %r' % (d.name, ' --dump' if dump else '', first,
+                                                                  pattern))
+    return first
+
+
 def _hs(d):
     st = d.stats()
     return st['handshakes_completed'], st['handshakes_resumed']
@@ -244,9 +255,19 @@ def test_redis_down_serves_with_full_handshakes_and_back_resumes_again(env):
     f = Fleet(env)
     n = len(f.meters)
     f.round(b'on-a')
+    where = '%s:%d' % (h.LO, f.redis.port)
+    # show's first line: the cache's state and counters (fresh meters name no session: no lookups)
+    _show_cache(f.a, r'session cache: Redis at %s up for \d+ s; hits 0, misses 0, timeouts 0, '
+                r'overflow 0, stores %d, errors 0$' % (re.escape(where), n))
     f.redis.kill()
     for d in (f.a, f.b):
         h.wait_until(lambda: d.stats()['cache_up'] == 0, h.T, '%s: cache_up=0' % d.name)
+    dump = _show_cache(f.a, r'cache\t%s\t(down\t\d+\t\d+|reconnecting\t\d+\t-)\t[^\t-][^\t]*\t0\t1'
+                       r'\t0\t0\t0\t0\t%d\t\d+$' % (re.escape(where), n), dump=True)
+    h.log('show --dump with Redis down: %s' % dump)
+    _show_cache(f.a, r'session cache: Redis at %s down for \d+ s \([^)]+\)(, next try in \d+\.\d s|, '
+                r'reconnecting); hits 0, misses 0, timeouts 0, overflow 0, stores %d, errors \d+$'
+                % (re.escape(where), n))
     f.to(f.b)
     f.round(b'on-b-redis-down')
     st = f.b.stats()
@@ -259,6 +280,8 @@ def test_redis_down_serves_with_full_handshakes_and_back_resumes_again(env):
     f.redis.start()     # empty: it kept nothing
     for d in (f.a, f.b):
         h.wait_until(lambda: d.stats()['cache_up'] == 1, 30, '%s: cache_up=1 again' % d.name)
+    _show_cache(f.b, r'session cache: Redis at %s up for \d+ s; hits 0, misses 0, timeouts 0, overflow 0, '
+                r'stores \d+, errors %d$' % (re.escape(where), st['cache_errors']))
     for d in (f.a, f.b):
         text = d.log_text()
         eq(text.count('session cache: Redis at %s:%d is down' % (h.LO, f.redis.port)), 1,
@@ -301,6 +324,40 @@ def test_redis_stuck_never_stalls_a_handshake(env):
     finally:
         os.kill(f.redis.peer.proc.pid, signal.SIGCONT)
     h.wait_until(lambda: f.b.stats()['cache_up'] == 1, 30, 'B: cache_up=1 again')
+
+
+def test_a_late_redis_answer_strands_no_hello_after_the_cookie(env):
+    """Redis stalls (SIGSTOP): B's held ClientHello goes on after 100 ms and
+    gets a HelloVerifyRequest; Redis wakes and its late answer puts the
+    session in B's local cache before the ClientHello with the cookie
+    (message_seq 1) is handled. That one must pass the cookie check and go to
+    GnuTLS with the cookie's state: straight to a resumed handshake, GnuTLS
+    waited for a message_seq 0 that never came, and both sides failed the
+    handshake (the gateway after its timeout) before the meter got through."""
+    f = Fleet(env, 1)
+    m = f.meters[0]
+    f.round(b'on-a')
+    b0 = f.b.stats()
+    os.kill(f.redis.peer.proc.pid, signal.SIGSTOP)
+    try:
+        f.to(f.b)
+        m.send(b'%s/on-b' % m.name.encode(), f.gw.addr)
+        h.wait_until(lambda: f.b.stats()['cookies_sent'] > b0['cookies_sent'], h.T,
+                     'B: the held ClientHello went on and got a cookie')
+    finally:
+        os.kill(f.redis.peer.proc.pid, signal.SIGCONT)
+    eq(m.recv(timeout=h.T)[0], b'E:%s/on-b' % m.name.encode(), 'answer on B')
+    st, g = f.b.stats(), f.gw.stats()
+    eq(st['cache_timeouts'] - b0['cache_timeouts'], 1, 'B cache_timeouts')
+    # the late answer; and one more if the hello with the cookie came while Redis
+    # still slept (held and looked up too), not if it came after
+    if st['cache_hits'] - b0['cache_hits'] not in (1, 2):
+        raise Fail('B cache_hits %d, want 1 or 2' % (st['cache_hits'] - b0['cache_hits']))
+    eq((st['handshakes_completed'] - b0['handshakes_completed'], st['handshakes_resumed'] - b0['handshakes_resumed'],
+        st['handshakes_failed'] - b0['handshakes_failed']), (1, 1, 0),
+       'B handshakes completed, resumed, failed')
+    eq((g['handshakes_completed'], g['handshakes_resumed'], g['handshakes_failed']), (2, 1, 0),
+       'gateway handshakes completed, resumed, failed')
 
 
 def test_redis_memory_per_resumable_meter(env):

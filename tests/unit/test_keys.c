@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -293,6 +294,71 @@ static void directory_is_not_a_key_file(void **state)
 	expect_diag(1, 0, "key file is not a regular file (it is a directory)");
 }
 
+/* A million meters are one allocation of names: identities stay right as it grows. */
+static void many_identities_share_one_block_of_names(void **state)
+{
+	enum { N = 5000 };
+	static char text[N * 48];
+	char id[32];
+	size_t len = 0;
+
+	for (int i = N - 1; i >= 0; i--)	/* backwards: sorting moves every entry */
+		len += (size_t)snprintf(text + len, sizeof(text) - len, "meter-%05d:" KEY16 "\n", i);
+	assert_int_equal(load(text, 0600), 0);
+	assert_int_equal(keys->n, N);
+	assert_int_equal(keys->names_len, (size_t)N * 12);	/* "meter-NNNNN" and its NUL */
+	for (int i = 0; i < N; i++) {
+		const struct psktun_key *k;
+
+		snprintf(id, sizeof(id), "meter-%05d", i);
+		k = find(id);
+		assert_non_null(k);
+		assert_ptr_equal(k, &keys->v[i]);
+		assert_string_equal(k->identity, id);
+		assert_true(k->identity >= keys->names && k->identity < keys->names + keys->names_len);
+		assert_int_equal(k->line, N - i);
+		assert_memory_equal(k->key, key16, 16);
+	}
+}
+
+/* A reload's changes: identities gone or with another key, in order; new ones are not changes. */
+static void changed_lists_identities_gone_or_rekeyed_in_order(void **state)
+{
+	struct psktun_keys *now = NULL;
+	struct psktun_key_change *ch;
+	size_t n;
+
+	assert_int_equal(load("a:" KEY16 "\nb:" KEY16 "\nbb:" KEY16 "\nc:" KEY16 "\nd:" KEY32 "\n", 0600), 0);
+	path = test_write_str("new.psk", "aa:" KEY16 "\nb:" KEY32 "\nbb:" KEY16 "\nd:" KEY32 "\ne:" KEY16 "\n",
+			      0600);
+	assert_int_equal(psktun_keys_load(path, true, &now, &diag), 0);
+	assert_int_equal(psktun_keys_changed(keys, now, &ch, &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(ch[0].old->identity, "a");
+	assert_true(ch[0].removed);
+	assert_string_equal(ch[1].old->identity, "b");	/* 16 bytes, then 32: another key */
+	assert_false(ch[1].removed);
+	assert_string_equal(ch[2].old->identity, "c");
+	assert_true(ch[2].removed);
+	assert_ptr_equal(psktun_keys_change_find(ch, n, "b", 1), &ch[1]);
+	assert_ptr_equal(psktun_keys_change_find(ch, n, "c", 1), &ch[2]);
+	assert_null(psktun_keys_change_find(ch, n, "bb", 2));
+	assert_null(psktun_keys_change_find(ch, n, "d", 1));
+	assert_null(psktun_keys_change_find(ch, n, "", 0));
+	free(ch);
+
+	/* the same file again: nothing changed, nothing allocated */
+	assert_int_equal(psktun_keys_changed(now, now, &ch, &n), 0);
+	assert_int_equal(n, 0);
+	assert_null(ch);
+	/* an empty new store: every identity went */
+	assert_int_equal(psktun_keys_changed(now, NULL, &ch, &n), 0);
+	assert_int_equal(n, 5);
+	assert_true(ch[0].removed && ch[4].removed);
+	free(ch);
+	psktun_keys_free(now);
+}
+
 static void free_null_is_fine(void **state)
 {
 	psktun_keys_free(NULL);
@@ -327,6 +393,8 @@ int main(void)
 		T(mode_check_can_be_skipped),
 		T(missing_file_is_enoent),
 		T(directory_is_not_a_key_file),
+		T(many_identities_share_one_block_of_names),
+		T(changed_lists_identities_gone_or_rekeyed_in_order),
 		T(free_null_is_fine),
 #undef T
 	};
