@@ -1,5 +1,6 @@
 /* sessionsock: a session's own connected UDP socket, read with one recvmmsg per readiness. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -72,16 +73,42 @@ static void on_set_ready(uv_poll_t *p, int status, int events)
 	}
 }
 
+static void sock_free(struct session_sock *ss)
+{
+	if (ss->done)
+		ss->done(ss->done_arg);
+	free(ss);
+}
+
 static void reap(struct sockset *set)
 {
 	while (set->dead) {
 		struct session_sock *ss = set->dead;
 
 		set->dead = ss->next_dead;
-		if (ss->done)
-			ss->done(ss->done_arg);
-		free(ss);
+		if (ss->rx.armed && set->ring)
+			ss->held = true;	/* the ring's on_ended frees it */
+		else
+			sock_free(ss);
 	}
+}
+
+#define RX_SOCK(rs) ((struct session_sock *)((char *)(rs) - offsetof(struct session_sock, rx)))
+
+static void ring_recv(struct uring_rx_sock *rs, ssize_t nread, uint8_t *data, bool truncated)
+{
+	struct session_sock *ss = RX_SOCK(rs);
+
+	if (!ss->closed)
+		ss->on_recv(ss->s, nread, data, truncated);
+}
+
+static void ring_ended(struct uring_rx_sock *rs)
+{
+	struct session_sock *ss = RX_SOCK(rs);
+
+	if (ss->held)
+		sock_free(ss);
 }
 
 static void on_reap(uv_check_t *c)
@@ -92,8 +119,31 @@ static void on_reap(uv_check_t *c)
 	reap(set);
 }
 
-static int sockset_open(struct sockset *set, uv_loop_t *loop)
+/* Receives through io_uring if it can, said once (by the leader: the workers' alike). */
+static void ring_open(struct sockset *set, struct daemon *d)
 {
+	const char *why = NULL;
+	unsigned bufs, max, bytes;
+	int r;
+
+	r = uring_rx_new(d->loop, d->cfg->dtls.mtu, d->rxbuf, PSKTUN_DGRAM_MAX, &d->stats.ring_nobufs,
+			 &set->ring, &why);
+	if (r < 0)
+		set->ring = NULL;
+	if (d->leader)
+		return;
+	if (set->ring) {
+		uring_rx_describe(set->ring, &bufs, &max, &bytes);
+		log_notice("receives on session sockets: io_uring (%u buffers of %u bytes, up to %u)",
+			   bufs, bytes, max);
+	} else {
+		log_notice("receives on session sockets: system calls (io_uring: %s)", why);
+	}
+}
+
+static int sockset_open(struct sockset *set, struct daemon *d)
+{
+	uv_loop_t *loop = d->loop;
 	int r;
 
 	set->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -109,6 +159,7 @@ static int sockset_open(struct sockset *set, uv_loop_t *loop)
 	uv_check_init(loop, &set->reap);
 	set->reap.data = set;
 	uv_poll_start(&set->poll, UV_READABLE, on_set_ready);
+	ring_open(set, d);
 	return 0;
 }
 
@@ -125,6 +176,8 @@ void sockset_close(struct sockset *set)
 	if (!set->open || set->closing)
 		return;
 	set->closing = true;
+	uring_rx_close(set->ring);	/* the kernel lets go of the last sockets: on_ended */
+	set->ring = NULL;
 	uv_close((uv_handle_t *)&set->poll, NULL);
 	close(set->epfd);
 	uv_close((uv_handle_t *)&set->reap, on_reap_closed);
@@ -140,7 +193,7 @@ int session_sock_open(struct session *s, const struct sockaddr *to, session_sock
 
 	if (set->closing)
 		return -ESHUTDOWN;
-	if (!set->open && (r = sockset_open(set, s->t->d->loop)) < 0)
+	if (!set->open && (r = sockset_open(set, s->t->d)) < 0)
 		return r;
 	ss = calloc(1, sizeof(*ss));
 	if (!ss)
@@ -150,15 +203,25 @@ int session_sock_open(struct session *s, const struct sockaddr *to, session_sock
 	ev.data.ptr = ss;
 	ss->fd = socket(to->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (ss->fd < 0 || connect(ss->fd, to, psktun_addr_len(to)) < 0 ||
-	    epoll_ctl(set->epfd, EPOLL_CTL_ADD, ss->fd, &ev) < 0) {
+	    (!set->ring && epoll_ctl(set->epfd, EPOLL_CTL_ADD, ss->fd, &ev) < 0)) {
 		r = -errno;
-		if (ss->fd >= 0)
-			close(ss->fd);
-		free(ss);
-		return r;
+		goto fail;
+	}
+	if (set->ring) {
+		ss->rx.fd = ss->fd;
+		ss->rx.on_recv = ring_recv;
+		ss->rx.on_ended = ring_ended;
+		r = uring_rx_arm(set->ring, &ss->rx);
+		if (r < 0)
+			goto fail;
 	}
 	*out = ss;
 	return 0;
+fail:
+	if (ss->fd >= 0)
+		close(ss->fd);
+	free(ss);
+	return r;
 }
 
 int session_sock_send(struct session_sock *ss, const void *data, size_t len)
@@ -189,7 +252,9 @@ void session_sock_close(struct session_sock *ss, void (*done)(void *arg), void *
 	/* Queued sends name the descriptor by number: submitted now, they are
 	 * the kernel's (it holds the file until they are done). */
 	uring_tx_flush(ss->s->t->d->uring);
-	close(ss->fd);		/* leaves the epoll set: nothing else holds the file */
+	if (set->ring)		/* before close: an arm still queued names the number */
+		uring_rx_cancel(set->ring, &ss->rx);
+	close(ss->fd);		/* leaves the epoll set, or the ring lets go once cancelled */
 	ss->fd = -1;
 	if (set->closed) {
 		free(ss);

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <uv.h>
+#include "uringrx.h"
 
 struct session;
 struct daemon;
@@ -14,6 +15,9 @@ struct daemon;
 typedef void (*session_sock_cb)(struct session *s, ssize_t nread, uint8_t *data, bool truncated);
 
 /*
+ * With io_uring (uringrx.h) a socket is read through the ring instead: armed
+ * once when it opens, no epoll at all. Otherwise:
+ *
  * Why not a uv_udp_t or uv_poll_t per socket: libuv reads a socket until
  * EAGAIN (a second syscall for the one datagram a session's socket usually
  * holds), and setting up a poll handle costs an ioctl and three epoll_ctl
@@ -25,6 +29,8 @@ typedef void (*session_sock_cb)(struct session *s, ssize_t nread, uint8_t *data,
 struct session_sock {
 	int fd;
 	bool closed;		/* no more deliveries, even from a batch already read */
+	bool held;		/* closed while the ring held it: the ring's on_ended frees it */
+	struct uring_rx_sock rx;	/* with a ring: its receives */
 	struct session *s;
 	session_sock_cb on_recv;
 	struct session_sock *next_dead;	/* closed; freed after this loop iteration */
@@ -41,6 +47,7 @@ struct sockset {
 	bool open;		/* opened with the first socket (zeroed: not yet) */
 	bool closing;		/* the daemon stops */
 	bool closed;		/* the last reap ran: closes free at once */
+	struct uring_rx *ring;	/* receives through io_uring; NULL: epoll and recvmmsg */
 };
 
 /* A socket connected to `to`, delivering into the daemon's receive buffer. */

@@ -34,6 +34,7 @@
 	X(dropped_amplification) \
 	X(dropped_closed) \
 	X(dropped_kernel) \
+	X(ring_nobufs) \
 	X(cache_hits) \
 	X(cache_misses) \
 	X(cache_errors) \

@@ -30,11 +30,10 @@ void uring_tx_close(struct uring_tx *u)
 
 #else
 #include <liburing.h>
+#include "uringloop.h"
 
 struct uring_tx {
-	uv_check_t check;	/* submits after the loop's I/O phase; the last to close */
-	uv_idle_t idle;		/* submits what a timer or a signal queued (see sendbatch.h) */
-	uv_poll_t poll;		/* the ring's descriptor: completions that came later */
+	struct uring_loop lp;	/* submits after the loop's I/O phase; the ring's descriptor */
 	struct io_uring ring;
 	unsigned in_flight;	/* slots taken: queued or submitted, not completed */
 	uint64_t *dropped_send, *dropped_ring;
@@ -60,8 +59,9 @@ static void reap(struct uring_tx *u)
 	io_uring_cq_advance(&u->ring, n);
 }
 
-static void submit(struct uring_tx *u)
+static void submit(void *arg)
 {
+	struct uring_tx *u = arg;
 	int r;
 
 	if (io_uring_sq_ready(&u->ring)) {
@@ -74,25 +74,13 @@ static void submit(struct uring_tx *u)
 		}
 	}
 	reap(u);
-	if (!io_uring_sq_ready(&u->ring)) {
-		uv_check_stop(&u->check);
-		uv_idle_stop(&u->idle);
-	}
+	if (!io_uring_sq_ready(&u->ring))
+		uring_loop_rest(&u->lp);
 }
 
-static void on_check(uv_check_t *h)
+static void on_ring(void *arg)
 {
-	submit(h->data);
-}
-
-static void on_idle(uv_idle_t *h)
-{
-	submit(h->data);
-}
-
-static void on_ring(uv_poll_t *p, int status, int events)
-{
-	reap(p->data);
+	reap(arg);
 }
 
 int uring_tx_new(uv_loop_t *loop, uint64_t *dropped_send, uint64_t *dropped_ring,
@@ -127,14 +115,7 @@ int uring_tx_new(uv_loop_t *loop, uint64_t *dropped_send, uint64_t *dropped_ring
 	for (unsigned i = 0; i < URING_SLOTS; i++)
 		u->free_slot[i] = (uint16_t)(URING_SLOTS - 1 - i);
 	u->free_top = URING_SLOTS;
-	uv_check_init(loop, &u->check);
-	u->check.data = u;
-	uv_idle_init(loop, &u->idle);
-	u->idle.data = u;
-	uv_poll_init(loop, &u->poll, u->ring.ring_fd);
-	u->poll.data = u;
-	uv_poll_start(&u->poll, UV_READABLE, on_ring);
-	uv_unref((uv_handle_t *)&u->poll);	/* it alone keeps no loop running */
+	uring_loop_init(&u->lp, loop, u->ring.ring_fd, submit, on_ring, u);
 	*out = u;
 	return 0;
 }
@@ -146,28 +127,26 @@ int uring_tx_send(struct uring_tx *u, int fd, const void *data, size_t len)
 
 	if (len > URING_SLOT_BYTES)
 		return -EMSGSIZE;
+	/* Every slot taken, most by sends still queued (a burst: a loop
+	 * iteration with more than URING_SLOTS datagrams): submitted now, they
+	 * complete during the submission and give their slots back. */
 	if (!u->free_top)
-		reap(u);
+		submit(u);
 	if (!u->free_top) {
 		(*u->dropped_ring)++;
 		return -ENOBUFS;
 	}
 	sqe = io_uring_get_sqe(&u->ring);
-	if (!sqe) {		/* the submission queue is full: submit it now */
-		submit(u);
-		sqe = io_uring_get_sqe(&u->ring);
-		if (!sqe) {
-			(*u->dropped_ring)++;
-			return -ENOBUFS;
-		}
+	if (!sqe) {		/* a free slot means a free entry: never, but bounded */
+		(*u->dropped_ring)++;
+		return -ENOBUFS;
 	}
 	i = u->free_slot[--u->free_top];
 	memcpy(u->slot[i], data, len);
 	io_uring_prep_send(sqe, fd, u->slot[i], len, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, i);
 	u->in_flight++;
-	uv_check_start(&u->check, on_check);	/* no-ops when started */
-	uv_idle_start(&u->idle, on_idle);
+	uring_loop_want(&u->lp);
 	return 0;
 }
 
@@ -177,27 +156,12 @@ void uring_tx_flush(struct uring_tx *u)
 		submit(u);
 }
 
-static void on_closed(uv_handle_t *h)
+static void on_closed(void *arg)
 {
-	struct uring_tx *u = h->data;
+	struct uring_tx *u = arg;
 
 	io_uring_queue_exit(&u->ring);
 	free(u);
-}
-
-/* One after the other: libuv runs close callbacks newest first. */
-static void on_idle_closed(uv_handle_t *h)
-{
-	struct uring_tx *u = h->data;
-
-	uv_close((uv_handle_t *)&u->check, on_closed);
-}
-
-static void on_poll_closed(uv_handle_t *h)
-{
-	struct uring_tx *u = h->data;
-
-	uv_close((uv_handle_t *)&u->idle, on_idle_closed);
 }
 
 void uring_tx_close(struct uring_tx *u)
@@ -211,8 +175,6 @@ void uring_tx_close(struct uring_tx *u)
 	/* The last close_notify alerts: give them a moment to leave. */
 	while (u->in_flight && io_uring_wait_cqe_timeout(&u->ring, &cqe, &ts) == 0)
 		reap(u);
-	uv_check_stop(&u->check);
-	uv_idle_stop(&u->idle);
-	uv_close((uv_handle_t *)&u->poll, on_poll_closed);
+	uring_loop_close(&u->lp, on_closed);
 }
 #endif

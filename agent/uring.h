@@ -16,7 +16,9 @@
  * by the loop, says so.
  *
  * Bounded: at most URING_SLOTS sends queued or in flight. When all are taken
- * a send is dropped and counted (dropped_ring), never waited for. A datagram
+ * those queued are submitted at once (they complete during the submission);
+ * if all are still in flight (full socket buffers) a send is dropped and
+ * counted (dropped_ring), never waited for. A datagram
  * larger than a slot is the caller's to send itself (-EMSGSIZE), after
  * uring_tx_flush() so that it does not overtake what is queued.
  *

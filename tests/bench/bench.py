@@ -15,6 +15,7 @@ Phases (each with its own deadline, each on fresh processes, 127.0.0.1 only):
   burst      3,000 and 10,000 meters send one datagram each at the same moment
              (default settings, never re-sent): first datagrams answered, the
              gateway's kernel drops (dropped_kernel and /proc/net/udp), time to the last
+  uring*     io_uring against system calls (PSKTUN_IO_URING=0): tests/bench/uring_phases.py
 
 Binaries come from the environment (the Makefile sets them):
   PSKTUND PSKTUNCTL  the daemon and its control client
@@ -863,6 +864,7 @@ def build_table(ctx):
                 '%d/%d in %.1f s' % (b['done'], b['n'], b['elapsed_s']),
                 'kernel drops %d (dropped_kernel %d)' % (b['proc_drops'], b['dropped_kernel']),
                 '', 'all, or every loss counted')
+    uring_phases.rows(ctx, row, failed)
     fleet.table(ctx, row, failed)
     return rows
 
@@ -953,7 +955,8 @@ def main():
                 shutil.rmtree(top, ignore_errors=True)
     phases = [('gnutls', phase_gnutls), ('throughput', phase_throughput),
               ('handshakes', phase_handshakes), ('wire', phase_wire), ('workers', phase_workers),
-              ('scale', phase_scale), ('burst', phase_burst)] + fleet.phases(sys.modules[__name__])
+              ('scale', phase_scale), ('burst', phase_burst)] + fleet.phases(sys.modules[__name__]) + \
+        uring_phases.PHASES
     only = set(filter(None, args.only.split(',')))
     try:
         for name, fn in phases:
@@ -975,6 +978,8 @@ def main():
     print_table(ctx, build_table(ctx))
     return 1 if ctx.errors else 0
 
+
+import uring_phases  # noqa: E402 (io_uring against system calls; it uses the helpers above)
 
 if __name__ == '__main__':
     sys.exit(main())
