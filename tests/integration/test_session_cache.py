@@ -348,7 +348,11 @@ def test_a_late_redis_answer_strands_no_hello_after_the_cookie(env):
         os.kill(f.redis.peer.proc.pid, signal.SIGCONT)
     eq(m.recv(timeout=h.T)[0], b'E:%s/on-b' % m.name.encode(), 'answer on B')
     st, g = f.b.stats(), f.gw.stats()
-    eq(st['cache_timeouts'] - b0['cache_timeouts'], 1, 'B cache_timeouts')
+    # the held hello's; and one more if the hello with the cookie came while
+    # Redis still slept and was held past the limit too (a busy machine between
+    # the cookie and SIGCONT)
+    if st['cache_timeouts'] - b0['cache_timeouts'] not in (1, 2):
+        raise Fail('B cache_timeouts %d, want 1 or 2' % (st['cache_timeouts'] - b0['cache_timeouts']))
     # the late answer; and one more if the hello with the cookie came while Redis
     # still slept (held and looked up too), not if it came after
     if st['cache_hits'] - b0['cache_hits'] not in (1, 2):
