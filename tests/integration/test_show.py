@@ -246,7 +246,7 @@ def test_gateway_wrong_key(env):
     log_line(term, LOG % ('warning', r"tunnel t1: handshake with meter-0002 at %s failed: "
                                      r"the client's Finished did not verify: wrong key\?" % ADDR),
              'terminator log, wrong key (gateway)')
-    show_line(gw, 'meter-0002', r'(backoff|handshaking), peer %s, seen %s ago, no handshake, '
+    show_line(gw, 'meter-0002', r'(backoff|resolving|handshaking), peer %s, seen %s ago, no handshake, '
               r'air in \d+ B/[1-9]\d* out \d+ B/[1-9]\d*, plain in 14 B/1 out 0 B/0, 0 handshakes, '
               r'[1-9]\d* failures?, last %s ago: our Finished was not accepted: wrong key\?'
               % (re.escape(m.source), AGE, AGE))
@@ -273,7 +273,7 @@ def test_gateway_server_down(env):
                                        r'127\.0\.0\.1:%d failed: no answer from the server%s; '
                                        r'retry 1 in \d+ ms' % (port, detail)),
                  'gateway log, server down (%s)' % name)
-        show_line(gw, 'meter-0001', r'(backoff|handshaking), peer %s, seen %s ago, no handshake, '
+        show_line(gw, 'meter-0001', r'(backoff|resolving|handshaking), peer %s, seen %s ago, no handshake, '
                   r'air in 0 B/0 out \d+ B/[1-9]\d*, plain in 5 B/1 out 0 B/0, 0 handshakes, '
                   r'[1-9]\d* failures?, last %s ago: no answer from the server%s'
                   % (re.escape(m.source), AGE, AGE, detail))
@@ -296,7 +296,7 @@ def test_gateway_server_ends_the_handshake_with_an_alert(env):
     log_line(gw, LOG % ('warning', r'tunnel t1: handshake for meter-0001 with 127\.0\.0\.1:%d '
                                    r'failed: the server ended the handshake \(alert handshake_failure\); '
                                    r'retry 1 in \d+ ms' % port), 'gateway log, server alert')
-    show_line(gw, 'meter-0001', r'(backoff|handshaking), peer %s, seen %s ago, no handshake, '
+    show_line(gw, 'meter-0001', r'(backoff|resolving|handshaking), peer %s, seen %s ago, no handshake, '
               r'air in \d+ B/[1-9]\d* out \d+ B/[1-9]\d*, plain in 5 B/1 out 0 B/0, 0 handshakes, '
               r'[1-9]\d* failures?, last %s ago: the server ended the handshake \(alert handshake_failure\)'
               % (re.escape(m.source), AGE, AGE))
