@@ -59,7 +59,7 @@ def test_a_thousand_stuck_meters_stay_within_the_queue_budget(env):
             s.close()
         sent += OVERSIZE_EACH + FITS_EACH
         # one meter at a time: 64 KiB datagrams would overflow the socket's buffer
-        h.wait_until(lambda: gw.stats()['plain_in'] == sent, 30, 'plain_in == %d' % sent,
+        h.wait_until(lambda: gw.stats_now()['plain_in'] == sent, 30, 'plain_in == %d' % sent,
                      interval=0.002)
     st = gw.stats()
     rss = rss_kib(gw.proc.pid)
