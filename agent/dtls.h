@@ -23,6 +23,8 @@ int dtls_ticket_key_load(const char *path, gnutls_datum_t *out, struct psktun_di
 int dtls_session_client(struct session *s, const struct psktun_key *key);
 int dtls_session_server(struct session *s, gnutls_dtls_prestate_st *prestate);
 void dtls_session_deinit(struct session *s);
+/* One heartbeat request (RFC 6520) on an established session that negotiated them (s->heartbeat). */
+int dtls_heartbeat_ping(struct session *s);
 /* The session is the DTLS client (it began the handshake). */
 bool dtls_is_client(const struct session *s);
 void dtls_flight_begin(struct session *s);
