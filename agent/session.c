@@ -668,8 +668,8 @@ static void sent_forget(struct session *s)
  * load balancer may swallow the ICMP error: so path_timeout_s after an uplink
  * record that nothing authenticated has answered, the session pings the cloud.
  * An answer (probe_answered) proves the path; PROBE_TRIES pings retransmit_ms
- * apart unanswered, or the cloud's lost-session alert meanwhile (gateway.c),
- * and the path is dead: a new handshake, and what went unanswered goes again
+ * apart unanswered, or the cloud's lost-session alert or ICMP meanwhile
+ * (gateway.c), and the path is dead (dead_paths, session_rehandshake): a new handshake, and what went unanswered goes again
  * on it (session_replay_sent). One probe in flight per session, nothing
  * allocated: the session's own timer (arm_established) and GnuTLS's buffer.
  */
@@ -706,11 +706,9 @@ static void probe(struct session *s)
 		log_debug("tunnel %s: session %s: probe %u", s->t->conf.name, SESSION_ID(s), s->probe_tries);
 		return;
 	}
-	s->probe_tries = 0;
-	d->stats.dead_paths++;
 	log_notice("tunnel %s: session %s: %d probes unanswered: the path to the cloud is dead",
 		   s->t->conf.name, SESSION_ID(s), PROBE_TRIES);
-	session_rehandshake(s);
+	session_rehandshake(s);		/* counts it in dead_paths */
 	session_replay_sent(s);
 }
 
@@ -957,6 +955,10 @@ void session_rehandshake(struct session *s)
 		return;
 	s->rehandshake_ms = daemon_now_ms(d);
 	d->stats.rehandshakes++;
+	if (s->probe_tries)	/* a probe was out: unanswered, or the cloud said it lost the session */
+		d->stats.dead_paths++;
+	s->probe_tries = 0;
+	s->probe_at_ms = 0;
 	log_notice("tunnel %s: session %s: new handshake on a fresh socket", s->t->conf.name,
 		   SESSION_ID(s));
 	session_reset_transport(s);

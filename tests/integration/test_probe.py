@@ -73,6 +73,42 @@ def test_a_reading_sent_once_into_a_killed_node_reaches_the_backend_by_the_next(
        'the restarted terminator: handshakes_completed, handshakes_resumed, cache_hits')
 
 
+def test_a_node_that_lost_the_session_answers_the_probe_with_its_alert(env):
+    """The node is back (or the balancer moved the meter to another) before
+    the probe goes: the probe reaches a node without the session, whose
+    lost-session alert ends the path at once: one probe, no waiting for the
+    other two. path_timeout_s 5: the restart takes a fraction of it."""
+    h.psktund()
+    need_hiredis(env)
+    redis = Redis(env).start()
+    echo = env.echo(prefix=b'E:')
+    term = _terminator(env, 'term', KEYS, echo, redis, os.urandom(32), dtls={'retransmit_ms': 250})
+    h.wait_until(lambda: term.stats().get('cache_up') == 1, h.T, 'terminator cache_up=1')
+    lb = BadLink(upstream=(h.LO, term.port), max_flows=64)
+    env.defer(lb.stop)
+    m = env.meter(name='meter-0001')
+    gw = h.gateway(env, KEYS, [('meter-0001', m.source)], '%s:%d' % lb.listen_addr,
+                   dtls=dict(PROBE, path_timeout_s=5))
+    eq(m.request(b'first', gw.addr), b'E:first', 'first reply')
+    h.wait_until(lambda: term.stats()['cache_stores'] == 1, h.T, 'terminator cache_stores == 1')
+    os.killpg(term.proc.pid, signal.SIGKILL)
+    resil._reap(term)
+    term.rc = None
+    m.send(b'reading-1', gw.addr)           # once, into the dead node
+    h.wait_until(lambda: lb.stats()['down']['unreachable'] >= 1, h.T,
+                 'the relay swallowed ICMP port unreachable')
+    resil.restart(term)
+    eq(gw.stats()['probes_sent'], 0, 'gateway probes_sent before path_timeout_s')
+    eq(m.recv()[0], b'E:reading-1', 'reply to the reading sent into the dead path')
+    echo.wait_count(2)
+    eq(echo.payloads(), [b'first', b'reading-1'], 'backend received, each once')
+    eq(dict(zip(PROBE_KEYS, probe_stats(gw))),
+       dict(zip(PROBE_KEYS, (1, 0, 1, 1, 1, 2, 1))), 'gateway probe and handshake counters')
+    st = term.stats()
+    eq((st['lost_session_alerts'], st['handshakes_completed'], st['handshakes_resumed']), (1, 1, 1),
+       'the restarted terminator: lost_session_alerts, handshakes_completed, handshakes_resumed')
+
+
 def test_a_healthy_idle_path_costs_one_probe_and_its_pong(env):
     """A one-way meter (its backend never answers): one probe, one pong,
     nothing else; the path is proven, no handshake again, and no probe until
