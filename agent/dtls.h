@@ -30,6 +30,7 @@ bool dtls_is_client(const struct session *s);
 void dtls_flight_begin(struct session *s);
 void dtls_flight_end(struct session *s);
 void dtls_key_digest(const struct psktun_key *key, uint8_t out[32]);
+/* Gateway, a session up: whether it may probe (s->heartbeat), and what resumes the next one. */
 void dtls_save_resumption(struct session *s);
 size_t dtls_plain_max(const struct session *s);
 void dtls_fake_key(struct daemon *d, const char *identity, size_t len, uint8_t *out, size_t out_len);

@@ -23,8 +23,8 @@
 #include "tunnel.h"
 
 /*
- * Application data (or a heartbeat, the gateway's probe) from an address with no session: we restarted, or a NAT
- * gave the peer a new port. DTLS 1.2 has no way to say so with authority;
+ * Application data (or a heartbeat, the gateway's probe) from an address with
+ * no session: we restarted, or a NAT gave the peer a new port. DTLS 1.2 has no way to say so with authority;
  * a plaintext (epoch 0) fatal alert tells a psktun gateway to shake hands
  * again at once instead of waiting for its dead-path timers. It is smaller
  * than what provoked it and rate-limited per source, so it amplifies nothing;
