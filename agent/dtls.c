@@ -174,15 +174,38 @@ static int psk_server_key(gnutls_session_t tls, const gnutls_datum_t *username, 
 	return 0;
 }
 
+/*
+ * A resumed ServerHello carries no extension GnuTLS resumes, heartbeat's
+ * included, and GnuTLS's own record of it says yes whatever the server said
+ * (heartbeat_offer): so the gateway's resumption data (the store, the state
+ * file) ends with this mark when the session agreed to heartbeats. Data
+ * without it (an older state file) resumes as before, without the probe.
+ */
+static const uint8_t HEARTBEAT_MARK[8] = { 'p', 's', 'k', 't', 'u', 'n', 'H', 'B' };
+
 /* Gateway: keep what resumes this meter's next session (after idle close, rebinding or failure). */
 void dtls_save_resumption(struct session *s)
 {
-	gnutls_datum_t data = { NULL, 0 };
+	gnutls_datum_t data = { NULL, 0 }, marked;
 
+	/* a full handshake: the ServerHello said; a resumed one: the mark did */
+	if (!gnutls_session_is_resumed(s->tls) || s->heartbeat_hello)
+		s->heartbeat = s->heartbeat_hello;
 	if (gnutls_session_get_data2(s->tls, &data) < 0)
 		return;
-	resume_put(&s->t->resume, s->identity, s->identity_len, &data, s->identity, s->identity_len,
+	if (s->heartbeat && (marked.data = malloc(data.size + sizeof(HEARTBEAT_MARK)))) {
+		memcpy(marked.data, data.data, data.size);
+		memcpy(marked.data + data.size, HEARTBEAT_MARK, sizeof(HEARTBEAT_MARK));
+		marked.size = data.size + sizeof(HEARTBEAT_MARK);
+	} else {
+		marked = data;
+	}
+	resume_put(&s->t->resume, s->identity, s->identity_len, &marked, s->identity, s->identity_len,
 		   s->key_digest, daemon_now_ms(s->t->d) / 1000);
+	if (marked.data != data.data) {
+		gnutls_memset(marked.data, 0, marked.size);
+		free(marked.data);
+	}
 	gnutls_memset(data.data, 0, data.size);
 	gnutls_free(data.data);
 }
@@ -379,6 +402,51 @@ static int psk_client_key(gnutls_session_t tls, gnutls_datum_t *username, gnutls
 	return 0;
 }
 
+/*
+ * The dead-path probe (session.c) pings with RFC 6520 heartbeats. GnuTLS
+ * 3.7.9 reports the local side allowed to send once enabled, whether or not
+ * the server answered the extension (a server that never agreed takes a ping
+ * as a fatal unexpected message), and takes a pong only from a peer allowed to
+ * send: so both directions are enabled, and only the ServerHello says whether
+ * the probe may be used.
+ */
+static int server_hello_seen(gnutls_session_t tls, unsigned type, unsigned when, unsigned incoming,
+			     const gnutls_datum_t *msg)
+{
+	struct session *s = gnutls_session_get_ptr(tls);
+
+	if (!incoming || type != GNUTLS_HANDSHAKE_SERVER_HELLO)
+		return 0;
+	s->heartbeat_hello = dtls_server_hello_has_extension(msg->data, msg->size, DTLS_EXT_HEARTBEAT);
+	return 0;
+}
+
+/* The gateway's probe is on (dtls.path_timeout_s): offer heartbeats. `marked`:
+ * the resumption data says the session it resumes agreed to them. */
+static void heartbeat_offer(struct session *s, bool marked)
+{
+	s->heartbeat = s->heartbeat_hello = false;
+	if (!s->t->d->cfg->dtls.path_timeout_s || !s->t->ops->keeps_uplink)
+		return;
+	s->heartbeat = marked;
+	gnutls_heartbeat_enable(s->tls, GNUTLS_HB_LOCAL_ALLOWED_TO_SEND | GNUTLS_HB_PEER_ALLOWED_TO_SEND);
+	gnutls_handshake_set_hook_function(s->tls, GNUTLS_HANDSHAKE_SERVER_HELLO, GNUTLS_HOOK_POST,
+					   server_hello_seen);
+}
+
+/*
+ * One heartbeat request: 1 byte of payload (GnuTLS fails on none) and the
+ * 16 bytes of padding RFC 6520 asks for, 49 bytes on the air with
+ * AES-128-CCM-8, as its answer. Each call sends a new payload: an answer to an
+ * earlier one is ignored.
+ */
+int dtls_heartbeat_ping(struct session *s)
+{
+	int r = gnutls_heartbeat_ping(s->tls, 16 + 1, 0, 0);
+
+	return r < 0 ? -EIO : 0;
+}
+
 int dtls_session_client(struct session *s, const struct psktun_key *key)
 {
 	const gnutls_datum_t *resumption;
@@ -400,8 +468,17 @@ int dtls_session_client(struct session *s, const struct psktun_key *key)
 		goto fail;
 	resumption = resume_get(&s->t->resume, key->identity, key->identity_len, s->t->d->keys,
 				daemon_now_ms(s->t->d) / 1000);
-	if (resumption)
-		gnutls_session_set_data(s->tls, resumption->data, resumption->size);
+	if (resumption) {
+		size_t n = resumption->size;
+		bool marked = n > sizeof(HEARTBEAT_MARK) &&
+			      !memcmp(resumption->data + n - sizeof(HEARTBEAT_MARK), HEARTBEAT_MARK,
+				      sizeof(HEARTBEAT_MARK));
+
+		gnutls_session_set_data(s->tls, resumption->data, marked ? n - sizeof(HEARTBEAT_MARK) : n);
+		heartbeat_offer(s, marked);
+	} else {
+		heartbeat_offer(s, false);
+	}
 	return 0;
 fail:
 	log_err("tunnel %s: cannot set up a DTLS session for %s: %s", s->t->conf.name,
@@ -423,6 +500,8 @@ int dtls_session_server(struct session *s, gnutls_dtls_prestate_st *prestate)
 	r = session_common(s);
 	if (r < 0)
 		goto fail;
+	/* Answer a gateway's probe; nothing is sent unless the client offers it. */
+	gnutls_heartbeat_enable(s->tls, GNUTLS_HB_PEER_ALLOWED_TO_SEND);
 	if (prestate)
 		gnutls_dtls_prestate_set(s->tls, prestate);
 	if (s->t->d->ticket_key.data)

@@ -23,11 +23,14 @@ int dtls_ticket_key_load(const char *path, gnutls_datum_t *out, struct psktun_di
 int dtls_session_client(struct session *s, const struct psktun_key *key);
 int dtls_session_server(struct session *s, gnutls_dtls_prestate_st *prestate);
 void dtls_session_deinit(struct session *s);
+/* One heartbeat request (RFC 6520) on an established session that negotiated them (s->heartbeat). */
+int dtls_heartbeat_ping(struct session *s);
 /* The session is the DTLS client (it began the handshake). */
 bool dtls_is_client(const struct session *s);
 void dtls_flight_begin(struct session *s);
 void dtls_flight_end(struct session *s);
 void dtls_key_digest(const struct psktun_key *key, uint8_t out[32]);
+/* Gateway, a session up: whether it may probe (s->heartbeat), and what resumes the next one. */
 void dtls_save_resumption(struct session *s);
 size_t dtls_plain_max(const struct session *s);
 void dtls_fake_key(struct daemon *d, const char *identity, size_t len, uint8_t *out, size_t out_len);

@@ -14,8 +14,9 @@ int dtls_record_len(const uint8_t *p, size_t len)
 	case DTLS_CT_ALERT:
 	case DTLS_CT_HANDSHAKE:
 	case DTLS_CT_APPLICATION_DATA:
+	case DTLS_CT_HEARTBEAT:
 		break;
-	default:		/* heartbeat (24) is never negotiated */
+	default:
 		return -EBADMSG;
 	}
 	/* DTLS 1.2, or 1.0 in a first ClientHello and a HelloVerifyRequest (RFC 6347 4.2.1) */
@@ -77,4 +78,24 @@ unsigned dtls_handshake_message_seq(const uint8_t *p)
 	const uint8_t *hs = p + DTLS_RECORD_HDR;
 
 	return (unsigned)hs[4] << 8 | hs[5];
+}
+
+/* server_version(2) random(32) session_id(1+n) cipher_suite(2) compression_method(1)
+ * [extensions(2) {type(2) length(2) data}...] (RFC 5246 7.4.1.3) */
+bool dtls_server_hello_has_extension(const uint8_t *p, size_t len, uint16_t type)
+{
+	size_t i = 2 + 32, end;
+
+	if (len < i + 1)
+		return false;
+	i += 1 + p[i] + 2 + 1;
+	if (len < i + 2)
+		return false;	/* no extensions */
+	end = i + 2 + ((size_t)p[i] << 8 | p[i + 1]);
+	if (end > len)
+		return false;
+	for (i += 2; i + 4 <= end; i += 4 + ((size_t)p[i + 2] << 8 | p[i + 3]))
+		if (((uint16_t)p[i] << 8 | p[i + 1]) == type)
+			return i + 4 + ((size_t)p[i + 2] << 8 | p[i + 3]) <= end;
+	return false;
 }

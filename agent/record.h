@@ -15,6 +15,7 @@
 #define DTLS_CT_ALERT 21
 #define DTLS_CT_HANDSHAKE 22
 #define DTLS_CT_APPLICATION_DATA 23
+#define DTLS_CT_HEARTBEAT 24	/* RFC 6520: the gateway's dead-path probe (path_timeout_s) */
 #define DTLS_HS_CLIENT_HELLO 1
 #define DTLS_HS_HDR 12		/* type(1) length(3) message_seq(2) fragment_offset(3) fragment_length(3) */
 /* Where a ClientHello record holds client_random: after both headers and client_version. */
@@ -55,6 +56,9 @@ void dtls_plain_alert(uint8_t out[static DTLS_PLAIN_ALERT_LEN], uint8_t descript
 /* The session ID a ClientHello record (dtls_is_client_hello) names, in *sid;
  * its length, or 0 when it names none or is fragmented (it cannot be read whole). */
 size_t dtls_client_hello_session_id(const uint8_t *p, size_t len, const uint8_t **sid);
+/* A ServerHello's body (after the handshake header) carries extension `type`. */
+bool dtls_server_hello_has_extension(const uint8_t *p, size_t len, uint16_t type);
+#define DTLS_EXT_HEARTBEAT 15	/* RFC 6520 */
 /* A handshake record's message_seq (p holds at least a record and a handshake header). */
 unsigned dtls_handshake_message_seq(const uint8_t *p);
 #endif

@@ -20,6 +20,7 @@
 #define REPLAY_MAX 4		/* uplink datagrams kept for a replay (sent_keep) */
 #define REPLAY_BYTES 2048
 #define REPLAY_AGE_MS 30000
+#define PROBE_TRIES 3		/* heartbeats, retransmit_ms apart, before a path is dead */
 
 static const char *close_reason_name(enum close_reason why)
 {
@@ -320,6 +321,16 @@ static void arm(struct session *s, uint64_t ms)
 	uv_timer_start(&s->timer, on_timer, ms ? ms : 1, 0);
 }
 
+/* An established session's one timer: its idle close, or the probe's next step if sooner. */
+static void arm_established(struct session *s)
+{
+	uint64_t now = daemon_now_ms(s->t->d), at = s->last_rx_ms + (uint64_t)s->idle_timeout_s * 1000;
+
+	if (s->probe_at_ms && s->probe_at_ms < at)
+		at = s->probe_at_ms;
+	arm(s, at > now ? at - now : 0);
+}
+
 static void session_established(struct session *s)
 {
 	struct tunnel *t = s->t;
@@ -342,7 +353,14 @@ static void session_established(struct session *s)
 		   gnutls_session_is_resumed(s->tls) ? ", resumed" : "",
 		   (unsigned long long)(daemon_now_ms(d) - s->started_ms));
 	session_touch(s);
-	arm(s, (uint64_t)s->idle_timeout_s * 1000);
+	s->probe_at_ms = 0;
+	s->probe_tries = 0;
+	if (t->d->cfg->dtls.path_timeout_s && t->ops->keeps_uplink && !s->heartbeat && !t->said_no_heartbeat) {
+		t->said_no_heartbeat = true;
+		log_notice("tunnel %s: the cloud does not answer heartbeats (RFC 6520): no probe, a dead "
+			   "path shows at a meter's next datagram after path_timeout_s", t->conf.name);
+	}
+	arm_established(s);
 	while (s->state == SESSION_ESTABLISHED && (q = dgram_queue_pop(&s->queue))) {
 		session_send_tunnel(s, q->data, q->len);
 		free(q);
@@ -540,6 +558,8 @@ static void handshake_start_now(struct session *s)
 		s->t->ops->handshake_start(s);
 }
 
+static void probe(struct session *s);
+
 static void on_timer(uv_timer_t *timer)
 {
 	struct session *s = timer->data;
@@ -559,11 +579,16 @@ static void on_timer(uv_timer_t *timer)
 		break;
 	case SESSION_ESTABLISHED:
 		now = daemon_now_ms(d);
+		if (s->probe_at_ms && now >= s->probe_at_ms) {
+			probe(s);
+			if (s->state != SESSION_ESTABLISHED)
+				break;
+		}
 		idle_ms = (uint64_t)s->idle_timeout_s * 1000;
 		if (now - s->last_rx_ms >= idle_ms)
 			session_close(s, CLOSE_IDLE);
 		else
-			arm(s, idle_ms - (now - s->last_rx_ms));
+			arm_established(s);
 		break;
 	case SESSION_BACKOFF:
 		if (s->queue.n)
@@ -601,8 +626,8 @@ static bool path_dead(struct session *s)
 {
 	uint64_t limit = (uint64_t)s->t->d->cfg->dtls.path_timeout_s * 1000, now;
 
-	if (!limit || !s->t->ops->keeps_uplink || s->t->plugin)
-		return false;
+	if (!limit || !s->t->ops->keeps_uplink || s->t->plugin || s->heartbeat)
+		return false;	/* with heartbeats the probe decides (probe_arm) */
 	now = daemon_now_ms(s->t->d);
 	if (!s->unanswered_since_ms) {
 		s->unanswered_since_ms = now;
@@ -636,17 +661,84 @@ static void sent_forget(struct session *s)
 	dgram_queue_clear(&s->sent);
 }
 
+/*
+ * The dead-path probe (path_timeout_s, roles that keep uplink, a cloud that
+ * agreed to RFC 6520 heartbeats; dtls.c). A meter that sends once and never
+ * again gives path_dead() no next datagram to notice a dead path at, and a
+ * load balancer may swallow the ICMP error: so path_timeout_s after an uplink
+ * record that nothing authenticated has answered, the session pings the cloud.
+ * An answer (probe_answered) proves the path; PROBE_TRIES pings retransmit_ms
+ * apart unanswered, or the cloud's lost-session alert or ICMP meanwhile
+ * (gateway.c), and the path is dead (dead_paths, session_rehandshake): a new handshake, and what went unanswered goes again
+ * on it (session_replay_sent). One probe in flight per session, nothing
+ * allocated: the session's own timer (arm_established) and GnuTLS's buffer.
+ */
+static void probe_arm(struct session *s)
+{
+	uint64_t limit = (uint64_t)s->t->d->cfg->dtls.path_timeout_s * 1000;
+
+	if (!limit || !s->heartbeat || s->probe_at_ms)
+		return;		/* off, or one waits or is in flight */
+	if (!s->unanswered_since_ms)
+		s->unanswered_since_ms = daemon_now_ms(s->t->d);
+	s->probe_at_ms = s->unanswered_since_ms + limit;
+	s->probe_tries = 0;
+	arm_established(s);
+}
+
+static void probe(struct session *s)
+{
+	struct daemon *d = s->t->d;
+
+	s->probe_at_ms = 0;
+	if (!s->awaiting_downlink || !s->tls) {	/* answered meanwhile */
+		s->probe_tries = 0;
+		return;
+	}
+	if (s->probe_tries < PROBE_TRIES) {
+		s->probe_tries++;
+		s->probe_at_ms = daemon_now_ms(d) + d->cfg->dtls.retransmit_ms;
+		if (dtls_heartbeat_ping(s) < 0) {
+			d->stats.dropped_send++;
+			return;
+		}
+		d->stats.probes_sent++;
+		log_debug("tunnel %s: session %s: probe %u", s->t->conf.name, SESSION_ID(s), s->probe_tries);
+		return;
+	}
+	log_notice("tunnel %s: session %s: %d probes unanswered: the path to the cloud is dead",
+		   s->t->conf.name, SESSION_ID(s), PROBE_TRIES);
+	session_rehandshake(s);		/* counts it in dead_paths */
+	session_replay_sent(s);
+}
+
+/* The cloud answered a probe: the path is alive, and carried what went before it. */
+static void probe_answered(struct session *s)
+{
+	if (!s->probe_tries)
+		return;		/* a duplicate */
+	s->t->d->stats.probes_answered++;
+	s->probe_tries = 0;
+	s->probe_at_ms = 0;
+	s->awaiting_downlink = false;
+	s->unanswered_since_ms = 0;
+	sent_forget(s);
+}
+
 /* After session_rehandshake: into the queue, out once the new session is up. */
 void session_replay_sent(struct session *s)
 {
 	struct daemon *d = s->t->d;
-	uint64_t now = daemon_now_ms(d);
+	uint64_t now = daemon_now_ms(d), age = REPLAY_AGE_MS;
 	struct dgram *g;
 
 	if (s->state == SESSION_ESTABLISHED || s->state == SESSION_CLOSING)
 		return;	/* no new handshake (one began less than a second ago): kept for the next */
+	/* the probe took path_timeout_s and its tries to find the path dead */
+	if (s->heartbeat)
+		age += (uint64_t)d->cfg->dtls.path_timeout_s * 1000 + PROBE_TRIES * d->cfg->dtls.retransmit_ms;
 	while ((g = dgram_queue_pop(&s->sent))) {
-		if (now - g->at_ms > REPLAY_AGE_MS)
+		if (now - g->at_ms > age)
 			;	/* too old to matter now */
 		else if (dgram_queue_push(&s->queue, g->data, g->len) == 0)
 			d->stats.replayed++;
@@ -687,6 +779,7 @@ int session_send_tunnel(struct session *s, const uint8_t *data, size_t len)
 		s->last_uplink_ms = daemon_now_ms(d);
 		sent_keep(s, data, len);
 		s->awaiting_downlink = true;
+		probe_arm(s);
 		return 0;
 	case SESSION_CLOSING:
 		d->stats.dropped_closed++;
@@ -733,6 +826,8 @@ static void on_one_record(struct session *s, const uint8_t *data, size_t len)
 				s->last_downlink_ms = s->last_rx_ms;
 				s->awaiting_downlink = false;
 				s->unanswered_since_ms = 0;
+				s->probe_at_ms = 0;
+				s->probe_tries = 0;
 				if (s->sent.n)
 					sent_forget(s);	/* the path carried them */
 				t->ops->deliver(s, d->txbuf, n);
@@ -746,6 +841,10 @@ static void on_one_record(struct session *s, const uint8_t *data, size_t len)
 			}
 			if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
 				break;
+			if (n == GNUTLS_E_HEARTBEAT_PING_RECEIVED)	/* the peer's probe */
+				gnutls_heartbeat_pong(s->tls, 0);
+			else if (n == GNUTLS_E_HEARTBEAT_PONG_RECEIVED)
+				probe_answered(s);
 			if (!gnutls_error_is_fatal(n)) {
 				log_debug("tunnel %s: %s: %s", t->conf.name, SESSION_ID(s),
 					  gnutls_strerror_name(n));
@@ -856,6 +955,10 @@ void session_rehandshake(struct session *s)
 		return;
 	s->rehandshake_ms = daemon_now_ms(d);
 	d->stats.rehandshakes++;
+	if (s->probe_tries)	/* a probe was out: unanswered, or the cloud said it lost the session */
+		d->stats.dead_paths++;
+	s->probe_tries = 0;
+	s->probe_at_ms = 0;
 	log_notice("tunnel %s: session %s: new handshake on a fresh socket", s->t->conf.name,
 		   SESSION_ID(s));
 	session_reset_transport(s);

@@ -99,6 +99,10 @@ struct session {
 	uint64_t unanswered_since_ms;	/* first uplink record since the last downlink one */
 	bool awaiting_downlink;		/* an uplink record since the last authenticated downlink one */
 	uint64_t rehandshake_ms;	/* last rehandshake, to ignore a burst of hints */
+	bool heartbeat;			/* gateway: the cloud agreed to RFC 6520 heartbeats (dtls.c) */
+	bool heartbeat_hello;		/* ... its ServerHello said so (a resumed one never does) */
+	uint8_t probe_tries;		/* heartbeats sent for the unanswered uplink (session.c: probe) */
+	uint64_t probe_at_ms;		/* when the probe acts next; 0: it waits for an uplink */
 	uint32_t idle_timeout_s;
 	bool closing_after_send;	/* plugin asked to close after forwarding */
 	bool counted_handshaking;

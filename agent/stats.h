@@ -41,7 +41,10 @@
 	X(cache_timeouts) \
 	X(cache_overflow) \
 	X(cache_stores) \
-	X(replayed)
+	X(replayed) \
+	X(probes_sent) \
+	X(probes_answered) \
+	X(dead_paths)
 
 struct psktun_stats {
 #define X(n) uint64_t n;

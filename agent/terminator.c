@@ -23,8 +23,8 @@
 #include "tunnel.h"
 
 /*
- * Application data from an address with no session: we restarted, or a NAT
- * gave the peer a new port. DTLS 1.2 has no way to say so with authority;
+ * Application data (or a heartbeat, the gateway's probe) from an address with
+ * no session: we restarted, or a NAT gave the peer a new port. DTLS 1.2 has no way to say so with authority;
  * a plaintext (epoch 0) fatal alert tells a psktun gateway to shake hands
  * again at once instead of waiting for its dead-path timers. It is smaller
  * than what provoked it and rate-limited per source, so it amplifies nothing;
@@ -290,7 +290,9 @@ static void dispatch(struct tunnel *t, const struct sockaddr *from, const uint8_
 		}
 		d->stats.dropped_unknown++;
 		meter_unknown_seen(t, UNKNOWN_SOURCE, "", 0, from, "no session with this address");
-		if (data[0] == DTLS_CT_APPLICATION_DATA && dtls_record_epoch(data) > 0 &&
+		/* a record of a session: application data, or the gateway's probe (heartbeat) */
+		if ((data[0] == DTLS_CT_APPLICATION_DATA || data[0] == DTLS_CT_HEARTBEAT) &&
+		    dtls_record_epoch(data) > 0 &&
 		    nread >= DTLS_PLAIN_ALERT_LEN)
 			lost_session_alert(t, from);
 		return;

@@ -69,6 +69,7 @@ struct tunnel {
 	unsigned open_handles;
 	bool closing;
 	struct meter_table *meters;	/* `show`: records per meter, recent unknowns, log limits */
+	bool said_no_heartbeat;		/* gateway: logged once that the cloud refused the probe (session.c) */
 };
 
 /* Opens everything that can fail (problems go to diag) but reads nothing

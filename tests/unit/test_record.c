@@ -44,6 +44,8 @@ static void test_a_length_past_the_datagram_is_refused(void **state)
 	assert_int_equal(dtls_record_len(d, sizeof(d)), -EBADMSG);
 	hdr(d, DTLS_CT_APPLICATION_DATA, 0xfd, 1, 27);
 	assert_int_equal(dtls_record_len(d, sizeof(d)), 40);
+	hdr(d, DTLS_CT_HEARTBEAT, 0xfd, 1, 27);	/* the gateway's probe, RFC 6520 */
+	assert_int_equal(dtls_record_len(d, sizeof(d)), 40);
 }
 
 static void test_a_short_header_an_empty_body_a_bad_type_or_version_is_refused(void **state)
@@ -55,7 +57,7 @@ static void test_a_short_header_an_empty_body_a_bad_type_or_version_is_refused(v
 	assert_int_equal(dtls_record_len(d, 0), -EBADMSG);
 	hdr(d, DTLS_CT_APPLICATION_DATA, 0xfd, 1, 0);
 	assert_int_equal(dtls_record_len(d, sizeof(d)), -EBADMSG);
-	hdr(d, 24 /* heartbeat */, 0xfd, 1, 20);
+	hdr(d, 25, 0xfd, 1, 20);
 	assert_int_equal(dtls_record_len(d, sizeof(d)), -EBADMSG);
 	hdr(d, 19, 0xfd, 1, 20);
 	assert_int_equal(dtls_record_len(d, sizeof(d)), -EBADMSG);
@@ -146,12 +148,32 @@ static void test_a_client_hello_names_its_session_id_only_when_whole(void **stat
 	assert_int_equal(dtls_client_hello_session_id(d, len, &sid), 0);
 }
 
+static void test_a_server_hello_extension_is_found_only_whole(void **state)
+{
+	/* version, random, session ID (2 bytes), suite, compression, extensions:
+	 * renegotiation_info (0xff01, 1 byte), heartbeat (15, 1 byte) */
+	uint8_t sh[2 + 32 + 1 + 2 + 2 + 1 + 2 + 5 + 5] = { 0xfe, 0xfd };
+	size_t i = 2 + 32;
+
+	sh[i++] = 2;
+	i += 2 + 2 + 1;
+	sh[i++] = 0;
+	sh[i++] = 10;
+	memcpy(sh + i, "\xff\x01\x00\x01\x00\x00\x0f\x00\x01\x01", 10);
+	assert_true(dtls_server_hello_has_extension(sh, sizeof(sh), DTLS_EXT_HEARTBEAT));
+	assert_false(dtls_server_hello_has_extension(sh, sizeof(sh), 23));
+	assert_false(dtls_server_hello_has_extension(sh, sizeof(sh) - 1, DTLS_EXT_HEARTBEAT));	/* cut */
+	assert_false(dtls_server_hello_has_extension(sh, 2 + 32 + 1 + 2 + 2 + 1, DTLS_EXT_HEARTBEAT));
+	assert_false(dtls_server_hello_has_extension(sh, 20, DTLS_EXT_HEARTBEAT));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_a_whole_record_is_taken_and_the_next_begins_after_it),
 		cmocka_unit_test(test_a_length_past_the_datagram_is_refused),
 		cmocka_unit_test(test_a_short_header_an_empty_body_a_bad_type_or_version_is_refused),
+		cmocka_unit_test(test_a_server_hello_extension_is_found_only_whole),
 		cmocka_unit_test(test_a_body_longer_than_dtls_allows_is_refused),
 		cmocka_unit_test(test_a_plain_alert_is_an_epoch_0_alert_of_two_bytes),
 		cmocka_unit_test(test_the_lost_session_alert_is_a_fatal_unexpected_message_at_epoch_0),
