@@ -337,13 +337,18 @@ def test_a_late_redis_answer_strands_no_hello_after_the_cookie(env):
     f = Fleet(env, 1)
     m = f.meters[0]
     f.round(b'on-a')
+    # A's store is asynchronous: stopped before it, Redis may take B's lookup
+    # first once woken, a miss (a full handshake, legitimately); so it is there first
+    h.wait_until(lambda: f.redis.cmd('DBSIZE') == 1, h.T, "Redis holds A's session")
     b0 = f.b.stats()
     os.kill(f.redis.peer.proc.pid, signal.SIGSTOP)
     try:
         f.to(f.b)
         m.send(b'%s/on-b' % m.name.encode(), f.gw.addr)
-        h.wait_until(lambda: f.b.stats()['cookies_sent'] > b0['cookies_sent'], h.T,
-                     'B: the held ClientHello went on and got a cookie')
+        # polled off the control socket (no psktunctl start): SIGCONT follows the
+        # cookie within milliseconds, inside the 100 ms the next hello is held
+        h.wait_until(lambda: f.b.stats_now()['cookies_sent'] > b0['cookies_sent'], h.T,
+                     'B: the held ClientHello went on and got a cookie', interval=0.002)
     finally:
         os.kill(f.redis.peer.proc.pid, signal.SIGCONT)
     eq(m.recv(timeout=h.T)[0], b'E:%s/on-b' % m.name.encode(), 'answer on B')
@@ -357,10 +362,16 @@ def test_a_late_redis_answer_strands_no_hello_after_the_cookie(env):
     # still slept (held and looked up too), not if it came after
     if st['cache_hits'] - b0['cache_hits'] not in (1, 2):
         raise Fail('B cache_hits %d, want 1 or 2' % (st['cache_hits'] - b0['cache_hits']))
+    # Resumed when the late answer came within the second hello's 100 ms; when
+    # the machine was slower than that (both lookups timed out) a full
+    # handshake, legitimately. Never stranded, never failed.
+    resumed = 0 if st['cache_timeouts'] - b0['cache_timeouts'] == 2 else 1
+    h.log('B cache_timeouts +%d: the hello with the cookie %s' % (
+        st['cache_timeouts'] - b0['cache_timeouts'], 'resumed' if resumed else 'timed out too: full handshake'))
     eq((st['handshakes_completed'] - b0['handshakes_completed'], st['handshakes_resumed'] - b0['handshakes_resumed'],
-        st['handshakes_failed'] - b0['handshakes_failed']), (1, 1, 0),
+        st['handshakes_failed'] - b0['handshakes_failed']), (1, resumed, 0),
        'B handshakes completed, resumed, failed')
-    eq((g['handshakes_completed'], g['handshakes_resumed'], g['handshakes_failed']), (2, 1, 0),
+    eq((g['handshakes_completed'], g['handshakes_resumed'], g['handshakes_failed']), (2, resumed, 0),
        'gateway handshakes completed, resumed, failed')
 
 
