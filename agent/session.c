@@ -919,6 +919,12 @@ void session_on_record(struct session *s, const uint8_t *data, size_t len)
 			}
 			log_debug("tunnel %s: a plaintext alert (%d) during a handshake held",
 				  s->t->conf.name, dtls_alert_description(data, n));
+		} else if (data[0] == DTLS_CT_HEARTBEAT && dtls_record_epoch(data) == 0) {
+			/* RFC 6520 heartbeats travel only once a handshake is
+			 * done, in its epoch: a plaintext one is a forgery, and
+			 * GnuTLS (which keeps epoch 0 readable) would end the
+			 * session or the handshake on a malformed one. */
+			d->stats.records_discarded++;
 		} else {
 			if (s->state == SESSION_HANDSHAKING && dtls_record_epoch(data) > 0)
 				s->peer_finished = true;

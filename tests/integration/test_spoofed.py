@@ -22,6 +22,10 @@ sockets are not allowed).
     first request is answered in the first handshake.  The link between
     the ends (badlink.py) delays each datagram 300 ms, so the handshake is
     still running when the forgery arrives.
+  * The same with a plaintext RFC 6520 heartbeat (3 bytes of body): GnuTLS,
+    heartbeats enabled (always at the terminator, with path_timeout_s at the
+    gateway), ended the handshake on it (GNUTLS_E_UNEXPECTED_PACKET).  A
+    heartbeat belongs to an authenticated epoch only: discarded, counted.
 
 Exit 0 passed, 1 failed, 77 skipped."""
 
@@ -94,6 +98,9 @@ def udp(raw, src, dst, payload):
 
 # epoch 0, sequence number 0, fatal handshake_failure
 FATAL_ALERT = bytes([21, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 40])
+# A plaintext RFC 6520 heartbeat response, 3 bytes of body (no payload, no
+# padding): GnuTLS, heartbeats enabled, ends a handshake on it (unexpected message).
+FORGED_HEARTBEAT = bytes([24, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 3, 2, 0, 1])
 
 
 def connected_udp_sockets(remote):
@@ -139,7 +146,7 @@ def test_a_forged_icmp_unreachable_at_an_idle_session_changes_nothing(env):
                 start=mark)
 
 
-def delayed_pair(env):
+def delayed_pair(env, gw_dtls=None):
     """meter -> gateway -> (300 ms each way) -> terminator -> echo."""
     echo = env.echo(b'E:')
     term = h.terminator(env, KEYS, echo.addr, dtls={'retransmit_ms': 1000})
@@ -147,28 +154,29 @@ def delayed_pair(env):
     env.defer(link.stop)
     meter = env.meter()
     gw = h.gateway(env, KEYS, [('meter-A', meter.source)], '%s:%d' % (h.LO, link.port),
-                   dtls={'retransmit_ms': 1000})
+                   dtls=dict({'retransmit_ms': 1000}, **(gw_dtls or {})))
     return meter, gw, link, term
 
 
-def handshake_survives_a_forged_alert(env, at_gateway):
+def handshake_survives_a_forged_alert(env, at_gateway, forged=FATAL_ALERT):
     raw = raw_socket()
     env.defer(raw.close)
-    meter, gw, link, term = delayed_pair(env)
+    # path_timeout_s: the gateway offers heartbeats (its probe), and takes them
+    meter, gw, link, term = delayed_pair(env, {'path_timeout_s': 30} if forged is FORGED_HEARTBEAT else None)
     meter.send(b'one', gw.addr)
     if at_gateway:
         rx = gw
         socks = h.wait_until(lambda: connected_udp_sockets((h.LO, link.port)), what='the session socket')
-        udp(raw, (h.LO, link.port), socks[0], FATAL_ALERT)
+        udp(raw, (h.LO, link.port), socks[0], forged)
     else:
         rx = term
         # after the cookie exchange: the terminator keeps a handshake for the address
         h.wait_until(lambda: term.stats()['handshakes_started'] == 1, what='a terminator handshake')
         socks = connected_udp_sockets((h.LO, term.port))
         eq(len(socks), 1, 'the link\'s sockets toward the terminator')
-        udp(raw, socks[0], (h.LO, term.port), FATAL_ALERT)
+        udp(raw, socks[0], (h.LO, term.port), forged)
     h.wait_until(lambda: rx.stats()['records_discarded'] + rx.stats()['handshakes_failed'] >= 1,
-                 what='the forged alert at the %s' % rx.name)
+                 what='the forged record at the %s' % rx.name)
     eq(meter.recv(timeout=30)[0], b'E:one', 'the first answer')
     for d in (gw, term):
         eq({k: d.stats()[k] for k in ('handshakes_started', 'handshakes_completed', 'handshakes_failed')},
@@ -183,6 +191,14 @@ def test_a_forged_alert_does_not_end_a_gateway_handshake(env):
 
 def test_a_forged_alert_does_not_end_a_terminator_handshake(env):
     handshake_survives_a_forged_alert(env, at_gateway=False)
+
+
+def test_a_forged_heartbeat_does_not_end_a_gateway_handshake(env):
+    handshake_survives_a_forged_alert(env, at_gateway=True, forged=FORGED_HEARTBEAT)
+
+
+def test_a_forged_heartbeat_does_not_end_a_terminator_handshake(env):
+    handshake_survives_a_forged_alert(env, at_gateway=False, forged=FORGED_HEARTBEAT)
 
 
 if __name__ == '__main__':

@@ -752,6 +752,18 @@ static void forged_shapes(struct forged *f, size_t *n, bool to_terminator)
 	x = shape(f, &i, "20 epoch 1 records in one datagram", 1, 16);
 	for (unsigned k = 0; k < 20; k++)
 		x->len += put_record(x->data + x->len, 23, 0xfefd, 1, 0x1100 + k, 1, 1);
+	/* RFC 6520 heartbeats travel only in an authenticated epoch: a plaintext
+	 * one is a forgery, well-formed or not, and must not reach GnuTLS. */
+	x = shape(f, &i, "epoch 0 heartbeat request", 0, 1);
+	x->len = put_record(x->data, 24, 0xfefd, 0, 0x1010, 20, 20);
+	x->data[13] = 1;	/* heartbeat_request, payload_length 1, payload, 16 of padding */
+	x->data[14] = 0;
+	x->data[15] = 1;
+	x = shape(f, &i, "epoch 0 heartbeat, 3 bytes", 0, 1);
+	x->len = put_record(x->data, 24, 0xfefd, 0, 0x1011, 3, 3);
+	x->data[13] = 2;	/* heartbeat_response, payload_length 1, and no payload */
+	x->data[14] = 0;
+	x->data[15] = 1;
 	/* At the terminator a ClientHello is a new handshake's first word: it gets
 	 * a cookie and is forgotten. At the gateway it is nonsense. */
 	x = shape(f, &i, "a ClientHello", 0, to_terminator ? 0 : 1);
