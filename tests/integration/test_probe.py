@@ -36,6 +36,27 @@ def probe_stats(d):
     return tuple(st[k] for k in PROBE_KEYS)
 
 
+def _a_reading_into_a_killed_node(term, lb, m, gw):
+    """The meter's first request answered and its session stored in Redis;
+    then the node is killed (-9) and the meter sends one reading, once (it
+    never sends again), which the relay carries into the dead node, swallowing
+    the ICMP port unreachable as nginx stream does."""
+    eq(m.request(b'first', gw.addr), b'E:first', 'first reply')
+    h.wait_until(lambda: term.stats()['cache_stores'] == 1, h.T, 'terminator cache_stores == 1')
+    os.killpg(term.proc.pid, signal.SIGKILL)
+    resil._reap(term)
+    term.rc = None
+    m.send(b'reading-1', gw.addr)
+    h.wait_until(lambda: lb.stats()['down']['unreachable'] >= 1, h.T,
+                 'the relay swallowed ICMP port unreachable')
+
+
+def _the_reading_arrives_once(m, echo):
+    eq(m.recv()[0], b'E:reading-1', 'reply to the reading sent into the dead path')
+    echo.wait_count(2)
+    eq(echo.payloads(), [b'first', b'reading-1'], 'backend received, each once')
+
+
 def test_a_reading_sent_once_into_a_killed_node_reaches_the_backend_by_the_next(env):
     """kill -9 of the terminator behind a relay that swallows ICMP; the meter
     sends one reading into the dead path and never again. The probe finds the
@@ -52,20 +73,11 @@ def test_a_reading_sent_once_into_a_killed_node_reaches_the_backend_by_the_next(
     env.defer(lb.stop)
     m = env.meter(name='meter-0001')
     gw = h.gateway(env, KEYS, [('meter-0001', m.source)], '%s:%d' % lb.listen_addr, dtls=dict(PROBE))
-    eq(m.request(b'first', gw.addr), b'E:first', 'first reply')
-    h.wait_until(lambda: term.stats()['cache_stores'] == 1, h.T, 'terminator cache_stores == 1')
-    os.killpg(term.proc.pid, signal.SIGKILL)
-    resil._reap(term)
-    term.rc = None
-    m.send(b'reading-1', gw.addr)           # once: the meter never sends again
-    h.wait_until(lambda: lb.stats()['down']['unreachable'] >= 1, h.T,
-                 'the relay swallowed ICMP port unreachable')
+    _a_reading_into_a_killed_node(term, lb, m, gw)
     h.wait_until(lambda: gw.stats()['dead_paths'] == 1, h.T, 'gateway dead_paths == 1')
     gw.wait_log(r'session meter-0001: 3 probes unanswered: the path to the cloud is dead')
     resil.restart(term)                     # the node is back: the handshake's next ClientHello gets in
-    eq(m.recv()[0], b'E:reading-1', 'reply to the reading sent into the dead path')
-    echo.wait_count(2)
-    eq(echo.payloads(), [b'first', b'reading-1'], 'backend received, each once')
+    _the_reading_arrives_once(m, echo)
     eq(dict(zip(PROBE_KEYS, probe_stats(gw))),
        dict(zip(PROBE_KEYS, (3, 0, 1, 1, 1, 2, 1))), 'gateway probe and handshake counters')
     st = term.stats()
@@ -89,19 +101,10 @@ def test_a_node_that_lost_the_session_answers_the_probe_with_its_alert(env):
     m = env.meter(name='meter-0001')
     gw = h.gateway(env, KEYS, [('meter-0001', m.source)], '%s:%d' % lb.listen_addr,
                    dtls=dict(PROBE, path_timeout_s=5))
-    eq(m.request(b'first', gw.addr), b'E:first', 'first reply')
-    h.wait_until(lambda: term.stats()['cache_stores'] == 1, h.T, 'terminator cache_stores == 1')
-    os.killpg(term.proc.pid, signal.SIGKILL)
-    resil._reap(term)
-    term.rc = None
-    m.send(b'reading-1', gw.addr)           # once, into the dead node
-    h.wait_until(lambda: lb.stats()['down']['unreachable'] >= 1, h.T,
-                 'the relay swallowed ICMP port unreachable')
+    _a_reading_into_a_killed_node(term, lb, m, gw)
     resil.restart(term)
     eq(gw.stats()['probes_sent'], 0, 'gateway probes_sent before path_timeout_s')
-    eq(m.recv()[0], b'E:reading-1', 'reply to the reading sent into the dead path')
-    echo.wait_count(2)
-    eq(echo.payloads(), [b'first', b'reading-1'], 'backend received, each once')
+    _the_reading_arrives_once(m, echo)
     eq(dict(zip(PROBE_KEYS, probe_stats(gw))),
        dict(zip(PROBE_KEYS, (1, 0, 1, 1, 1, 2, 1))), 'gateway probe and handshake counters')
     st = term.stats()
