@@ -36,11 +36,23 @@ def probe_stats(d):
     return tuple(st[k] for k in PROBE_KEYS)
 
 
-def _a_reading_into_a_killed_node(term, lb, m, gw):
-    """The meter's first request answered and its session stored in Redis;
-    then the node is killed (-9) and the meter sends one reading, once (it
-    never sends again), which the relay carries into the dead node, swallowing
-    the ICMP port unreachable as nginx stream does."""
+def _a_reading_into_a_killed_node(env, gw_dtls):
+    """A terminator sharing its sessions through Redis, behind a relay that
+    swallows ICMP port unreachable as nginx stream does, and a gateway
+    (gw_dtls) with meter-0001. The meter's first request is answered and its
+    session stored in Redis; then the node is killed (-9) and the meter sends
+    one reading, once (it never sends again), into the dead node.
+    Returns (echo, term, lb, meter, gw)."""
+    h.psktund()
+    need_hiredis(env)
+    redis = Redis(env).start()
+    echo = env.echo(prefix=b'E:')
+    term = _terminator(env, 'term', KEYS, echo, redis, os.urandom(32), dtls={'retransmit_ms': 250})
+    h.wait_until(lambda: term.stats().get('cache_up') == 1, h.T, 'terminator cache_up=1')
+    lb = BadLink(upstream=(h.LO, term.port), max_flows=64)
+    env.defer(lb.stop)
+    m = env.meter(name='meter-0001')
+    gw = h.gateway(env, KEYS, [('meter-0001', m.source)], '%s:%d' % lb.listen_addr, dtls=gw_dtls)
     eq(m.request(b'first', gw.addr), b'E:first', 'first reply')
     h.wait_until(lambda: term.stats()['cache_stores'] == 1, h.T, 'terminator cache_stores == 1')
     os.killpg(term.proc.pid, signal.SIGKILL)
@@ -49,6 +61,7 @@ def _a_reading_into_a_killed_node(term, lb, m, gw):
     m.send(b'reading-1', gw.addr)
     h.wait_until(lambda: lb.stats()['down']['unreachable'] >= 1, h.T,
                  'the relay swallowed ICMP port unreachable')
+    return echo, term, lb, m, gw
 
 
 def _the_reading_arrives_once(m, echo):
@@ -63,17 +76,7 @@ def test_a_reading_sent_once_into_a_killed_node_reaches_the_backend_by_the_next(
     path dead (3 pings unanswered), the gateway shakes hands again and, once
     the node is back (a new process on the same port, sessions in Redis), the
     handshake is resumed and the reading reaches the backend, once."""
-    h.psktund()
-    need_hiredis(env)
-    redis = Redis(env).start()
-    echo = env.echo(prefix=b'E:')
-    term = _terminator(env, 'term', KEYS, echo, redis, os.urandom(32), dtls={'retransmit_ms': 250})
-    h.wait_until(lambda: term.stats().get('cache_up') == 1, h.T, 'terminator cache_up=1')
-    lb = BadLink(upstream=(h.LO, term.port), max_flows=64)
-    env.defer(lb.stop)
-    m = env.meter(name='meter-0001')
-    gw = h.gateway(env, KEYS, [('meter-0001', m.source)], '%s:%d' % lb.listen_addr, dtls=dict(PROBE))
-    _a_reading_into_a_killed_node(term, lb, m, gw)
+    echo, term, lb, m, gw = _a_reading_into_a_killed_node(env, dict(PROBE))
     h.wait_until(lambda: gw.stats()['dead_paths'] == 1, h.T, 'gateway dead_paths == 1')
     gw.wait_log(r'session meter-0001: 3 probes unanswered: the path to the cloud is dead')
     resil.restart(term)                     # the node is back: the handshake's next ClientHello gets in
@@ -90,18 +93,7 @@ def test_a_node_that_lost_the_session_answers_the_probe_with_its_alert(env):
     the probe goes: the probe reaches a node without the session, whose
     lost-session alert ends the path at once: one probe, no waiting for the
     other two. path_timeout_s 5: the restart takes a fraction of it."""
-    h.psktund()
-    need_hiredis(env)
-    redis = Redis(env).start()
-    echo = env.echo(prefix=b'E:')
-    term = _terminator(env, 'term', KEYS, echo, redis, os.urandom(32), dtls={'retransmit_ms': 250})
-    h.wait_until(lambda: term.stats().get('cache_up') == 1, h.T, 'terminator cache_up=1')
-    lb = BadLink(upstream=(h.LO, term.port), max_flows=64)
-    env.defer(lb.stop)
-    m = env.meter(name='meter-0001')
-    gw = h.gateway(env, KEYS, [('meter-0001', m.source)], '%s:%d' % lb.listen_addr,
-                   dtls=dict(PROBE, path_timeout_s=5))
-    _a_reading_into_a_killed_node(term, lb, m, gw)
+    echo, term, lb, m, gw = _a_reading_into_a_killed_node(env, dict(PROBE, path_timeout_s=5))
     resil.restart(term)
     eq(gw.stats()['probes_sent'], 0, 'gateway probes_sent before path_timeout_s')
     _the_reading_arrives_once(m, echo)
