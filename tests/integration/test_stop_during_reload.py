@@ -16,15 +16,16 @@ Exit 0: all passed, 1: a test failed, 77: psktund missing."""
 
 import os
 import signal
-import socket
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 from harness import eq, Fail  # noqa: E402
 from test_reload_million_keys import _write_big_keys  # noqa: E402
+from test_control_socket import ask  # noqa: E402
 
 N_KEYS = int(os.environ.get('PSKTUN_STOP_RELOAD_KEYS', '300000'))
 LOWPRIO_NICE = 10       # PSKTUN_LOWPRIO_NICE
@@ -63,22 +64,20 @@ def _terminator_with_many_keys(env):
     return term
 
 
-def _reload_client(term):
-    """A raw `reload` client on the control socket (the line psktunctl sends)."""
-    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    c.settimeout(EXIT_CAP)
-    c.connect(term.control)
-    c.sendall(b'reload\n')
-    return c
+class ReloadClient:
+    """A raw `reload` client on the control socket (the line psktunctl
+    sends), on a thread: its answer, b'' if hung up on, once done()."""
 
+    def __init__(self, term):
+        self.got = []
+        self.th = threading.Thread(target=lambda: self.got.append(ask(term.control, b'reload\n')), daemon=True)
+        self.th.start()
 
-def _answer(c):
-    data = b''
-    while True:
-        b = c.recv(4096)
-        if not b:
-            return data
-        data += b
+    def done(self):
+        self.th.join(EXIT_CAP)
+        if not self.got:
+            raise Fail('the reload client had no answer within %d s' % EXIT_CAP)
+        return self.got[0]
 
 
 def _say(line):
@@ -106,10 +105,9 @@ def _stop_in_phase(term, nth, what):
 
 def test_sigterm_while_the_worker_reads_answers_the_client_and_exits(env):
     term = _terminator_with_many_keys(env)
-    c = _reload_client(term)
+    c = ReloadClient(term)
     took = _stop_in_phase(term, 2, "the worker's read")
-    eq(_answer(c), b'error=reload failed: psktund is stopping\n', 'the reload client\'s answer')
-    c.close()
+    eq(c.done(), b'error=reload failed: psktund is stopping\n', 'the reload client\'s answer')
     term.wait_log(r'reload abandoned: psktund is stopping')
     if 'configuration reloaded' in term.log_text():
         raise Fail('a reload completed after SIGTERM')
