@@ -39,6 +39,7 @@ struct ctl_client {
 	char line[CONTROL_LINE_MAX];
 	size_t len;
 	bool answered;
+	bool writing;		/* its answer is on its way: on_written closes it */
 	bool show;		/* `show`, not `sessions`: waits for the workers too */
 	struct ctl_client *next_waiting;
 	uv_write_t req;
@@ -196,6 +197,7 @@ static void send_answer(struct ctl_client *c)
 	uv_buf_t b = uv_buf_init(c->out.p, c->out.len);
 
 	c->req.data = c;
+	c->writing = true;
 	if (uv_write(&c->req, (uv_stream_t *)&c->pipe, &b, 1, on_written) < 0)
 		client_close(c);
 }
@@ -553,16 +555,21 @@ void control_stop(struct daemon *d)
 		c->in_waiting = false;
 		client_close(c);
 	}
-	while (reloading) {
+	while (reloading) {	/* no reload ends now: they are told so */
 		struct ctl_client *c = reloading;
 
 		reloading = c->next_waiting;
 		c->in_waiting = false;
-		client_close(c);
+		uv_timer_start(&c->timer, on_client_timeout, CONTROL_CLIENT_TIMEOUT_MS, 0);
+		text_printf(&c->out, "error=reload failed: psktund is stopping\n");
+		send_answer(c);	/* closes it once written */
 	}
 	gather_running = false;
-	while (clients)
-		client_close(clients);
+	for (struct ctl_client *c = clients, *next; c; c = next) {
+		next = c->next;
+		if (!c->writing)	/* one being answered closes when written (or timed out) */
+			client_close(c);
+	}
 	if (!d->control_open)
 		return;
 	d->control_open = false;

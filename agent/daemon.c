@@ -60,6 +60,8 @@ static struct tunnel *tunnels_open(struct daemon *d, const struct psktun_config 
 	return head;
 }
 
+enum { RELOAD_IDLE, RELOAD_PREPARING, RELOAD_COMMITTING, RELOAD_ABORTING };
+
 static void reload_worker_step(struct daemon *d, unsigned cmd);
 static void reload_gathered(struct daemon *d);
 static void reload_abort(struct daemon *d);
@@ -185,6 +187,8 @@ void daemon_stop(struct daemon *d, int exit_code)
 	d->exit_code = exit_code;
 	if (!d->leader) {
 		notify_systemd("STOPPING=1");
+		if (d->reload_phase != RELOAD_IDLE)	/* no ack is awaited, no reload ends */
+			log_notice("reload abandoned: psktund is stopping");
 		for (unsigned i = 1; i < d->n_all; i++)
 			daemon_tell(d->all[i], WORKER_STOP);
 	}
@@ -281,7 +285,6 @@ static bool session_still_valid(struct session *s, const struct psktun_config *c
  * if one failed, all roll back. The leader answers psktunctl and logs the
  * outcome when every worker has done either.
  */
-enum { RELOAD_IDLE, RELOAD_PREPARING, RELOAD_COMMITTING, RELOAD_ABORTING };
 enum { WSTATE_BUSY, WSTATE_PREPARED, WSTATE_FAILED, WSTATE_DONE };
 
 /*

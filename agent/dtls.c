@@ -408,7 +408,8 @@ static int psk_client_key(gnutls_session_t tls, gnutls_datum_t *username, gnutls
  * the server answered the extension (a server that never agreed takes a ping
  * as a fatal unexpected message), and takes a pong only from a peer allowed to
  * send: so both directions are enabled, and only the ServerHello says whether
- * the probe may be used.
+ * the probe may be used: the extension with peer_allowed_to_send (a server
+ * saying peer_not_allowed_to_send must not be sent a request, RFC 6520 2).
  */
 static int server_hello_seen(gnutls_session_t tls, unsigned type, unsigned when, unsigned incoming,
 			     const gnutls_datum_t *msg)
@@ -417,7 +418,7 @@ static int server_hello_seen(gnutls_session_t tls, unsigned type, unsigned when,
 
 	if (!incoming || type != GNUTLS_HANDSHAKE_SERVER_HELLO)
 		return 0;
-	s->heartbeat_hello = dtls_server_hello_has_extension(msg->data, msg->size, DTLS_EXT_HEARTBEAT);
+	s->heartbeat_hello = dtls_server_hello_allows_heartbeats(msg->data, msg->size);
 	return 0;
 }
 

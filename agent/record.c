@@ -82,20 +82,34 @@ unsigned dtls_handshake_message_seq(const uint8_t *p)
 
 /* server_version(2) random(32) session_id(1+n) cipher_suite(2) compression_method(1)
  * [extensions(2) {type(2) length(2) data}...] (RFC 5246 7.4.1.3) */
-bool dtls_server_hello_has_extension(const uint8_t *p, size_t len, uint16_t type)
+ssize_t dtls_server_hello_extension(const uint8_t *p, size_t len, uint16_t type, const uint8_t **body)
 {
-	size_t i = 2 + 32, end;
+	size_t i = 2 + 32, end, n;
 
 	if (len < i + 1)
-		return false;
+		return -1;
 	i += 1 + p[i] + 2 + 1;
 	if (len < i + 2)
-		return false;	/* no extensions */
+		return -1;	/* no extensions */
 	end = i + 2 + ((size_t)p[i] << 8 | p[i + 1]);
 	if (end > len)
-		return false;
-	for (i += 2; i + 4 <= end; i += 4 + ((size_t)p[i + 2] << 8 | p[i + 3]))
-		if (((uint16_t)p[i] << 8 | p[i + 1]) == type)
-			return i + 4 + ((size_t)p[i + 2] << 8 | p[i + 3]) <= end;
-	return false;
+		return -1;
+	for (i += 2; i + 4 <= end; i += 4 + n) {
+		n = (size_t)p[i + 2] << 8 | p[i + 3];
+		if (((uint16_t)p[i] << 8 | p[i + 1]) != type)
+			continue;
+		if (i + 4 + n > end)
+			return -1;
+		*body = p + i + 4;
+		return (ssize_t)n;
+	}
+	return -1;
+}
+
+bool dtls_server_hello_allows_heartbeats(const uint8_t *p, size_t len)
+{
+	const uint8_t *mode;
+
+	return dtls_server_hello_extension(p, len, DTLS_EXT_HEARTBEAT, &mode) == 1 &&
+	       mode[0] == DTLS_HB_PEER_ALLOWED_TO_SEND;
 }

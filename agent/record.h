@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define DTLS_RECORD_HDR 13	/* type(1) version(2) epoch(2) sequence(6) length(2) */
 #define DTLS_RECORD_BODY_MAX (16384 + 2048)	/* RFC 6347 4.1 (RFC 5246 6.2.3) */
@@ -56,9 +57,13 @@ void dtls_plain_alert(uint8_t out[static DTLS_PLAIN_ALERT_LEN], uint8_t descript
 /* The session ID a ClientHello record (dtls_is_client_hello) names, in *sid;
  * its length, or 0 when it names none or is fragmented (it cannot be read whole). */
 size_t dtls_client_hello_session_id(const uint8_t *p, size_t len, const uint8_t **sid);
-/* A ServerHello's body (after the handshake header) carries extension `type`. */
-bool dtls_server_hello_has_extension(const uint8_t *p, size_t len, uint16_t type);
+/* Extension `type` of a ServerHello's body (after the handshake header):
+ * its length, its data in *body; -1 when it is not there whole. */
+ssize_t dtls_server_hello_extension(const uint8_t *p, size_t len, uint16_t type, const uint8_t **body);
 #define DTLS_EXT_HEARTBEAT 15	/* RFC 6520 */
+#define DTLS_HB_PEER_ALLOWED_TO_SEND 1	/* its one byte: the client may send requests (2: must not) */
+/* The ServerHello lets the client send heartbeat requests: the extension, mode 1. */
+bool dtls_server_hello_allows_heartbeats(const uint8_t *p, size_t len);
 /* A handshake record's message_seq (p holds at least a record and a handshake header). */
 unsigned dtls_handshake_message_seq(const uint8_t *p);
 #endif

@@ -148,23 +148,56 @@ static void test_a_client_hello_names_its_session_id_only_when_whole(void **stat
 	assert_int_equal(dtls_client_hello_session_id(d, len, &sid), 0);
 }
 
-static void test_a_server_hello_extension_is_found_only_whole(void **state)
+/* version, random, session ID (2 bytes), suite, compression, extensions:
+ * renegotiation_info (0xff01, 1 byte), heartbeat (15, 1 byte: `mode`) */
+static size_t server_hello(uint8_t *sh, uint8_t mode)
 {
-	/* version, random, session ID (2 bytes), suite, compression, extensions:
-	 * renegotiation_info (0xff01, 1 byte), heartbeat (15, 1 byte) */
-	uint8_t sh[2 + 32 + 1 + 2 + 2 + 1 + 2 + 5 + 5] = { 0xfe, 0xfd };
 	size_t i = 2 + 32;
 
+	memset(sh, 0, 2 + 32 + 1 + 2 + 2 + 1 + 2 + 5 + 5);
+	sh[0] = 0xfe;
+	sh[1] = 0xfd;
 	sh[i++] = 2;
 	i += 2 + 2 + 1;
 	sh[i++] = 0;
 	sh[i++] = 10;
-	memcpy(sh + i, "\xff\x01\x00\x01\x00\x00\x0f\x00\x01\x01", 10);
-	assert_true(dtls_server_hello_has_extension(sh, sizeof(sh), DTLS_EXT_HEARTBEAT));
-	assert_false(dtls_server_hello_has_extension(sh, sizeof(sh), 23));
-	assert_false(dtls_server_hello_has_extension(sh, sizeof(sh) - 1, DTLS_EXT_HEARTBEAT));	/* cut */
-	assert_false(dtls_server_hello_has_extension(sh, 2 + 32 + 1 + 2 + 2 + 1, DTLS_EXT_HEARTBEAT));
-	assert_false(dtls_server_hello_has_extension(sh, 20, DTLS_EXT_HEARTBEAT));
+	memcpy(sh + i, "\xff\x01\x00\x01\x00\x00\x0f\x00\x01", 9);
+	sh[i + 9] = mode;
+	return i + 10;
+}
+
+static void test_a_server_hello_extension_is_found_only_whole(void **state)
+{
+	uint8_t sh[2 + 32 + 1 + 2 + 2 + 1 + 2 + 5 + 5];
+	size_t len = server_hello(sh, 1);
+	const uint8_t *body = NULL;
+
+	assert_int_equal(len, sizeof(sh));
+	assert_int_equal(dtls_server_hello_extension(sh, len, DTLS_EXT_HEARTBEAT, &body), 1);
+	assert_ptr_equal(body, sh + len - 1);
+	assert_int_equal(dtls_server_hello_extension(sh, len, 0xff01, &body), 1);
+	assert_ptr_equal(body, sh + len - 6);
+	assert_int_equal(dtls_server_hello_extension(sh, len, 23, &body), -1);
+	assert_int_equal(dtls_server_hello_extension(sh, len - 1, DTLS_EXT_HEARTBEAT, &body), -1);	/* cut */
+	assert_int_equal(dtls_server_hello_extension(sh, 2 + 32 + 1 + 2 + 2 + 1, DTLS_EXT_HEARTBEAT, &body), -1);
+	assert_int_equal(dtls_server_hello_extension(sh, 20, DTLS_EXT_HEARTBEAT, &body), -1);
+}
+
+/* RFC 6520 2: "HeartbeatRequest messages MUST NOT be sent to a peer indicating
+ * peer_not_allowed_to_send" (mode 2): only mode 1 lets the gateway probe. */
+static void test_only_peer_allowed_to_send_lets_the_client_send_heartbeats(void **state)
+{
+	uint8_t sh[2 + 32 + 1 + 2 + 2 + 1 + 2 + 5 + 5];
+	size_t len;
+
+	len = server_hello(sh, 1);
+	assert_true(dtls_server_hello_allows_heartbeats(sh, len));
+	len = server_hello(sh, 2);
+	assert_false(dtls_server_hello_allows_heartbeats(sh, len));
+	len = server_hello(sh, 0);
+	assert_false(dtls_server_hello_allows_heartbeats(sh, len));
+	len = server_hello(sh, 1);
+	assert_false(dtls_server_hello_allows_heartbeats(sh, len - 1));	/* cut */
 }
 
 int main(void)
@@ -174,6 +207,7 @@ int main(void)
 		cmocka_unit_test(test_a_length_past_the_datagram_is_refused),
 		cmocka_unit_test(test_a_short_header_an_empty_body_a_bad_type_or_version_is_refused),
 		cmocka_unit_test(test_a_server_hello_extension_is_found_only_whole),
+		cmocka_unit_test(test_only_peer_allowed_to_send_lets_the_client_send_heartbeats),
 		cmocka_unit_test(test_a_body_longer_than_dtls_allows_is_refused),
 		cmocka_unit_test(test_a_plain_alert_is_an_epoch_0_alert_of_two_bytes),
 		cmocka_unit_test(test_the_lost_session_alert_is_a_fatal_unexpected_message_at_epoch_0),
