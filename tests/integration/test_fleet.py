@@ -43,9 +43,20 @@ STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so'
 
 
 class Nginx:
-    """nginx as a UDP load balancer (stream module), hashing on the source address and port."""
+    """nginx as a UDP load balancer (stream module), hashing on the source address and port.
 
-    def __init__(self, env, upstreams):
+    passive=True: nginx's only health check, `max_fails=1 fail_timeout=3s`
+    (packaging/fleet/nginx-stream.conf): a node whose ICMP port unreachable
+    failed a session is skipped for new flows, so a node lost for good loses
+    its flows to the others. nginx forgives that failure only when a later
+    session to the node ends without error, and a UDP session ends only
+    proxy_timeout after its last datagram: a node that comes back takes one
+    new flow per fail_timeout until then, and once every node has failed once
+    (a rolling restart) nginx drops new flows ("no live upstreams") but one
+    per node every 3 s. passive=False: nodes are never taken out, as a
+    rolling restart of nodes that come back wants."""
+
+    def __init__(self, env, upstreams, passive=True):
         self.exe = shutil.which('nginx') or ('/usr/sbin/nginx' if os.path.exists('/usr/sbin/nginx') else None)
         if not self.exe:
             raise h.Skip('nginx not installed (Debian: nginx-light libnginx-mod-stream)')
@@ -54,7 +65,8 @@ class Nginx:
         self.dir = env.path('nginx')
         os.makedirs(self.dir, exist_ok=True)
         self.port = h.free_udp_port()
-        servers = '\n'.join('    server %s max_fails=1 fail_timeout=3s;' % u for u in upstreams)
+        health = ' max_fails=1 fail_timeout=3s' if passive else ' max_fails=0'
+        servers = '\n'.join('    server %s%s;' % (u, health) for u in upstreams)
         conf = '''load_module %s;
 daemon off;
 worker_processes 1;
@@ -84,7 +96,7 @@ stream {
 
 
 class Fleet:
-    def __init__(self, env, n=N_METERS):
+    def __init__(self, env, n=N_METERS, passive=True):
         h.psktund()
         need_hiredis(env)
         self.env = env
@@ -99,7 +111,7 @@ class Fleet:
             self.nodes.append(d)
         for d in self.nodes:
             h.wait_until(lambda: d.stats().get('cache_up') == 1, h.T, '%s: cache_up=1' % d.name)
-        self.lb = Nginx(env, [d.addr for d in self.nodes])
+        self.lb = Nginx(env, [d.addr for d in self.nodes], passive)
         self.nat = BadLink(upstream=(h.LO, self.lb.port), max_flows=4096)
         env.defer(self.nat.stop)
         self.meters = [resil.RetryMeter(env, k) for k in self.keys]
@@ -137,8 +149,8 @@ class Fleet:
             raise Fail('%d request(s) never reached the backend: %r' % (len(missing), missing[:5]))
 
 
-def _scenario(env, name, disturb):
-    f = Fleet(env)
+def _scenario(env, name, disturb, passive=True):
+    f = Fleet(env, passive=passive)
     g0 = f.gw.stats()
     full0 = f.full()
     stop, threads, errors = f.traffic(name.encode())
@@ -207,7 +219,12 @@ def test_rolling_restart_of_every_node_costs_no_full_handshake(env):
             t = time.monotonic()
             h.wait_until(lambda: f.answered_since(t), EVERY * TRIES,
                          'every meter answered after %s restarted' % d.name)
-    f, full, g, g0 = _scenario(env, 'rolling restart of three nodes', disturb)
+    # Without nginx's passive check: with it, the three restarts leave every
+    # node "failed" for proxy_timeout (60 s), and the meters of the last node
+    # restarted find their new flows dropped but one per node every 3 s (see
+    # Nginx): 98 datagrams "no live upstreams" in a red run, 1 of 18 under
+    # ASan beside a make -j4. That is nginx's forgiveness, not psktun's.
+    f, full, g, g0 = _scenario(env, 'rolling restart of three nodes', disturb, passive=False)
     eq(full, 0, 'full handshakes after the warm-up')
 
 
@@ -237,8 +254,8 @@ def test_redis_killed_and_back_under_traffic_serves_throughout(env):
 
     orig = Fleet.__init__
 
-    def init(self, env, n=N_METERS):
-        orig(self, env, n)
+    def init(self, env, n=N_METERS, passive=True):
+        orig(self, env, n, passive)
         self.full0 = self.full()
     Fleet.__init__ = init
     try:
