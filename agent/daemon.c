@@ -18,6 +18,7 @@
 #include "state.h"
 #include "tunnel.h"
 #include "log.h"
+#include "keysproc.h"
 #include "lowprio.h"
 
 static void log_diag(const struct psktun_diag *diag)
@@ -408,15 +409,22 @@ static bool meters_same(const struct psktun_config *a, const struct psktun_confi
 static int reload_load_read(void *arg)
 {
 	struct reload_load *ld = arg;
+	bool apart = false;
 	int r;
 
 	r = psktun_config_load(ld->path, &ld->cfg, &ld->diag);
-	if (r == 0)
-		r = psktun_keys_load(ld->cfg->keys, true, &ld->keys, &ld->diag);
+	if (r == 0) {	/* the keys in a process of their own: see keysproc.h */
+		r = psktun_keys_load_apart(ld->cfg->keys, true, ld->old_keys, &ld->keys, &ld->ch.v,
+					   &ld->ch.n, &ld->ch.known, &ld->diag);
+		apart = r != PSKTUN_KEYS_NOT_APART;
+		if (!apart)
+			r = psktun_keys_load(ld->cfg->keys, true, &ld->keys, &ld->diag);
+	}
 	if (r == 0)
 		r = psktun_config_check_keys(ld->cfg, ld->keys, &ld->diag);
 	if (r == 0) {
-		ld->ch.known = psktun_keys_changed(ld->old_keys, ld->keys, &ld->ch.v, &ld->ch.n) == 0;
+		if (!apart)
+			ld->ch.known = psktun_keys_changed(ld->old_keys, ld->keys, &ld->ch.v, &ld->ch.n) == 0;
 		ld->ch.meters_same = meters_same(ld->old_cfg, ld->cfg);
 	}
 	return r;

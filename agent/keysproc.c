@@ -1,0 +1,228 @@
+/* keysproc: loads a key file in a child process of its own session, into memory the caller shares. */
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "keysproc.h"
+#include "lowprio.h"
+#include "secmem.h"
+
+#define DIAG_BYTES (32u << 10)	/* the child's problem lines, NUL after each */
+#define CHILD_DONE 0		/* exit codes: the header is filled in */
+#define CHILD_NO_ROOM 3		/* the file grew past what was set aside */
+
+/* What the child reports, at the start of the shared mapping. */
+struct shared {
+	int r;			/* psktun_keys_load()'s */
+	bool ch_known;
+	size_t n, names_len, secret_len, n_ch;
+	size_t diag_n, diag_lost;
+	char diag[DIAG_BYTES];
+};
+
+/* Where each part lies in the mapping, and how much each may hold. */
+struct layout {
+	size_t secret_off, secret_cap;	/* page-aligned: locked */
+	size_t v_off, v_cap;		/* entries */
+	size_t names_off, names_cap;	/* bytes */
+	size_t ch_off, ch_cap;		/* changes */
+	size_t len;
+};
+
+static size_t page_up(size_t n)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+	return (n + page - 1) / page * page;
+}
+
+/* Room for any valid file of `size` bytes: a key line holds at least
+ * 1 + 1 + 2 * PSKTUN_KEY_MIN bytes and a newline, an identity and two hex
+ * digits a key byte. */
+static void lay_out(struct layout *l, size_t size, size_t old_n)
+{
+	l->secret_off = page_up(sizeof(struct shared));
+	l->secret_cap = page_up(size / 2 + 1);
+	l->v_off = l->secret_off + l->secret_cap;
+	l->v_cap = (size + 1) / (3 + 2 * PSKTUN_KEY_MIN) + 1;
+	l->names_off = page_up(l->v_off + l->v_cap * sizeof(struct psktun_key));
+	l->names_cap = size + 1;
+	l->ch_off = page_up(l->names_off + l->names_cap);
+	l->ch_cap = old_n;
+	l->len = page_up(l->ch_off + (old_n ? old_n : 1) * sizeof(struct psktun_key_change));
+}
+
+static void diag_out(struct shared *sh, const struct psktun_diag *diag)
+{
+	size_t at = 0;
+
+	sh->diag_lost = diag->lost;
+	for (size_t i = 0; i < diag->n && i < PSKTUN_DIAG_MAX; i++) {
+		size_t len = strlen(diag->line[i]) + 1;
+
+		if (at + len > sizeof(sh->diag)) {
+			sh->diag_lost += diag->n - i;
+			break;
+		}
+		memcpy(sh->diag + at, diag->line[i], len);
+		at += len;
+		sh->diag_n++;
+	}
+}
+
+static void diag_in(const struct shared *sh, struct psktun_diag *diag)
+{
+	const char *s = sh->diag;
+
+	for (size_t i = 0; i < sh->diag_n; i++, s += strlen(s) + 1)
+		psktun_diag_add(diag, NULL, 0, "%s", s);
+	diag->lost += sh->diag_lost;
+}
+
+/* The child's store, moved into the mapping: pointers rebased to it. */
+static int store_out(char *map, const struct layout *l, const struct psktun_keys *k,
+		     const struct psktun_key_change *ch, size_t n_ch)
+{
+	struct shared *sh = (struct shared *)map;
+	struct psktun_key *v = (struct psktun_key *)(map + l->v_off);
+	char *names = map + l->names_off;
+	uint8_t *secret = (uint8_t *)map + l->secret_off;
+
+	if (k->n > l->v_cap || k->names_len > l->names_cap || k->secret_len > l->secret_cap || n_ch > l->ch_cap)
+		return -ENOSPC;
+	memcpy(names, k->names, k->names_len);
+	memcpy(secret, k->secret, k->secret_len);
+	for (size_t i = 0; i < k->n; i++) {
+		v[i] = k->v[i];
+		v[i].identity = names + (k->v[i].identity - k->names);
+		v[i].key = secret + (k->v[i].key - k->secret);
+	}
+	if (n_ch)	/* pointers into `old`: the same in the caller */
+		memcpy(map + l->ch_off, ch, n_ch * sizeof(*ch));
+	sh->n = k->n;
+	sh->names_len = k->names_len;
+	sh->secret_len = k->secret_len;
+	sh->n_ch = n_ch;
+	return 0;
+}
+
+/* nice +10: where the scheduler weighs processes against each other (no
+ * autogroups), the loops come first. In a session of its own (an autogroup)
+ * the child is weighed against the other sessions as one of them, and its
+ * nice counts only inside it: its autogroup's is left alone, or a reload
+ * would take 20 s on a busy machine (measured: at autogroup nice 10). */
+static void lower_priority(void)
+{
+	int nice;
+
+	errno = 0;
+	nice = getpriority(PRIO_PROCESS, 0);
+	if (nice != -1 || errno == 0)
+		(void)setpriority(PRIO_PROCESS, 0, nice + PSKTUN_LOWPRIO_NICE);
+}
+
+static _Noreturn void child(pid_t parent, char *map, const struct layout *l, const char *path,
+			    bool check_mode, const struct psktun_keys *old)
+{
+	struct shared *sh = (struct shared *)map;
+	struct psktun_keys *k = NULL;
+	struct psktun_key_change *ch = NULL;
+	struct psktun_diag diag;
+	size_t n_ch = 0;
+	int code = CHILD_DONE;
+
+	/* Gone with the thread that waits for it, whatever kills that. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+		_exit(1);
+	(void)setsid();
+	lower_priority();
+	psktun_diag_init(&diag);
+	sh->r = psktun_keys_load(path, check_mode, &k, &diag);
+	if (sh->r == 0) {
+		sh->ch_known = psktun_keys_changed(old, k, &ch, &n_ch) == 0;
+		if (store_out(map, l, k, ch, n_ch) < 0)
+			code = CHILD_NO_ROOM;
+	}
+	diag_out(sh, &diag);
+	free(ch);
+	psktun_keys_free(k);	/* zeroes this copy of the keys */
+	_exit(code);
+}
+
+static int wait_child(pid_t pid)
+{
+	int st;
+
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int psktun_keys_load_apart(const char *path, bool check_mode, const struct psktun_keys *old,
+			   struct psktun_keys **out, struct psktun_key_change **ch, size_t *n_ch,
+			   bool *ch_known, struct psktun_diag *diag)
+{
+	struct layout l;
+	struct psktun_keys *k;
+	struct shared *sh;
+	struct stat st;
+	char *map;
+	pid_t pid;
+
+	*out = NULL;
+	*ch = NULL;
+	*n_ch = 0;
+	*ch_known = false;
+	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 || st.st_size > (64 << 20))
+		return PSKTUN_KEYS_NOT_APART;	/* the load here says why */
+	lay_out(&l, (size_t)st.st_size, old ? old->n : 0);
+	map = psktun_secmem_alloc_shared(l.len, l.secret_off, l.secret_cap);
+	k = calloc(1, sizeof(*k));
+	if (!map || !k)
+		goto not_apart;
+	sh = (struct shared *)map;
+	pid = fork();
+	if (pid == 0)
+		child(getppid(), map, &l, path, check_mode, old);
+	if (pid < 0 || wait_child(pid) != CHILD_DONE)
+		goto not_apart;
+	diag_in(sh, diag);
+	if (sh->r < 0) {
+		psktun_secmem_free_in(map, l.len, map + l.secret_off, l.secret_cap);
+		free(k);
+		return sh->r;
+	}
+	if (sh->n_ch) {
+		*ch = malloc(sh->n_ch * sizeof(**ch));
+		if (!*ch)	/* not known: the commit checks every session */
+			sh->ch_known = false;
+		else
+			memcpy(*ch, map + l.ch_off, sh->n_ch * sizeof(**ch));
+	}
+	*n_ch = *ch ? sh->n_ch : 0;
+	*ch_known = sh->ch_known;
+	k->map = map;
+	k->map_len = l.len;
+	k->v = sh->n ? (struct psktun_key *)(map + l.v_off) : NULL;
+	k->n = sh->n;
+	k->names = map + l.names_off;
+	k->names_len = k->names_cap = sh->names_len;
+	k->secret = (uint8_t *)map + l.secret_off;
+	k->secret_len = sh->secret_len;
+	k->secret_cap = l.secret_cap;
+	*out = k;
+	return 0;
+not_apart:
+	if (map)
+		psktun_secmem_free_in(map, l.len, map + l.secret_off, l.secret_cap);
+	free(k);
+	return PSKTUN_KEYS_NOT_APART;
+}
