@@ -27,14 +27,6 @@ struct shared {
 	char diag[DIAG_BYTES];
 };
 
-/* Where each part lies in the mapping, and how much each may hold. */
-struct layout {
-	size_t secret_off, secret_cap;	/* page-aligned: locked */
-	size_t v_off, v_cap;		/* entries */
-	size_t names_off, names_cap;	/* bytes */
-	size_t ch_off, ch_cap;		/* changes */
-	size_t len;
-};
 
 static size_t page_up(size_t n)
 {
@@ -46,7 +38,7 @@ static size_t page_up(size_t n)
 /* Room for any valid file of `size` bytes: a key line holds at least
  * 1 + 1 + 2 * PSKTUN_KEY_MIN bytes and a newline, an identity and two hex
  * digits a key byte. */
-static void lay_out(struct layout *l, size_t size, size_t old_n)
+static void lay_out(struct psktun_keys_layout *l, size_t size, size_t old_n)
 {
 	l->secret_off = page_up(sizeof(struct shared));
 	l->secret_cap = page_up(size / 2 + 1);
@@ -87,7 +79,7 @@ static void diag_in(const struct shared *sh, struct psktun_diag *diag)
 }
 
 /* The child's store, moved into the mapping: pointers rebased to it. */
-static int store_out(char *map, const struct layout *l, const struct psktun_keys *k,
+static int store_out(char *map, const struct psktun_keys_layout *l, const struct psktun_keys *k,
 		     const struct psktun_key_change *ch, size_t n_ch)
 {
 	struct shared *sh = (struct shared *)map;
@@ -128,7 +120,7 @@ static void lower_priority(void)
 		(void)setpriority(PRIO_PROCESS, 0, nice + PSKTUN_LOWPRIO_NICE);
 }
 
-static _Noreturn void child(pid_t parent, char *map, const struct layout *l, const char *path,
+static _Noreturn void child(pid_t parent, char *map, const struct psktun_keys_layout *l, const char *path,
 			    bool check_mode, const struct psktun_keys *old)
 {
 	struct shared *sh = (struct shared *)map;
@@ -166,63 +158,107 @@ static int wait_child(pid_t pid)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-int psktun_keys_load_apart(const char *path, bool check_mode, const struct psktun_keys *old,
-			   struct psktun_keys **out, struct psktun_key_change **ch, size_t *n_ch,
-			   bool *ch_known, struct psktun_diag *diag)
+int psktun_keys_apart_prepare(struct psktun_keys_apart *a, const char *path, const struct psktun_keys *old)
 {
-	struct layout l;
-	struct psktun_keys *k;
-	struct shared *sh;
 	struct stat st;
-	char *map;
-	pid_t pid;
+
+	memset(a, 0, sizeof(*a));
+	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 || st.st_size > (64 << 20))
+		return PSKTUN_KEYS_NOT_APART;	/* the load here says why */
+	lay_out(&a->l, (size_t)st.st_size, old ? old->n : 0);
+	a->map = psktun_secmem_alloc_shared(a->l.len, a->l.secret_off, a->l.secret_cap);
+	return a->map ? 0 : PSKTUN_KEYS_NOT_APART;
+}
+
+int psktun_keys_apart_start(struct psktun_keys_apart *a, const char *path, bool check_mode,
+			    const struct psktun_keys *old)
+{
+	pid_t parent = getpid(), pid;
+
+	if (!a->map)
+		return PSKTUN_KEYS_NOT_APART;
+	pid = fork();
+	if (pid == 0)
+		child(parent, a->map, &a->l, path, check_mode, old);
+	if (pid < 0) {
+		psktun_keys_apart_drop(a);
+		return PSKTUN_KEYS_NOT_APART;
+	}
+	a->pid = pid;
+	return 0;
+}
+
+void psktun_keys_apart_drop(struct psktun_keys_apart *a)
+{
+	if (a->pid > 0) {
+		kill(a->pid, SIGKILL);
+		wait_child(a->pid);
+	}
+	if (a->map)
+		psktun_secmem_free_in(a->map, a->l.len, a->map + a->l.secret_off, a->l.secret_cap);
+	memset(a, 0, sizeof(*a));
+}
+
+int psktun_keys_apart_finish(struct psktun_keys_apart *a, struct psktun_keys **out,
+			     struct psktun_key_change **ch, size_t *n_ch, bool *ch_known,
+			     struct psktun_diag *diag)
+{
+	struct psktun_keys *k = calloc(1, sizeof(*k));
+	struct shared *sh = (struct shared *)a->map;
+	int code = a->pid > 0 ? wait_child(a->pid) : -1, r;
 
 	*out = NULL;
 	*ch = NULL;
 	*n_ch = 0;
 	*ch_known = false;
-	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 || st.st_size > (64 << 20))
-		return PSKTUN_KEYS_NOT_APART;	/* the load here says why */
-	lay_out(&l, (size_t)st.st_size, old ? old->n : 0);
-	map = psktun_secmem_alloc_shared(l.len, l.secret_off, l.secret_cap);
-	k = calloc(1, sizeof(*k));
-	if (!map || !k)
-		goto not_apart;
-	sh = (struct shared *)map;
-	pid = fork();
-	if (pid == 0)
-		child(getppid(), map, &l, path, check_mode, old);
-	if (pid < 0 || wait_child(pid) != CHILD_DONE)
-		goto not_apart;
+	a->pid = 0;
+	if (!k || code != CHILD_DONE) {
+		free(k);
+		psktun_keys_apart_drop(a);
+		return PSKTUN_KEYS_NOT_APART;
+	}
 	diag_in(sh, diag);
 	if (sh->r < 0) {
-		psktun_secmem_free_in(map, l.len, map + l.secret_off, l.secret_cap);
+		r = sh->r;
 		free(k);
-		return sh->r;
+		psktun_keys_apart_drop(a);
+		return r;
 	}
 	if (sh->n_ch) {
 		*ch = malloc(sh->n_ch * sizeof(**ch));
 		if (!*ch)	/* not known: the commit checks every session */
 			sh->ch_known = false;
 		else
-			memcpy(*ch, map + l.ch_off, sh->n_ch * sizeof(**ch));
+			memcpy(*ch, a->map + a->l.ch_off, sh->n_ch * sizeof(**ch));
 	}
 	*n_ch = *ch ? sh->n_ch : 0;
 	*ch_known = sh->ch_known;
-	k->map = map;
-	k->map_len = l.len;
-	k->v = sh->n ? (struct psktun_key *)(map + l.v_off) : NULL;
+	k->map = a->map;
+	k->map_len = a->l.len;
+	k->v = sh->n ? (struct psktun_key *)(a->map + a->l.v_off) : NULL;
 	k->n = sh->n;
-	k->names = map + l.names_off;
+	k->names = a->map + a->l.names_off;
 	k->names_len = k->names_cap = sh->names_len;
-	k->secret = (uint8_t *)map + l.secret_off;
+	k->secret = (uint8_t *)a->map + a->l.secret_off;
 	k->secret_len = sh->secret_len;
-	k->secret_cap = l.secret_cap;
+	k->secret_cap = a->l.secret_cap;
+	memset(a, 0, sizeof(*a));	/* the store owns the mapping now */
 	*out = k;
 	return 0;
-not_apart:
-	if (map)
-		psktun_secmem_free_in(map, l.len, map + l.secret_off, l.secret_cap);
-	free(k);
-	return PSKTUN_KEYS_NOT_APART;
+}
+
+int psktun_keys_load_apart(const char *path, bool check_mode, const struct psktun_keys *old,
+			   struct psktun_keys **out, struct psktun_key_change **ch, size_t *n_ch,
+			   bool *ch_known, struct psktun_diag *diag)
+{
+	struct psktun_keys_apart a;
+
+	*out = NULL;
+	*ch = NULL;
+	*n_ch = 0;
+	*ch_known = false;
+	if (psktun_keys_apart_prepare(&a, path, old) != 0 ||
+	    psktun_keys_apart_start(&a, path, check_mode, old) != 0)
+		return PSKTUN_KEYS_NOT_APART;
+	return psktun_keys_apart_finish(&a, out, ch, n_ch, ch_known, diag);
 }

@@ -3,6 +3,7 @@
 #define PSKTUN_KEYSPROC_H
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include "diag.h"
 #include "keys.h"
 
@@ -35,4 +36,36 @@
 int psktun_keys_load_apart(const char *path, bool check_mode, const struct psktun_keys *old,
 			   struct psktun_keys **out, struct psktun_key_change **ch, size_t *n_ch,
 			   bool *ch_known, struct psktun_diag *diag);
+
+/* The same in three steps, so that the fork() can be made by the thread
+ * whose malloc() must not wait for it: glibc's fork() holds every malloc
+ * arena's lock while the kernel copies the page tables, and from a low-
+ * priority thread that lost the CPU there, the event loop's next malloc()
+ * waited 43 ms (perf: __lll_lock_wait_private). */
+struct psktun_keys_layout {	/* where each part lies in the mapping, how much it may hold */
+	size_t secret_off, secret_cap;	/* page-aligned: locked */
+	size_t v_off, v_cap;		/* entries */
+	size_t names_off, names_cap;	/* bytes */
+	size_t ch_off, ch_cap;		/* changes */
+	size_t len;
+};
+
+struct psktun_keys_apart {
+	struct psktun_keys_layout l;
+	char *map;
+	pid_t pid;
+};
+
+/* Any thread: sets the mapping aside (0), or PSKTUN_KEYS_NOT_APART. */
+int psktun_keys_apart_prepare(struct psktun_keys_apart *a, const char *path, const struct psktun_keys *old);
+/* The thread that must not wait: fork()s the child (1-4 ms with a million
+ * keys); 0, or PSKTUN_KEYS_NOT_APART (and a is dropped). */
+int psktun_keys_apart_start(struct psktun_keys_apart *a, const char *path, bool check_mode,
+			    const struct psktun_keys *old);
+/* Any thread: waits for the child; then as psktun_keys_load_apart(). */
+int psktun_keys_apart_finish(struct psktun_keys_apart *a, struct psktun_keys **out,
+			     struct psktun_key_change **ch, size_t *n_ch, bool *ch_known,
+			     struct psktun_diag *diag);
+/* Kills a started child, frees the mapping; a zeroed one is fine. */
+void psktun_keys_apart_drop(struct psktun_keys_apart *a);
 #endif
