@@ -1,5 +1,6 @@
 /* keysproc: loads a key file in a child process of its own session, into memory the caller shares. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "keysproc.h"
@@ -105,19 +107,31 @@ static int store_out(char *map, const struct psktun_keys_layout *l, const struct
 	return 0;
 }
 
-/* nice +10: where the scheduler weighs processes against each other (no
- * autogroups), the loops come first. In a session of its own (an autogroup)
- * the child is weighed against the other sessions as one of them, and its
- * nice counts only inside it: its autogroup's is left alone, or a reload
- * would take 20 s on a busy machine (measured: at autogroup nice 10). */
+/* nice +10, for the process and for its session's autogroup (sched(7)):
+ * with autogroups the scheduler weighs sessions against each other first,
+ * and a process's nice counts only inside its own; at autogroup nice 0 the
+ * child was one more session as heavy as the daemon's, and a busy
+ * machine's round trips stretched for all of it. The kernel refuses a
+ * second autogroup change within 100 ms (EAGAIN): a few tries. */
 static void lower_priority(void)
 {
-	int nice;
+	static const char ten[] = "10";
+	int fd, nice;
 
+	_Static_assert(PSKTUN_LOWPRIO_NICE == 10, "the autogroup's nice, as text");
 	errno = 0;
 	nice = getpriority(PRIO_PROCESS, 0);
 	if (nice != -1 || errno == 0)
 		(void)setpriority(PRIO_PROCESS, 0, nice + PSKTUN_LOWPRIO_NICE);
+	fd = open("/proc/self/autogroup", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	for (int i = 0; i < 5; i++) {
+		if (write(fd, ten, sizeof(ten) - 1) >= 0 || errno != EAGAIN)
+			break;
+		(void)nanosleep(&(struct timespec){ .tv_nsec = 25 * 1000 * 1000 }, NULL);
+	}
+	close(fd);
 }
 
 static _Noreturn void child(pid_t parent, char *map, const struct psktun_keys_layout *l, const char *path,

@@ -15,14 +15,14 @@
  * psktun_keys_load(path, check_mode, out, diag) and, when it succeeds,
  * psktun_keys_changed(old, *out, ch, n_ch) (*ch_known: whether that worked),
  * done by a child process that calls setsid() and lowers its priority
- * (nice +10).
+ * (nice +10, and its new autogroup's too).
  *
  * Why a process and not a thread: Linux shares CPU time between sessions
  * (autogroups) or cgroups first and between the threads of one only then,
  * so a low-priority thread spends its own process's share, and for all of a
  * million-key load (1.6 s of CPU) the event loop waits for the CPU behind
  * the other processes of a busy machine. A child in a session of its own
- * spends its own share.
+ * spends its own share, and at autogroup nice +10 yields to the others.
  *
  * The store lands in one shared anonymous mapping made before the fork
  * (its key pages out of core dumps and locked, like psktun_secmem), at the
