@@ -29,7 +29,6 @@ struct shared {
 	char diag[DIAG_BYTES];
 };
 
-
 static size_t page_up(size_t n)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);

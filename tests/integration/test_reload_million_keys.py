@@ -5,9 +5,10 @@ meter -> psktund gateway -> psktund terminator (1,000,000 keys) -> echo. The
 meter asks, waits for the answer, asks again, without pause, and records
 each round trip. The terminator reloads (SIGHUP) the same million keys,
 three times: the key file is read, sorted, checked and compared with the
-running keys on a thread of its own at a lower priority (nice +10), the old
-keys are freed there too, and the commit on the loop looks only at the
-identities whose key went or changed (none here). Before, the loop stopped
+running keys by a child process in a session of its own at a lower priority
+(nice +10, its autogroup too), into memory it shares with the daemon; the
+old keys are freed on a thread at nice +10, and the commit on the loop looks
+only at the identities whose key went or changed (none here). Before, the loop stopped
 for the whole reload (1.6 s here), then for 53-107 ms at a time.
 
 Each reload is followed by a quiet window as long as it (same traffic, no
