@@ -395,8 +395,8 @@ static void reload_load_free(struct reload_load *ld)
 
 static void reload_load_abandon(struct daemon *d)
 {
-	if (d->reload_load)
-		d->reload_load->abandoned = true;
+	if (d->reload_load)	/* read by its thread: a key child is killed */
+		__atomic_store_n(&d->reload_load->abandoned, true, __ATOMIC_RELEASE);
 	d->reload_load = NULL;
 }
 
@@ -427,9 +427,11 @@ static int reload_load_keys(struct reload_load *ld)
 	int r = PSKTUN_KEYS_NOT_APART;
 
 	if (ld->apart)
-		r = psktun_keys_apart_finish(&ld->keys_apart, &ld->keys, &ld->ch.v, &ld->ch.n, &ld->ch.known,
-					     &ld->diag);
+		r = psktun_keys_apart_finish(&ld->keys_apart, &ld->abandoned, &ld->keys, &ld->ch.v, &ld->ch.n,
+					     &ld->ch.known, &ld->diag);
 	ld->apart = r != PSKTUN_KEYS_NOT_APART;
+	if (__atomic_load_n(&ld->abandoned, __ATOMIC_ACQUIRE))	/* stopping: not worth a load */
+		return ld->apart ? r : -ECANCELED;
 	if (!ld->apart)
 		r = psktun_keys_load(ld->cfg->keys, true, &ld->keys, &ld->diag);
 	if (r == 0)

@@ -212,13 +212,35 @@ void psktun_keys_apart_drop(struct psktun_keys_apart *a)
 	memset(a, 0, sizeof(*a));
 }
 
-int psktun_keys_apart_finish(struct psktun_keys_apart *a, struct psktun_keys **out,
+/* Its exit code; killed at once when *cancel turns true (polled every 20 ms:
+ * the thread that reaps it is the one that kills it, so never another pid). */
+static int wait_child_or_cancel(pid_t pid, const bool *cancel)
+{
+	int st;
+	pid_t got;
+
+	for (;;) {
+		got = waitpid(pid, &st, WNOHANG);
+		if (got == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+		if (got < 0 && errno != EINTR)
+			return -1;
+		if (cancel && __atomic_load_n(cancel, __ATOMIC_ACQUIRE)) {
+			kill(pid, SIGKILL);
+			wait_child(pid);
+			return -1;
+		}
+		(void)nanosleep(&(struct timespec){ .tv_nsec = 20 * 1000 * 1000 }, NULL);
+	}
+}
+
+int psktun_keys_apart_finish(struct psktun_keys_apart *a, const bool *cancel, struct psktun_keys **out,
 			     struct psktun_key_change **ch, size_t *n_ch, bool *ch_known,
 			     struct psktun_diag *diag)
 {
 	struct psktun_keys *k = calloc(1, sizeof(*k));
 	struct shared *sh = (struct shared *)a->map;
-	int code = a->pid > 0 ? wait_child(a->pid) : -1, r;
+	int code = a->pid > 0 ? wait_child_or_cancel(a->pid, cancel) : -1, r;
 
 	*out = NULL;
 	*ch = NULL;
@@ -273,5 +295,5 @@ int psktun_keys_load_apart(const char *path, bool check_mode, const struct psktu
 	if (psktun_keys_apart_prepare(&a, path, old) != 0 ||
 	    psktun_keys_apart_start(&a, path, check_mode, old) != 0)
 		return PSKTUN_KEYS_NOT_APART;
-	return psktun_keys_apart_finish(&a, out, ch, n_ch, ch_known, diag);
+	return psktun_keys_apart_finish(&a, NULL, out, ch, n_ch, ch_known, diag);
 }

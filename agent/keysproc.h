@@ -62,8 +62,9 @@ int psktun_keys_apart_prepare(struct psktun_keys_apart *a, const char *path, con
  * keys); 0, or PSKTUN_KEYS_NOT_APART (and a is dropped). */
 int psktun_keys_apart_start(struct psktun_keys_apart *a, const char *path, bool check_mode,
 			    const struct psktun_keys *old);
-/* Any thread: waits for the child; then as psktun_keys_load_apart(). */
-int psktun_keys_apart_finish(struct psktun_keys_apart *a, struct psktun_keys **out,
+/* Any thread: waits for the child; then as psktun_keys_load_apart(). When
+ * *cancel (if not NULL) turns true meanwhile, kills it: PSKTUN_KEYS_NOT_APART. */
+int psktun_keys_apart_finish(struct psktun_keys_apart *a, const bool *cancel, struct psktun_keys **out,
 			     struct psktun_key_change **ch, size_t *n_ch, bool *ch_known,
 			     struct psktun_diag *diag);
 /* Kills a started child, frees the mapping; a zeroed one is fine. */

@@ -35,6 +35,7 @@ PSKTUN_RELOADS the number of reloads (default 3, at least 3).
 Exit 0: all passed, 1: a test failed, 77: psktund missing."""
 
 import os
+import signal
 import statistics
 import sys
 import threading
@@ -188,6 +189,34 @@ def test_a_reload_of_a_million_keys_delays_no_datagram_by_more_than_50_ms(env):
     if added > BOUND_MS:
         raise Fail('a reload added %.1f ms to the longest round trip (medians of %d), over %d ms'
                    % (added, len(worst), BOUND_MS))
+
+
+def _children(pid):
+    """The pids of a process's children (every thread's)."""
+    kids = []
+    for tid in os.listdir('/proc/%d/task' % pid):
+        try:
+            with open('/proc/%d/task/%s/children' % (pid, tid)) as f:
+                kids += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+    return kids
+
+
+def test_a_stop_during_a_reload_ends_its_key_loading_child(env):
+    """SIGTERM while the child loads the keys: psktund exits 0 at once, and the child is gone with it."""
+    h.psktund()
+    key = os.urandom(16)
+    term = h.Daemon(env, 'terminator', 'terminator',
+                    [dict(name='t1', accept='%s:%d' % (h.LO, h.free_udp_port()), connect='127.0.0.1:9')],
+                    {'meter-0001': key})
+    _write_big_keys(term.keyfile, key, 200000)
+    env.defer(term.stop)
+    term.start(timeout=120)
+    term.proc.send_signal(signal.SIGHUP)
+    kids = h.wait_until(lambda: _children(term.proc.pid), h.T, 'the key-loading child')
+    eq(term.terminate(timeout=10), 0, 'exit code')
+    h.wait_until(lambda: not any(os.path.exists('/proc/%d' % k) for k in kids), 5, 'the child gone')
 
 
 if __name__ == '__main__':
