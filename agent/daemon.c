@@ -18,7 +18,6 @@
 #include "state.h"
 #include "tunnel.h"
 #include "log.h"
-#include "keysproc.h"
 #include "lowprio.h"
 
 static void log_diag(const struct psktun_diag *diag)
@@ -378,16 +377,12 @@ struct reload_load {
 	struct reload_changes ch;
 	struct psktun_diag diag;
 	int r;
-	int pass;			/* 0: configuration; 1: keys */
-	bool apart;			/* keys_apart is set aside (pass 0) or started */
-	struct psktun_keys_apart keys_apart;
 	bool abandoned;			/* the daemon stopped meanwhile */
 	void (*done)(struct daemon *d, int r);
 };
 
 static void reload_load_free(struct reload_load *ld)
 {
-	psktun_keys_apart_drop(&ld->keys_apart);
 	free(ld->ch.v);
 	psktun_config_free(ld->cfg);
 	psktun_keys_free(ld->keys);
@@ -398,8 +393,8 @@ static void reload_load_free(struct reload_load *ld)
 
 static void reload_load_abandon(struct daemon *d)
 {
-	if (d->reload_load)	/* read by its thread: a key child is killed */
-		__atomic_store_n(&d->reload_load->abandoned, true, __ATOMIC_RELEASE);
+	if (d->reload_load)
+		d->reload_load->abandoned = true;
 	d->reload_load = NULL;
 }
 
@@ -413,45 +408,21 @@ static bool meters_same(const struct psktun_config *a, const struct psktun_confi
 	return true;
 }
 
-/* First pass, off the loop: the configuration, and room for the keys. */
-static int reload_load_config(struct reload_load *ld)
+static int reload_load_read(void *arg)
 {
-	int r = psktun_config_load(ld->path, &ld->cfg, &ld->diag);
+	struct reload_load *ld = arg;
+	int r;
 
-	if (r == 0)	/* the keys in a process of their own: see keysproc.h */
-		ld->apart = psktun_keys_apart_prepare(&ld->keys_apart, ld->cfg->keys, ld->old_keys) == 0;
-	return r;
-}
-
-/* Second pass, off the loop: the keys (from the child the loop started, or
- * here), checked against the configuration and compared with the running ones. */
-static int reload_load_keys(struct reload_load *ld)
-{
-	int r = PSKTUN_KEYS_NOT_APART;
-
-	if (ld->apart)
-		r = psktun_keys_apart_finish(&ld->keys_apart, &ld->abandoned, &ld->keys, &ld->ch.v, &ld->ch.n,
-					     &ld->ch.known, &ld->diag);
-	ld->apart = r != PSKTUN_KEYS_NOT_APART;
-	if (__atomic_load_n(&ld->abandoned, __ATOMIC_ACQUIRE))	/* stopping: not worth a load */
-		return ld->apart ? r : -ECANCELED;
-	if (!ld->apart)
+	r = psktun_config_load(ld->path, &ld->cfg, &ld->diag);
+	if (r == 0)
 		r = psktun_keys_load(ld->cfg->keys, true, &ld->keys, &ld->diag);
 	if (r == 0)
 		r = psktun_config_check_keys(ld->cfg, ld->keys, &ld->diag);
 	if (r == 0) {
-		if (!ld->apart)
-			ld->ch.known = psktun_keys_changed(ld->old_keys, ld->keys, &ld->ch.v, &ld->ch.n) == 0;
+		ld->ch.known = psktun_keys_changed(ld->old_keys, ld->keys, &ld->ch.v, &ld->ch.n) == 0;
 		ld->ch.meters_same = meters_same(ld->old_cfg, ld->cfg);
 	}
 	return r;
-}
-
-static int reload_load_read(void *arg)
-{
-	struct reload_load *ld = arg;
-
-	return ld->pass == 0 ? reload_load_config(ld) : reload_load_keys(ld);
 }
 
 /* At a lower priority than the loops: on a busy machine they come first. */
@@ -474,17 +445,6 @@ static void reload_load_done(uv_work_t *req, int status)
 	if (ld->abandoned || status < 0) {
 		reload_load_free(ld);
 		return;
-	}
-	if (ld->pass == 0 && ld->r == 0) {
-		/* The fork() here, on the loop: glibc holds the malloc locks
-		 * through it, and the loop must not wait for another thread. */
-		if (ld->apart && psktun_keys_apart_start(&ld->keys_apart, ld->cfg->keys, true, ld->old_keys) != 0)
-			ld->apart = false;
-		ld->pass = 1;
-		if (uv_queue_work(d->loop, &ld->req, reload_load_work, reload_load_done) == 0)
-			return;
-		ld->r = -ENOMEM;
-		snprintf(d->reload_why, sizeof(d->reload_why), "out of memory");
 	}
 	d->reload_load = NULL;
 	done = ld->done;

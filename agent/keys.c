@@ -22,11 +22,6 @@ void psktun_keys_free(struct psktun_keys *k)
 {
 	if (!k)
 		return;
-	if (k->map) {
-		psktun_secmem_free_in(k->map, k->map_len, k->secret, k->secret_cap);
-		free(k);
-		return;
-	}
 	free(k->v);
 	free(k->names);
 	psktun_secmem_free(k->secret, k->secret_cap);	/* zeroes every key */

@@ -27,8 +27,6 @@ struct psktun_keys {
 	char *names;		/* every identity, NUL-terminated, one after the other: a
 				 * million meters are one allocation, not a million */
 	size_t names_len, names_cap;
-	void *map;		/* non-NULL: v, names and secret are in this one mapping */
-	size_t map_len;		/* (keysproc.c), unmapped whole */
 };
 
 /*

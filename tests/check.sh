@@ -70,15 +70,11 @@ else
 	echo "FAIL: bench-smoke"; total_fail=$((total_fail + 1)); status=1
 	tail -n 40 "$out/plain.bench"
 fi
-# A million keys' reload (test_reload_million_keys, 10-40 s a reload on a busy
-# machine now that the key load yields to everything else) is measured in the
-# plain run; the runs below check the same bound with a tenth of the keys.
-check_env=PSKTUN_RELOAD_KEYS=100000
 run sanitizers --enable-sanitizers
 # The suite again with the session sockets' sends through system calls, the
 # path of a kernel that refuses io_uring (the runs above use io_uring where the
 # build has liburing and the kernel allows it; test_io_path says which).
-check_env="PSKTUN_IO_URING=0 PSKTUN_RELOAD_KEYS=100000"
+check_env=PSKTUN_IO_URING=0
 run syscalls
 echo
 echo "$total_pass passed, $total_fail failed"
