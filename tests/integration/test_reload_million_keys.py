@@ -5,7 +5,7 @@ meter -> psktund gateway -> psktund terminator (1,000,000 keys) -> echo. The
 meter asks, waits for the answer, asks again, without pause, and records
 each round trip. The terminator reloads (SIGHUP) the same million keys,
 three times: the key file is read, sorted, checked and compared with the
-running keys on a thread of its own at a lower priority (nice +10), the old
+running keys on a thread of its own at the lowest priority (SCHED_IDLE, nice +10), the old
 keys are freed there too, and the commit on the loop looks only at the
 identities whose key went or changed (none here). Before, the loop stopped
 for the whole reload (1.6 s here), then for 53-107 ms at a time.
