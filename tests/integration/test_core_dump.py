@@ -77,6 +77,22 @@ def test_psks_are_not_in_a_core_dump_of_either_role(env):
     print('no key in the cores of a gateway and a terminator with 2 sessions up', flush=True)
 
 
+def test_reloaded_psks_are_not_in_a_core_dump(env):
+    """A reload reads the key file on a thread of its own: nothing of it stays behind in memory a dump holds."""
+    h.psktund()
+    keys = {'meter-0001': os.urandom(16), 'meter-0002': os.urandom(32)}
+    m1 = env.meter(name='meter-0001')
+    echo = env.echo(prefix=b'E:')
+    term = h.terminator(env, keys, echo.addr)
+    gw = h.gateway(env, keys, [('meter-0001', m1.source)], term.addr)
+    eq(term.reload(), 'configuration reloaded', 'reload')
+    eq(m1.request(b'one', gw.addr), b'E:one', 'meter-0001 echo after the reload')
+    core = gcore(env, term)
+    for ident, key in keys.items():
+        assert_absent(core, key, '%s\'s reloaded key' % ident)
+    print('no reloaded key in the core of a terminator', flush=True)
+
+
 def test_the_ticket_master_key_is_not_in_a_core_dump(env):
     h.psktund()
     ticket = os.urandom(64)
